@@ -1,0 +1,21 @@
+"""The course's autograder: an nbgrader course root plus `python -m autograder` commands.
+
+This folder is a plain nbgrader course root (see nbgrader_config.py):
+instructors can ``cd autograder`` and use ``nbgrader`` commands directly.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+COURSE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = COURSE_ROOT.parent
+SOURCE_DIR = COURSE_ROOT / "source"
+STUDENT_DIR = REPO_ROOT / "notebooks"
+
+
+def ensure_tools_on_path() -> None:
+    """Put this Python's bin/ first on PATH: nbgrader runs `alembic` by name."""
+    bin_dir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

@@ -1,0 +1,11 @@
+# nbgrader configuration of the course root (this folder). Plain `nbgrader`
+# commands run here use it, and so does `python -m autograder`.
+c = get_config()  # noqa: F821 (provided by traitlets)
+
+c.CourseDirectory.course_id = "vanishing-gradients"
+# The authored .py next to each source notebook holds the solutions and
+# hidden tests: never copy it into a release or a submission.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Demonstration cells may train small networks: allow a few minutes per cell.
+c.Execute.timeout = 300

@@ -1,0 +1,21 @@
+"""course_lib: the helper library of "Vanishing Gradients, hands-on".
+
+Small modules, one noun each (see ../README.md, "Author guide"):
+models, initialization, monitoring, datasets, training, plotting, widgets,
+checks, gradcheck, seeding. Notebooks import what they need explicitly, e.g.
+``from course_lib.models import build_mlp``.
+"""
+
+__version__ = "0.1.0"
+
+NOTEBOOKS = (
+    "01_chain_rule",
+    "02_sigmoid_saturation",
+    "03_rnn_long_range",
+    "04_relu_and_friends",
+    "05_initialization",
+    "06_normalization",
+    "07_resnets",
+    "08_diagnosing",
+)
+"""The course's notebooks in teaching order (planned; `autograder` builds the ones that exist)."""

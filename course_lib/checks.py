@@ -1,0 +1,239 @@
+"""Self-checks for practice questions: say what was expected, what came back, and why.
+
+Each check raises `CheckFailed` (an AssertionError, so nbgrader counts it as
+a failed test) with a message a student can act on, and prints one line when
+the answer passes. Known wrong answers ("mistakes") are recognised and
+explained. This module holds no answers: the notebook passes the expected
+values in, and hidden tests live only in the autograder's sources.
+"""
+
+import contextlib
+import copy
+import hashlib
+import math
+
+import numpy as np
+
+
+class CheckFailed(AssertionError):
+    """A practice answer is wrong; the message explains how."""
+
+
+def digest(answer) -> str:
+    """A short fingerprint of an answer, so a visible check can confirm it without showing it."""
+    text = answer.strip().upper() if isinstance(answer, str) else repr(answer)
+    return hashlib.sha256(f"vanishing-gradients:{text}".encode()).hexdigest()[:16]
+
+
+def _fail(name: str, lines: list[str]) -> None:
+    raise CheckFailed("\n".join([f"{name}: not yet right."] + [f"  {line}" for line in lines if line]))
+
+
+_quiet = False
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the pass messages (hidden tests use this; failures still raise)."""
+    global _quiet
+    saved, _quiet = _quiet, True
+    try:
+        yield
+    finally:
+        _quiet = saved
+
+
+def _passed(name: str, what: str = "the visible checks") -> None:
+    if not _quiet:
+        print(f"{name}: passes {what}.")
+
+
+def _to_array(value):
+    """A student's value as a float64 array, or None when it is not numeric."""
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+def _fmt(value) -> str:
+    array = _to_array(value)
+    if array is None:
+        return repr(value)
+    if array.ndim == 0:
+        return f"{float(array):.6g}"
+    return np.array2string(array, precision=4, threshold=12, suppress_small=False)
+
+
+def _close(got, expected, rtol: float, atol: float) -> bool:
+    a, b = _to_array(got), _to_array(expected)
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=False))
+
+
+def _missing(name: str, got) -> None:
+    if got is None or got is Ellipsis or got is NotImplemented:
+        _fail(name, [f"the answer is {got!r}: replace it with your own value, then run the cell again."])
+
+
+def _diagnose(got, mistakes, rtol: float, atol: float) -> str:
+    for wrong, explanation in (mistakes or []):
+        if _close(got, wrong, rtol, atol):
+            return f"Likely mistake: {explanation}"
+    return ""
+
+
+def check_close(name: str, got, expected, *, rtol: float = 1e-5, atol: float = 1e-8,
+                mistakes=None, hint: str = "") -> None:
+    """Check that number or array `got` equals `expected` within tolerance.
+
+    `mistakes` is a list of (wrong value, explanation) pairs; when `got`
+    matches one, its explanation is shown. `hint` is shown for any other miss.
+    """
+    _missing(name, got)
+    a, b = _to_array(got), np.asarray(expected, dtype=np.float64)
+    if a is None:
+        _fail(name, [f"expected a number or array, got {type(got).__name__} {got!r}.", hint])
+    if a.shape != b.shape:
+        _fail(name, [f"expected shape {b.shape}, got shape {a.shape}.", hint])
+    if not np.isfinite(a).all():
+        _fail(name, [f"the answer contains NaN or infinity: {_fmt(a)}.", hint])
+    if not _close(a, b, rtol, atol):
+        why = _diagnose(a, mistakes, rtol, atol)
+        _fail(name, [f"expected {_fmt(b)} (relative tolerance {rtol:g}), got {_fmt(a)}.", why or hint])
+    _passed(name)
+
+
+def check_integer(name: str, got, expected: int | None = None, *, mistakes=None, hint: str = "") -> None:
+    """Check that `got` is an int (not a float or bool) and, when given, equals `expected`."""
+    _missing(name, got)
+    if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
+        _fail(name, [f"expected a whole number (an int), got {type(got).__name__} {got!r}.",
+                     "Use int(...) or math.ceil(...) to turn your result into an int."])
+    if expected is not None and int(got) != expected:
+        why = next((f"Likely mistake: {text}" for wrong, text in (mistakes or []) if wrong == int(got)), "")
+        _fail(name, [f"got {int(got)}, which is not right.", why or hint])
+    _passed(name, "the visible checks" if expected is not None else "the type check")
+
+
+def check_choice(name: str, got, options, *, expected=None, expected_digest: str | None = None,
+                 explanations=None) -> None:
+    """Check a multiple-choice answer: one of `options`, and the right one.
+
+    Give the right option as `expected`, or as `expected_digest` (see `digest`)
+    in a visible check that should not print the answer. `explanations` maps
+    a wrong option to why it is wrong.
+    """
+    _missing(name, got)
+    normalized = got.strip().upper() if isinstance(got, str) else got
+    if normalized not in options:
+        _fail(name, [f"answer with one of {list(options)} (a string), got {got!r}."])
+    right = normalized == expected if expected is not None else \
+        digest(normalized) == expected_digest if expected_digest is not None else True
+    if not right:
+        _fail(name, [f"{normalized!r} is not the best answer.", (explanations or {}).get(normalized, "")])
+    _passed(name)
+
+
+def check_labels(name: str, got, keys, allowed, *, expected=None, expected_digests=None,
+                 explanations=None) -> None:
+    """Check a dict of labels (a diagnosis per item): every key in `keys`, each value in `allowed`.
+
+    The right labels come as `expected` (a dict) or `expected_digests` (key ->
+    `digest` of the label); `explanations` maps (key, wrong label) to a hint.
+    """
+    _missing(name, got)
+    if not isinstance(got, dict):
+        _fail(name, [f"expected a dict like {{{keys[0]!r}: {allowed[0]!r}, ...}}, got {type(got).__name__}."])
+    missing = [k for k in keys if k not in got]
+    if missing:
+        _fail(name, [f"missing keys {missing}; give a label for each of {list(keys)}."])
+    extra = [k for k in got if k not in keys]
+    if extra:
+        _fail(name, [f"unexpected keys {extra}; only {list(keys)} are asked for."])
+    bad = {k: v for k, v in got.items() if not isinstance(v, str) or v not in allowed}
+    if bad:
+        _fail(name, [f"labels must be one of {list(allowed)}; these are not: {bad}."])
+    if expected is not None:
+        wrong = [k for k in keys if got[k] != expected[k]]
+    elif expected_digests is not None:
+        wrong = [k for k in keys if digest(got[k]) != expected_digests[k]]
+    else:
+        wrong = []
+    if wrong:
+        lines = [f"{len(wrong)} of {len(keys)} labels are wrong: {wrong}."]
+        lines += [(explanations or {}).get((k, got[k]), "") for k in wrong]
+        _fail(name, lines)
+    _passed(name)
+
+
+def _same_args(before, after) -> bool:
+    """True when no array inside `after` differs from its copy in `before`."""
+    for x, y in zip(before, after):
+        if isinstance(x, (list, tuple)):
+            if not _same_args(x, y):
+                return False
+        elif hasattr(x, "shape") and not np.array_equal(_to_array(x), _to_array(y), equal_nan=True):
+            return False
+    return True
+
+
+def check_function(name: str, fn, cases, *, rtol: float = 1e-6, atol: float = 1e-9,
+                   mistakes=None, hint: str = "") -> None:
+    """Call the student's `fn` on each case and compare with the expected result.
+
+    `cases` is a list of (args tuple, expected). `mistakes` is a list of
+    (wrong implementation, explanation): when the student's output equals what
+    the wrong implementation returns, the explanation is shown. Also checks
+    that `fn` does not modify its array arguments.
+    """
+    if not callable(fn):
+        _fail(name, [f"expected a function, got {type(fn).__name__}."])
+    for args, expected in cases:
+        shown = ", ".join(_fmt(a) if not isinstance(a, list) else f"[{len(a)} items]" for a in args)
+        originals, call_args = copy.deepcopy(args), copy.deepcopy(args)
+        try:
+            got = fn(*call_args)
+        except NotImplementedError:
+            _fail(name, ["the function still raises NotImplementedError: write your code in its body."])
+        except Exception as error:  # the student's code failed: say where
+            _fail(name, [f"calling it with ({shown}) raised {type(error).__name__}: {error}", hint])
+        if not _same_args(originals, call_args):
+            _fail(name, [f"calling it with ({shown}) changed its input arrays; work on a copy instead."])
+        if not _close(got, expected, rtol, atol):
+            wrong_answers = []
+            for wrong_fn, explanation in (mistakes or []):
+                try:
+                    wrong_answers.append((wrong_fn(*copy.deepcopy(args)), explanation))
+                except Exception:
+                    continue
+            a = _to_array(got)
+            shape_note = "" if a is None or a.shape == np.shape(expected) else \
+                f"(shape {a.shape}, expected {np.shape(expected)}) "
+            why = _diagnose(got, wrong_answers, rtol, atol)
+            _fail(name, [f"with input ({shown})", f"expected {_fmt(expected)}",
+                         f"got      {shape_note}{_fmt(got)}", why or hint])
+    _passed(name)
+
+
+def check_prediction(name: str, got, measured: float, *, rtol: float = 0.01, mistakes=None,
+                     hint: str = "") -> None:
+    """Compare a predicted number with what an experiment measured (within `rtol`)."""
+    _missing(name, got)
+    a = _to_array(got)
+    if a is None or a.ndim != 0:
+        _fail(name, [f"expected a single number, got {type(got).__name__} {got!r}."])
+    value = float(a)
+    if not math.isfinite(value):
+        _fail(name, [f"the prediction is {value}; give a finite number."])
+    if not math.isclose(value, measured, rel_tol=rtol, abs_tol=0.0):
+        why = _diagnose(value, mistakes, rtol, 0.0)
+        _fail(name, [f"you predicted {value:.6g}; the experiment measures {measured:.6g} "
+                     f"(within {rtol:.0%} counts).", why or hint])
+    _passed(name, "the check against the experiment")

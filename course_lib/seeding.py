@@ -1,0 +1,32 @@
+"""Reproducibility: one call seeds every random number generator a notebook uses."""
+
+import random
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int = 0) -> torch.Generator:
+    """Seed Python's `random`, NumPy and PyTorch (CPU and CUDA) with `seed`.
+
+    Returns a `torch.Generator` seeded the same way, for code that wants its
+    own stream. Also turns on flush-to-zero for denormal floats: vanishing
+    gradients are tiny numbers, and denormal arithmetic is up to 100x slower
+    on CPUs.
+
+    >>> g = set_seed(0)
+    >>> torch.rand(1).item() == (set_seed(0), torch.rand(1).item())[1]
+    True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.set_flush_denormal(True)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device() -> torch.device:
+    """The GPU when one is present, else the CPU (everything here runs on a CPU)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
