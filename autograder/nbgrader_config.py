@@ -9,3 +9,12 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Demonstration cells may train small networks: allow a few minutes per cell.
 c.Execute.timeout = 300
+
+# Grading mode: skip demonstration cells (tag "demo"); runs after nbgrader has
+# restored the locked cells, so it sees the authored tags of graded cells.
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec  # noqa: E402
+
+from autograder.preprocessors import SkipDemoCells  # noqa: E402
+
+c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+                                      CheckCellMetadata, SkipDemoCells]

@@ -51,7 +51,7 @@ print(f"torch {torch.__version__} on {device}")
 # output back to the input. Let's compute that product by hand and compare it
 # with what PyTorch's autograd computes.
 
-# %%
+# %% tags=["demo"]
 x = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
 h1 = x**2
 h2 = torch.sin(h1)
@@ -83,7 +83,7 @@ assert math.isclose(by_hand, x.grad.item(), rel_tol=1e-12)
 # the activation's slope. Below, a three-layer tanh network: we build each
 # Jacobian by that formula, check it against autograd's Jacobian, and multiply.
 
-# %%
+# %% tags=["demo"]
 widths = [4, 5, 3, 2]  # h0 has 4 numbers, h3 has 2
 weights = [torch.randn(n_out, n_in, dtype=torch.float64) for n_in, n_out in zip(widths, widths[1:])]
 h0 = torch.randn(widths[0], dtype=torch.float64, requires_grad=True)
@@ -122,7 +122,7 @@ assert torch.allclose(torch.autograd.functional.jacobian(layer_1, h0.detach()), 
 # $\max|a - b| / \max(|a| + |b|)$; in float64, below $10^{-7}$ means the backward
 # pass is right. Here is the check on $f(x) = \sum \tanh(Wx)^2$.
 
-# %%
+# %% tags=["demo"]
 W = torch.randn(5, 4, dtype=torch.float64)
 x0 = torch.randn(4, dtype=torch.float64)
 
@@ -145,7 +145,7 @@ assert error < 1e-7
 # digits to rounding. Float32 has only about 7 significant digits, which is why
 # gradient checks run in float64.
 
-# %%
+# %% tags=["demo"]
 eps_values = np.logspace(-13, -1, 25)
 errors = [relative_error(numerical_gradient(f, x0.numpy().copy(), eps=eps), analytic) for eps in eps_values]
 W32 = W.float()
@@ -177,7 +177,7 @@ assert error_float32 > 1e-3  # float32 is useless for gradient checking
 # multiplies one such factor per layer. Let's measure the best case: a chain
 # $h_k = \sigma(h_{k-1}) - \tfrac12$ that keeps every pre-activation at exactly 0.
 
-# %%
+# %% tags=["demo"]
 z = torch.linspace(-8, 8, 16001, dtype=torch.float64)
 slope = torch.sigmoid(z) * (1 - torch.sigmoid(z))
 print(f"largest sigmoid slope: {slope.max().item():.6f} at z = {z[slope.argmax()].item():.3f}")
@@ -195,7 +195,7 @@ assert np.allclose(best_case, 0.25**depths, rtol=1e-12)
 # $w = 4$ would keep the product at 1, but such large weights push the
 # pre-activations away from 0, where the slope collapses (notebook 02).
 
-# %%
+# %% tags=["demo"]
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 for i, (weight, x_start) in enumerate([(1.0, 0.0), (1.0, 2.0), (4.0, 0.0), (4.0, 1.0)]):
     grads = [abs(sigmoid_chain_gradient(int(d), weight=weight, x=x_start)) for d in depths]
@@ -221,7 +221,7 @@ assert abs(sigmoid_chain_gradient(30, weight=4.0, x=1.0)) < 1e-3  # ...but fragi
 # $\mathbb E\|Wv\|^2 = s^2\|v\|^2$, so each layer scales the norm by about $s$.
 # Below, 100 random draws per setting, 50 layers, width 64.
 
-# %%
+# %% tags=["demo"]
 depth = 50
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 slopes = {}
