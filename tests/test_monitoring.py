@@ -1,0 +1,133 @@
+"""GradientMonitor against autograd as the oracle, and its hooks' lifecycle."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.models import build_mlp
+from course_lib.monitoring import METRICS, GradientMonitor
+
+
+def batch(seed=0, n=32, features=6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, features, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def loss_of(net, X, y):
+    return torch.nn.functional.cross_entropy(net(X), y)
+
+
+def hook_count(net):
+    count = len(net._forward_pre_hooks) + len(net._forward_hooks)
+    for module in net.modules():
+        count += len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
+    for p in net.parameters():
+        count += len(getattr(p, "_post_accumulate_grad_hooks", None) or {})
+    return count
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_norms_equal_autograd(activation):
+    net = build_mlp(4, 10, activation=activation, in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    # Oracle: autograd gradients of each block's weight and output.
+    outputs = []
+    handles = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in net.blocks]
+    loss = loss_of(net, X, y)
+    for h in handles:
+        h.remove()
+    weights = [b.linear.weight for b in net.blocks]
+    expected = torch.autograd.grad(loss, weights + outputs)
+    net.zero_grad()
+    with GradientMonitor(net) as monitor:
+        loss_of(net, X, y).backward()
+    w_grads, out_grads = expected[:4], expected[4:]
+    assert np.allclose(monitor.latest("grad_norm"), [g.norm().item() for g in w_grads], rtol=1e-5)
+    assert np.allclose(monitor.latest("grad_std"), [g.std().item() for g in w_grads], rtol=1e-5)
+    assert np.allclose(monitor.latest("out_grad_norm"), [g.norm().item() for g in out_grads], rtol=1e-5)
+    assert np.allclose(monitor.latest("act_mean"), [o.mean().item() for o in outputs], rtol=1e-5, atol=1e-7)
+    assert np.allclose(monitor.latest("act_std"), [o.std().item() for o in outputs], rtol=1e-5)
+    assert np.allclose(monitor.latest("grad_data"),
+                       [g.std().item() / w.std().item() for g, w in zip(w_grads, weights)], rtol=1e-5)
+
+
+def test_update_ratio_matches_the_optimizer_step():
+    net = build_mlp(3, 10, activation="tanh", in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    before = [b.linear.weight.detach().clone() for b in net.blocks]
+    with GradientMonitor(net) as monitor:
+        opt.zero_grad()
+        loss_of(net, X, y).backward()
+        opt.step()
+    expected = [((b.linear.weight.detach() - w0).std() / w0.std()).item() for b, w0 in zip(net.blocks, before)]
+    assert np.allclose(monitor.latest("update_data"), expected, rtol=1e-5)
+
+
+def test_saturated_and_dead_fractions():
+    sat = build_mlp(2, 50, activation="sigmoid", init="normal", std=20.0, in_features=6, seed=0)
+    X, _ = batch()
+    with GradientMonitor(sat) as monitor:
+        sat(X).sum().backward()
+    out = torch.sigmoid(sat.blocks[0].linear(X))
+    expected = ((out < 0.03) | (out > 0.97)).float().mean().item()
+    assert monitor.latest("saturated")[0] == pytest.approx(expected)
+    assert monitor.latest("saturated")[0] > 0.5
+
+    dead = build_mlp(2, 20, activation="relu", init="he", in_features=6, seed=0)
+    with torch.no_grad():
+        dead.blocks[0].linear.bias[:10] = -100.0  # half the units of layer 1 never fire
+    with GradientMonitor(dead) as monitor:
+        dead(X).sum().backward()
+    assert monitor.latest("dead")[0] == pytest.approx(0.5)
+    assert np.isnan(monitor.latest("saturated")).all()  # not defined for ReLU
+
+
+def test_hooks_are_removed_on_exit_and_on_error():
+    net = build_mlp(3, 8, in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    assert hook_count(net) == 0
+    with GradientMonitor(net):
+        assert hook_count(net) > 0
+        loss_of(net, X, y).backward()
+    assert hook_count(net) == 0
+    with pytest.raises(RuntimeError, match="boom"):
+        with GradientMonitor(net):
+            raise RuntimeError("boom")
+    assert hook_count(net) == 0
+
+
+def test_records_training_steps_only():
+    net = build_mlp(2, 8, in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    with GradientMonitor(net, every=2) as monitor:
+        for _ in range(5):
+            loss_of(net, X, y).backward()
+        with torch.no_grad():
+            net(X)  # evaluation is not a step
+    arrays = monitor.as_arrays()
+    assert monitor.steps == [0, 2, 4]
+    assert set(arrays) == set(METRICS) and arrays["grad_norm"].shape == (3, 2)
+
+
+def test_report_names_the_problem():
+    X, y = batch(features=16)
+    deep_sigmoid = build_mlp(12, 32, activation="sigmoid", init="standard", in_features=16, out_features=3, seed=0)
+    with GradientMonitor(deep_sigmoid) as monitor:
+        loss_of(deep_sigmoid, X, y).backward()
+    assert "vanishing" in monitor.report() and monitor.diagnose()[0].kind == "vanishing"
+    healthy = build_mlp(6, 32, activation="relu", init="he", in_features=16, out_features=3, seed=0)
+    with GradientMonitor(healthy) as monitor:
+        loss_of(healthy, X, y).backward()
+    assert monitor.diagnose() == [] and "healthy" in monitor.report()
+
+
+def test_clear_errors():
+    net = build_mlp(2, 8, seed=0)
+    monitor = GradientMonitor(net)
+    with pytest.raises(RuntimeError, match="nothing recorded yet"):
+        monitor.latest("grad_norm")
+    with pytest.raises(ValueError, match="unknown metric"):
+        monitor.latest("gradnorm")
+    with pytest.raises(ValueError, match="no layers to watch"):
+        GradientMonitor(torch.nn.ReLU())

@@ -1,0 +1,83 @@
+"""Plot helpers (Axes in, Axes out, no global state) and the student-facing checks."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from course_lib import checks, plotting  # noqa: E402
+
+
+def test_plots_return_axes_and_leave_global_state_alone():
+    rc = dict(matplotlib.rcParams)
+    figures = plt.get_fignums()
+    ax = plotting.new_axes()
+    assert plotting.plot_gradient_norms({"a": [1e-6, 1e-3, 1.0], "b": [1, 1, 1]}, ax=ax) is ax
+    assert ax.get_yscale() == "log" and len(ax.lines) == 2
+    assert plotting.plot_activation_histograms([np.random.rand(100), np.random.rand(100)], ax=ax) is ax
+    assert plotting.plot_training_curves({"run": np.linspace(2, 0.1, 50)}, ax=ax, smooth=5) is ax
+    assert plotting.plot_layer_metric(np.random.rand(10, 3) + 1e-4, ax=ax, guide=1e-3) is ax
+    assert plotting.plot_gradient_norms([1.0, 2.0], ax=ax, bars=True) is ax
+    assert plt.get_fignums() == figures  # nothing registered with pyplot
+    assert dict(matplotlib.rcParams) == rc
+
+
+def test_plot_without_ax_makes_a_figure():
+    ax = plotting.plot_gradient_norms([1e-3, 1.0])
+    assert ax.get_xlabel().startswith("layer")
+    plt.close(ax.figure)
+
+
+def fails(fn, *args, **kwargs) -> str:
+    with pytest.raises(checks.CheckFailed) as info:
+        fn(*args, **kwargs)
+    assert isinstance(info.value, AssertionError)
+    return str(info.value)
+
+
+def test_check_close_explains(capsys):
+    checks.check_close("q", 1.0, 1.0)
+    assert "q: passes" in capsys.readouterr().out
+    message = fails(checks.check_close, "q", 2.5, 9.5e-7, mistakes=[(2.5, "you multiplied instead of powered")])
+    assert "expected 9.5e-07" in message and "got 2.5" in message and "multiplied instead" in message
+    assert "shape" in fails(checks.check_close, "q", np.zeros(3), np.zeros(2))
+    assert "NaN" in fails(checks.check_close, "q", float("nan"), 1.0)
+    assert "replace it" in fails(checks.check_close, "q", None, 1.0)
+
+
+def test_check_function_explains():
+    def square(x):
+        return x * x
+
+    checks.check_function("q", square, [((3.0,), 9.0)])
+    message = fails(checks.check_function, "q", lambda x: 2 * x, [((3.0,), 9.0)],
+                    mistakes=[(lambda x: 2 * x, "you doubled")])
+    assert "expected 9" in message and "got      6" in message and "you doubled" in message
+
+    def mutates(a):
+        a[0] = 99.0
+        return a.sum()
+    assert "changed its input" in fails(checks.check_function, "q", mutates, [((np.ones(2),), 100.0)])
+
+    def unfinished(x):
+        raise NotImplementedError()
+    assert "NotImplementedError" in fails(checks.check_function, "q", unfinished, [((1.0,), 1.0)])
+    assert "raised ZeroDivisionError" in fails(checks.check_function, "q", lambda x: 1 / 0, [((1.0,), 1.0)],
+                                              hint="divide later")
+
+
+def test_choice_labels_integer_prediction():
+    checks.check_choice("q", " a ", "ABCD", expected_digest=checks.digest("A"))
+    assert "one of" in fails(checks.check_choice, "q", "E", "ABCD")
+    assert "because" in fails(checks.check_choice, "q", "B", "ABCD", expected="A", explanations={"B": "because"})
+    checks.check_labels("q", {"x": "up"}, ["x"], ["up", "down"], expected_digests={"x": checks.digest("up")})
+    assert "missing keys" in fails(checks.check_labels, "q", {}, ["x"], ["up"])
+    assert "1 of 1 labels" in fails(checks.check_labels, "q", {"x": "down"}, ["x"], ["up", "down"],
+                                    expected={"x": "up"})
+    assert "an int" in fails(checks.check_integer, "q", 15.0, 15)
+    assert "0.25" in fails(checks.check_integer, "q", 14, 15, mistakes=[(14, "0.25**14 is too big")])
+    assert "measures 45.26" in fails(checks.check_prediction, "q", 44.0, 45.26)
+    with checks.quiet():
+        checks.check_prediction("q", 45.0, 45.26)
