@@ -15,7 +15,8 @@ dead           fraction of units whose activation derivative is 0 (< 1e-6) on
                every example of the batch (a dead ReLU passes no gradient)
 grad_data      std(dL/dW) / std(W)
 update_data    std(W_after - W_before) / std(W) for the optimizer step that
-               followed (Karpathy's rule of thumb: about 1e-3 is healthy)
+               followed (Karpathy's rule of thumb: about 1e-3 is healthy),
+               estimated on 4,096 sampled weights of larger layers
 ============== ==================================================================
 
 A step is one forward pass of the whole model with gradients enabled (passes
@@ -38,6 +39,16 @@ _COL = {name: i for i, name in enumerate(METRICS)}
 
 VANISHING_RATIO = 1e-2
 EXPLODING_RATIO = 1e2
+
+
+UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights per layer
+_DEAD_FROM_INPUT = ("elu", "gelu", "silu")  # their derivative is not a function of the output
+
+
+def _std(x: torch.Tensor) -> torch.Tensor:
+    """Sample std as the norm of the centred values (torch.std is several times slower on CPU)."""
+    x = x.float()
+    return torch.linalg.vector_norm(x - x.mean()) / max(x.numel() - 1, 1) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -115,8 +126,11 @@ class GradientMonitor:
         self.activations: list[torch.Tensor | None] = [None] * len(self.layers)
         self.output_grads: list[torch.Tensor | None] = [None] * len(self.layers)
         self._rows: list[np.ndarray] = []
+        self._seen: list[np.ndarray] = []  # which entries of each row were measured (NaN may be a measurement)
         self._handles: list = []
-        self._snapshots: list[torch.Tensor | None] | None = None
+        self._snapshots: dict | None = None
+        self._pending: dict | None = None
+        self._sample_at: dict[int, torch.Tensor | None] = {}
         self._pass = -1
         self._recording = False
 
@@ -144,66 +158,51 @@ class GradientMonitor:
     def detach(self) -> None:
         """Remove every hook and close the pending update:data measurement."""
         try:
-            self._finish_update()
+            self._flush()
         finally:
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
             self._snapshots = None
 
-    # -- hooks -----------------------------------------------------------------
+    # -- hooks ---------------------------------------------------------------
+    # Hooks only keep references; statistics are computed in a few batched
+    # operations per step (layers of equal shape are stacked), because a
+    # dozen small tensor operations per layer would cost more than the step.
     def _on_model_forward(self, module, args) -> None:
         if not torch.is_grad_enabled():
             self._recording = False
             return
-        self._finish_update()
+        self._flush()
         self._pass += 1
         self._recording = self._pass % self.every == 0
         if self._recording:
             self.steps.append(self._pass)
             self._rows.append(np.full((len(self.layers), len(METRICS)), np.nan))
-            self._snapshots = [None if layer.weight is None else layer.weight.detach().clone()
-                               for layer in self.layers]
+            self._seen.append(np.zeros((len(self.layers), len(METRICS)), dtype=bool))
+            self._pending = {"acts": {}, "inputs": {}, "out_grads": {}, "weight_grads": {}}
+            self._snapshots = {i: self._sample(i) for i, layer in enumerate(self.layers)
+                               if layer.weight is not None}
 
-    def _finish_update(self) -> None:
-        """Measure std(update)/std(W) for the step whose weights were snapshotted."""
-        if not self._snapshots or not self._rows:
-            return
-        row = self._rows[-1]
-        with torch.no_grad():
-            for index, (layer, before) in enumerate(zip(self.layers, self._snapshots)):
-                if before is None:
-                    continue
-                after = layer.weight.detach()
-                if not torch.equal(after, before):
-                    row[index, _COL["update_data"]] = ((after - before).std() / (before.std() + 1e-30)).item()
-                else:
-                    row[index, _COL["update_data"]] = 0.0
-        self._snapshots = None
+    def _sample(self, index: int) -> torch.Tensor:
+        """A copy of the layer's weights at fixed sampled positions (all of them for small layers)."""
+        flat = self.layers[index].weight.detach().reshape(-1)
+        if index not in self._sample_at:
+            count = flat.numel()
+            self._sample_at[index] = None if count <= UPDATE_SAMPLE else \
+                torch.randperm(count, generator=torch.Generator().manual_seed(index))[:UPDATE_SAMPLE].to(flat.device)
+        positions = self._sample_at[index]
+        return flat.clone() if positions is None else flat[positions]
 
     def _activation_hook(self, index: int):
         def hook(module, inputs, output):
             if not (self._recording and torch.is_grad_enabled() and isinstance(output, torch.Tensor)):
                 return
-            kind = self.layers[index].activation
-            with torch.no_grad():
-                out = output.detach().float()
-                std, mean = torch.std_mean(out)
-                saturated = dead = torch.tensor(math.nan)
-                if kind == "sigmoid":
-                    saturated = ((out < 0.03) | (out > 0.97)).float().mean()
-                elif kind == "tanh":
-                    saturated = (out.abs() > 0.97).float().mean()
-                if kind is not None and inputs and isinstance(inputs[0], torch.Tensor):
-                    slope = activation_derivative(kind, inputs[0].detach().float())
-                    units = slope.reshape(-1, slope.shape[-1])
-                    dead = (units.abs() < 1e-6).all(dim=0).float().mean()
-                values = torch.stack([mean, std, saturated, dead]).tolist()
-            row = self._rows[-1]
-            for metric, value in zip(("act_mean", "act_std", "saturated", "dead"), values):
-                row[index, _COL[metric]] = value
+            self._pending["acts"][index] = output.detach()
+            if self.layers[index].activation in _DEAD_FROM_INPUT and inputs and isinstance(inputs[0], torch.Tensor):
+                self._pending["inputs"][index] = inputs[0].detach()
             if self.keep_values:
-                self.activations[index] = out.cpu()
+                self.activations[index] = output.detach()
             if module is self.layers[index].module and output.requires_grad:
                 output.register_hook(self._output_grad_hook(index))
         return hook
@@ -216,31 +215,109 @@ class GradientMonitor:
         return hook
 
     def _output_grad_hook(self, index: int):
-        row = self._rows[-1]
+        pending = self._pending
 
         def hook(grad):
-            row[index, _COL["out_grad_norm"]] = torch.linalg.vector_norm(grad.detach().float()).item()
+            pending["out_grads"][index] = grad.detach()
             if self.keep_values:
-                self.output_grads[index] = grad.detach().float().cpu()
+                self.output_grads[index] = grad.detach()
         return hook
 
     def _weight_hook(self, index: int):
         def hook(param):
             if not self._recording or param.grad is None:
                 return
-            with torch.no_grad():
-                grad = param.grad.detach().float()
-                grad_std = grad.std()
-                values = torch.stack([torch.linalg.vector_norm(grad), grad_std,
-                                      grad_std / (param.detach().float().std() + 1e-30)]).tolist()
-            row = self._rows[-1]
-            for metric, value in zip(("grad_norm", "grad_std", "grad_data"), values):
-                row[index, _COL[metric]] = value
+            self._pending["weight_grads"][index] = param.grad.detach()
+            if len(self._pending["weight_grads"]) == self._weight_count:
+                self._compute_pending()  # backward is complete: every weight has its gradient
         return hook
+
+    @property
+    def _weight_count(self) -> int:
+        return sum(layer.weight is not None for layer in self.layers)
+
+    def _compute_pending(self) -> None:
+        """Turn the references kept by the hooks into statistics, with one sync at the end."""
+        pending = getattr(self, "_pending", None)
+        if not pending or not self._rows or not any(pending.values()):
+            return
+        step = len(self._rows) - 1
+        entries: list[tuple[int, str]] = []
+        values: list[torch.Tensor] = []
+
+        def put(index, metric, value):
+            entries.append((index, metric))
+            values.append(value.float().reshape(()))
+
+        with torch.no_grad():
+            for index, acts in pending["acts"].items():
+                kind = self.layers[index].activation
+                mean = acts.mean()  # mean and norm of the centred values: far cheaper than var_mean on CPU
+                put(index, "act_mean", mean)
+                put(index, "act_std", torch.linalg.vector_norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
+                if kind == "sigmoid":
+                    put(index, "saturated", ((acts < 0.03) | (acts > 0.97)).float().mean())
+                elif kind == "tanh":
+                    put(index, "saturated", (acts.abs() > 0.97).float().mean())
+                dead = self._dead_fraction(kind, acts, pending["inputs"].get(index))
+                if dead is not None:
+                    put(index, "dead", dead)
+            for index, grad in pending["out_grads"].items():
+                put(index, "out_grad_norm", torch.linalg.vector_norm(grad))
+            for index, grad in pending["weight_grads"].items():
+                weight = self.layers[index].weight.detach()
+                grad_std = _std(grad)
+                put(index, "grad_norm", torch.linalg.vector_norm(grad))
+                put(index, "grad_std", grad_std)
+                put(index, "grad_data", grad_std / (_std(weight) + 1e-30))
+            numbers = torch.stack(values).tolist() if values else []
+        for (index, metric), number in zip(entries, numbers):
+            self._store(step, index, metric, number)
+        for key in pending:
+            pending[key] = {}
+
+    @staticmethod
+    def _dead_fraction(kind, acts: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor | None:
+        """Fraction of units whose activation derivative is < 1e-6 on every example (None: not defined)."""
+        if kind is None:
+            return None
+        if kind == "relu":  # slope 1 exactly where the output is positive
+            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()
+        if kind == "sigmoid":
+            slope = acts * (1 - acts)
+        elif kind == "tanh":
+            slope = 1 - acts**2
+        elif kind in ("leaky_relu", "linear", "identity"):
+            return torch.zeros(())
+        elif inputs is not None:
+            slope = activation_derivative(kind, inputs.float()).abs()
+        else:
+            return None
+        # a unit is dead when no example of the batch gives it a usable slope
+        return (slope.reshape(-1, slope.shape[-1]).amax(dim=0) < 1e-6).float().mean()
+
+    def _flush(self) -> None:
+        """Finish the recorded step: pending statistics, then std(update)/std(W) of the step taken."""
+        self._compute_pending()
+        if not self._snapshots or not self._rows:
+            return
+        step = len(self._rows) - 1
+        with torch.no_grad():
+            indices = list(self._snapshots)
+            ratios = [_std(self._sample(i) - before) / (_std(before) + 1e-30)
+                      for i, before in self._snapshots.items()]
+            for index, ratio in zip(indices, torch.stack(ratios).tolist() if ratios else []):
+                self._store(step, index, "update_data", ratio)
+        self._snapshots = None
+
+    def _store(self, step: int, index: int, metric: str, value: float) -> None:
+        self._rows[step][index, _COL[metric]] = value
+        self._seen[step][index, _COL[metric]] = True
 
     # -- results ---------------------------------------------------------------
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Every metric as an array of shape (recorded steps, layers)."""
+        self._compute_pending()
         table = np.stack(self._rows) if self._rows else np.empty((0, len(self.layers), len(METRICS)))
         return {metric: table[:, :, column] for metric, column in _COL.items()}
 
@@ -251,36 +328,53 @@ class GradientMonitor:
         if not self._rows:
             raise RuntimeError("nothing recorded yet: run a forward and backward pass "
                                "(with gradients enabled) inside the monitor first")
+        self._compute_pending()
         return self._rows[-1][:, _COL[metric]].copy()
 
     def diagnose(self) -> list[Finding]:
-        """Findings about the last recorded step, worst first; empty when healthy."""
+        """Findings about the last recorded step, worst first; empty when healthy.
+
+        Vanishing and exploding are judged on two measures, the weight gradients
+        ||dL/dW_k|| and the gradient arriving at each layer's output ||dL/dh_k||,
+        and the more extreme first/last ratio is reported: dL/dW_k = delta_k h_{k-1}^T
+        also carries the activations' scale, so when activations shrink with depth
+        while the backpropagated gradient grows (or the reverse) the weight
+        gradients can look even although the gradient signal is not.
+        """
         findings = []
-        grads = self.latest("grad_norm")
-        if np.isnan(grads).all():
-            grads = self.latest("out_grad_norm")
-        if np.isnan(grads).all():
+        weight_grads, flow = self.latest("grad_norm"), self.latest("out_grad_norm")
+        if not (self._recorded("grad_norm").any() or self._recorded("out_grad_norm").any()):
             raise RuntimeError("no gradients recorded yet: call loss.backward() inside the monitor")
-        if not np.isfinite(grads[~np.isnan(grads)]).all():
-            bad = int(np.flatnonzero(~np.isfinite(grads) & ~np.isnan(grads))[0])
-            findings.append(Finding("non-finite", bad + 1, float(grads[bad]),
-                                    f"{self.names[bad]} has a non-finite gradient ({grads[bad]}): "
-                                    "exploding (or a NaN loss); lower the learning rate or clip gradients"))
-        elif len(grads) > 1 and grads[-1] > 0:
-            ratio = grads[0] / grads[-1]
-            if ratio < VANISHING_RATIO:
-                findings.append(Finding("vanishing", 1, float(ratio),
-                                        f"{self.names[0]} receives {ratio:.1e} of the last layer's "
-                                        "gradient: vanishing"))
-            elif ratio > EXPLODING_RATIO:
-                findings.append(Finding("exploding", 1, float(ratio),
-                                        f"{self.names[0]} receives {ratio:.1e} times the last layer's "
-                                        "gradient: exploding"))
+        bad = self._first_non_finite()
+        grads = weight_grads if self._recorded("grad_norm").any() else flow
+        if bad is not None:
+            index, value, what = bad
+            findings.append(Finding("non-finite", index + 1, value,
+                                    f"{self.names[index]} has non-finite {what} ({value}): exploding "
+                                    "(or a NaN loss); lower the learning rate or the init scale, or clip gradients"))
         elif len(grads) > 1 and grads[-1] == 0:
             findings.append(Finding("vanishing", len(grads), 0.0,
                                     f"{self.names[-1]} receives no gradient at all: nothing can learn"))
+        elif len(grads) > 1:
+            ratios = []
+            for values, what in ((weight_grads, "the weight gradient ||dL/dW|| of"),
+                                 (flow, "the gradient ||dL/dh|| arriving at")):
+                if np.isfinite(values[[0, -1]]).all() and values[-1] > 0:
+                    ratios.append((float(values[0] / values[-1]), what))
+            if ratios:
+                ratio, what = max(ratios, key=lambda r: math.inf if r[0] == 0 else abs(math.log10(r[0])))
+                if ratio < VANISHING_RATIO:
+                    findings.append(Finding("vanishing", 1, ratio,
+                                            f"{what} {self.names[0]} is {ratio:.1e} of {self.names[-1]}'s: "
+                                            "vanishing"))
+                elif ratio > EXPLODING_RATIO:
+                    findings.append(Finding("exploding", 1, ratio,
+                                            f"{what} {self.names[0]} is {ratio:.1e} times {self.names[-1]}'s: "
+                                            "exploding"))
         for metric, kind, text in (("dead", "dead", "of its units pass no gradient on any example (dead)"),
                                    ("saturated", "saturated", "of its activations in the flat, saturated zone")):
+            if bad is not None and bad[2] == "activations":
+                break  # fractions of NaN activations mean nothing
             values = self.latest(metric)
             if np.nanmax(values, initial=0.0) > 0.5:
                 worst = int(np.nanargmax(values))
@@ -303,13 +397,35 @@ class GradientMonitor:
         return findings
 
     def report(self) -> str:
-        """A plain-language health report of the last recorded step."""
-        grads = self.latest("grad_norm")
-        lines = [f"Gradient norms by layer: {grads[0]:.1e} ({self.names[0]}) ... "
-                 f"{grads[-1]:.1e} ({self.names[-1]})"]
+        """A plain-language health report of the last recorded step: the measurements, then the findings."""
+        lines = []
+        for metric, label in (("grad_norm", "Gradient norms by layer"),
+                              ("out_grad_norm", "Gradient at layer outputs ||dL/dh||"),
+                              ("act_std", "Activation std by layer")):
+            if self._recorded(metric).any():
+                values = self.latest(metric)
+                lines.append(f"{label}: {values[0]:.1e} ({self.names[0]}) ... {values[-1]:.1e} ({self.names[-1]})")
         findings = self.diagnose()
         lines += [f"- {f.message}" for f in findings]
         if not findings:
             lines.append(f"- healthy: gradients within {EXPLODING_RATIO:.0f}x across layers, "
                          "no dead or saturated layers")
         return "\n".join(lines)
+
+    def _recorded(self, metric: str) -> np.ndarray:
+        """Which layers measured `metric` at the last recorded step (a NaN there can be a real NaN)."""
+        self._compute_pending()
+        if not self._seen:
+            raise RuntimeError("nothing recorded yet: run a forward and backward pass "
+                               "(with gradients enabled) inside the monitor first")
+        return self._seen[-1][:, _COL[metric]].copy()
+
+    def _first_non_finite(self) -> tuple[int, float, str] | None:
+        """(layer index, value, what) of the first NaN/inf activation or gradient measured, else None."""
+        for metric, what in (("act_std", "activations"), ("out_grad_norm", "gradients"),
+                             ("grad_norm", "weight gradients")):
+            values, recorded = self.latest(metric), self._recorded(metric)
+            bad = np.flatnonzero(recorded & ~np.isfinite(values))
+            if bad.size:
+                return int(bad[0]), float(values[bad[0]]), what
+        return None
