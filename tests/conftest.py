@@ -21,10 +21,18 @@ from autograder import ensure_tools_on_path  # noqa: E402
 from autograder.build import assignment_names, read_source  # noqa: E402
 
 ensure_tools_on_path()  # nbgrader runs `alembic` by name
+# pytest-xdist runs one worker per core: one thread each (kernels inherit it) avoids
+# oversubscription, which makes the course's tiny networks many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 NAMES = assignment_names()
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
