@@ -11,9 +11,7 @@ is normalized last so its bytes depend only on the source (``--check``).
 """
 
 import copy
-import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +43,14 @@ class Mistake:
     source: str
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it is inside it (for messages)."""
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def assignment_names() -> list[str]:
     """Every authored notebook, as `NN_topic` names, in course order."""
     return sorted(p.name for p in SOURCE_DIR.iterdir()
@@ -57,7 +63,7 @@ def source_path(name: str) -> Path:
 
 def _where(name: str, index: int, cell) -> str:
     first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else "(empty)"
-    return f"{source_path(name).relative_to(REPO_ROOT)}, cell {index + 1} ({first!r})"
+    return f"{shown(source_path(name))}, cell {index + 1} ({first!r})"
 
 
 def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Mistake]]:
@@ -95,7 +101,7 @@ def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Mistake]]:
             cell.outputs, cell.execution_count = [], None
     for mistake in mistakes:
         if mistake.grade_id not in ids:
-            raise BuildError(f"{path.relative_to(REPO_ROOT)}: mistake {mistake.label!r} names "
+            raise BuildError(f"{shown(path)}: mistake {mistake.label!r} names "
                              f"{mistake.grade_id!r}, which is no solution cell's grade_id")
     nb.cells = cells
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
@@ -164,7 +170,7 @@ def normalize_student(nb: nbformat.NotebookNode, name: str) -> str:
         cell.id = grade_id if grade_id else f"cell-{position:03d}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    source = source_path(name).relative_to(REPO_ROOT).as_posix()
+    source = shown(source_path(name))
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"},
                    "course": {"assignment": name, "generated": GENERATED_NOTE.format(source=source)}}
     nbformat.validate(nb)
@@ -182,13 +188,13 @@ def build(names: list[str] | None = None, *, check: bool = False) -> list[str]:
         for name, text in students.items():
             target = STUDENT_DIR / f"{name}.ipynb"
             if not target.is_file():
-                problems.append(f"{target.relative_to(REPO_ROOT)} is missing")
+                problems.append(f"{shown(target)} is missing")
             elif target.read_text(encoding="utf-8") != text:
-                problems.append(f"{target.relative_to(REPO_ROOT)} differs from what the build produces "
-                                f"from {source_path(name).relative_to(REPO_ROOT)}")
+                problems.append(f"{shown(target)} differs from what the build produces "
+                                f"from {shown(source_path(name))}")
         if names == assignment_names():
             for orphan in sorted(set(p.stem for p in STUDENT_DIR.glob("*.ipynb")) - set(names)):
-                problems.append(f"notebooks/{orphan}.ipynb has no source at "
+                problems.append(f"{shown(STUDENT_DIR / (orphan + '.ipynb'))} has no source at "
                                 f"autograder/source/{orphan}/{orphan}.py")
         return problems
     STUDENT_DIR.mkdir(exist_ok=True)

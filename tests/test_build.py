@@ -92,7 +92,7 @@ def test_build_check_names_the_drifted_file(tmp_path, monkeypatch, capsys, built
         names, check = [], True
     assert main_build(Args()) == 1
     err = capsys.readouterr().err
-    assert f"notebooks/{name}.ipynb differs" in err or f"{name}.ipynb differs" in err
+    assert f"{name}.ipynb differs" in err
     assert "99_orphan.ipynb has no source" in err
 
 
