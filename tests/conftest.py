@@ -25,7 +25,6 @@ ensure_tools_on_path()  # nbgrader runs `alembic` by name
 # oversubscription, which makes the course's tiny networks many times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 NAMES = assignment_names()
