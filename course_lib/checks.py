@@ -222,6 +222,41 @@ def check_function(name: str, fn, cases, *, rtol: float = 1e-6, atol: float = 1e
     _passed(name)
 
 
+def check_verdicts(name: str, fn, cases, *, allowed, mistakes=None, hint: str = "") -> None:
+    """Like `check_function`, for a function that returns a label (a string from `allowed`).
+
+    `cases` is a list of (args tuple, expected label); `mistakes` a list of
+    (wrong implementation, explanation), shown when the student's label equals
+    the wrong implementation's on a failing case.
+    """
+    if not callable(fn):
+        _fail(name, [f"expected a function, got {type(fn).__name__}."])
+    for args, expected in cases:
+        shown = ", ".join(_fmt(a) if not isinstance(a, list) else f"[{len(a)} items]" for a in args)
+        originals, call_args = copy.deepcopy(args), copy.deepcopy(args)
+        try:
+            got = fn(*call_args)
+        except NotImplementedError:
+            _fail(name, ["the function still raises NotImplementedError: write your code in its body."])
+        except Exception as error:  # the student's code failed: say where
+            _fail(name, [f"calling it with ({shown}) raised {type(error).__name__}: {error}", hint])
+        if not _same_args(originals, call_args):
+            _fail(name, [f"calling it with ({shown}) changed its input arrays; work on a copy instead."])
+        if not isinstance(got, str) or got not in allowed:
+            _fail(name, [f"with input ({shown})", f"return one of {list(allowed)}, got {got!r}."])
+        if got != expected:
+            why = ""
+            for wrong_fn, explanation in (mistakes or []):
+                try:
+                    if wrong_fn(*copy.deepcopy(args)) == got:
+                        why = f"Likely mistake: {explanation}"
+                        break
+                except Exception:
+                    continue
+            _fail(name, [f"with input ({shown})", f"expected {expected!r}", f"got      {got!r}", why or hint])
+    _passed(name)
+
+
 def check_prediction(name: str, got, measured: float, *, rtol: float = 0.01, mistakes=None,
                      hint: str = "") -> None:
     """Compare a predicted number with what an experiment measured (within `rtol`)."""

@@ -1,5 +1,6 @@
 """Reproducibility: one call seeds every random number generator a notebook uses."""
 
+import contextlib
 import random
 
 import numpy as np
@@ -30,3 +31,19 @@ def set_seed(seed: int = 0) -> torch.Generator:
 def get_device() -> torch.device:
     """The GPU when one is present, else the CPU (everything here runs on a CPU)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the block on one CPU thread, then restore the thread count.
+
+    The course's networks are tiny: a second thread costs more in hand-offs
+    than it saves, and on a busy CPU a waiting thread pool can make training
+    many times slower (measured: 17 ms vs 900 ms per step of a 56-layer net).
+    """
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

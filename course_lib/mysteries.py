@@ -1,0 +1,196 @@
+"""Broken networks to diagnose and repair: the capstone, notebook 08.
+
+Each mystery is a `build_mlp` classifier for the 8x8 digits (64 inputs, 10
+classes, width 64) that does not train, for exactly one reason. Nothing here
+names the reasons: finding them is the exercise. A network is described by
+*settings*, the `build_mlp` keywords plus ``depth`` and ``bias`` (a constant
+every hidden layer's bias starts at), so a diagnosis can be tested by
+changing a setting and training again.
+
+The workflow these functions support (Karpathy 2019, "A recipe for training
+neural networks"; Glorot & Bengio 2010; He et al. 2015; Ioffe & Szegedy 2015):
+when the loss plateaus early, measure the per-layer gradient norms, activation
+scale and dead/saturated fractions (`measure`) before touching the learning
+rate; the update:data ratio lr * std(dL/dW) / std(W) (`update_to_data_ratios`,
+about 1e-3 is healthy) shows why a single learning rate cannot rescue layers
+whose gradients differ by orders of magnitude.
+"""
+
+import math
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import load_digits
+from .models import MLP, build_mlp
+from .monitoring import GradientMonitor
+from .training import History, train
+
+MYSTERIES = ("A", "B", "C", "D", "E")
+CAUSES = ("saturating activation", "exploding", "dead units", "bad init", "missing normalization")
+"""The diagnoses a mystery can have (one each); which is which is the exercise."""
+
+WIDTH, IN_FEATURES, CLASSES = 64, 64, 10
+LR, NUM_STEPS, BATCH_SIZE = 0.1, 150, 128
+"""The training recipe every mystery and every fix is judged by: plain SGD, lr 0.1, 150 steps of 128."""
+
+FIXABLE = "B"
+"""The mystery whose repair is graded in notebook 08."""
+FIX_TARGET = 0.5
+"""A repaired network must reach a final training loss below this within the recipe."""
+
+SETTING_KEYS = ("depth", "activation", "init", "norm", "residual", "gain", "std", "weight_scale", "bias")
+FIX_KEYS = tuple(k for k in SETTING_KEYS if k != "depth")
+"""What a repair may change: everything but the depth (a shallower net is not a repair)."""
+
+_MYSTERY_SETTINGS = {
+    "A": {"depth": 8, "activation": "relu", "init": "he", "bias": -0.3},
+    "B": {"depth": 20, "activation": "tanh", "init": "standard"},
+    "C": {"depth": 10, "activation": "tanh", "init": "xavier", "bias": 3.0},
+    "D": {"depth": 6, "activation": "tanh", "init": "zeros"},
+    "E": {"depth": 6, "activation": "relu", "init": "normal", "std": 1.0},
+}
+
+
+@contextmanager
+def one_thread():
+    """Run in one torch thread, then restore the count: networks this small train faster without a
+    thread pool to wake, and many times faster on a busy CPU, where pool threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def mystery_settings(name: str) -> dict:
+    """The settings of mystery `name` (a fresh dict: edit it to try a repair)."""
+    if name not in _MYSTERY_SETTINGS:
+        raise ValueError(f"unknown mystery {name!r}; choose one of {list(MYSTERIES)}")
+    return dict(_MYSTERY_SETTINGS[name])
+
+
+def build_network(settings: dict, *, seed: int = 0) -> MLP:
+    """A digits classifier (64 -> `depth` x 64 -> 10) from `settings`; weights drawn from `seed`.
+
+    >>> net = build_network({"depth": 3, "activation": "relu", "init": "he"}, seed=0)
+    >>> net(torch.zeros(2, 64)).shape
+    torch.Size([2, 10])
+    """
+    if not isinstance(settings, dict):
+        raise ValueError(f"settings must be a dict of {list(SETTING_KEYS)}, got {type(settings).__name__}")
+    unknown = set(settings) - set(SETTING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {list(SETTING_KEYS)}")
+    options = dict(settings)
+    depth = options.pop("depth", None)
+    bias = options.pop("bias", None)
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        raise ValueError(f"settings need an int depth, got {depth!r}")
+    net = build_mlp(depth, WIDTH, in_features=IN_FEATURES, out_features=CLASSES, seed=seed, **options)
+    if bias is not None:
+        if not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"bias must be a finite number, got {bias!r}")
+        with torch.no_grad():
+            for block in net.blocks:
+                block.linear.bias.fill_(float(bias))
+    return net
+
+
+def build_mystery(name: str, *, seed: int = 0) -> MLP:
+    """Mystery network `name` with weights drawn from `seed`."""
+    return build_network(mystery_settings(name), seed=seed)
+
+
+def probe_batch(n: int = 256, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` digits drawn without replacement by a seeded permutation: the batch a diagnosis measures on."""
+    X, y = load_digits()
+    index = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:n]
+    return X[index], y[index]
+
+
+def measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict:
+    """Per-layer health numbers from one forward and backward pass of cross-entropy on (X, y).
+
+    Returns plain data, layer 1 first: ``flow`` = ||dL/dh_k|| (the gradient arriving
+    at each hidden layer's output), ``grad_norm`` = ||dL/dW_k||, ``act_std``,
+    ``dead`` and ``saturated`` fractions (see `course_lib.monitoring`), the
+    ``loss`` (a float) and the monitor's plain-language ``report``.
+    Parameter gradients are cleared afterwards.
+    """
+    model.zero_grad(set_to_none=True)
+    with one_thread(), GradientMonitor(model, keep_values=False) as monitor:
+        loss = nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {"loss": loss.item(), "flow": monitor.latest("out_grad_norm"), "grad_norm": monitor.latest("grad_norm"),
+            "act_std": monitor.latest("act_std"), "dead": monitor.latest("dead"),
+            "saturated": monitor.latest("saturated"), "report": monitor.report()}
+
+
+def train_network(settings: dict, *, seed: int = 0, lr: float = LR, num_steps: int = NUM_STEPS,
+                  monitor: bool | int = False) -> History:
+    """Build from `settings` (weights from `seed`) and train on all digits with the course recipe."""
+    X, y = load_digits()
+    net = build_network(settings, seed=seed)
+    with one_thread():
+        return train(net, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, monitor=monitor, seed=seed,
+                     progress=False)
+
+
+def evaluate_fix(changes: dict, *, mystery: str = FIXABLE, seed: int = 0, lr: float = LR,
+                 num_steps: int = NUM_STEPS) -> float:
+    """Final training loss of mystery `mystery` with `changes` applied (inf if it diverged).
+
+    `changes` maps settings in `FIX_KEYS` to new values (the depth stays); the
+    repaired network is built from `seed` and trained with the course recipe,
+    so the same changes always give the same number. A repair passes when the
+    result is below `FIX_TARGET`.
+
+    >>> evaluate_fix({}) > FIX_TARGET   # unchanged, the mystery does not train
+    True
+    """
+    if not isinstance(changes, dict):
+        raise ValueError(f"changes must be a dict such as {{'init': 'xavier'}}, got {type(changes).__name__}")
+    if "depth" in changes:
+        raise ValueError("the depth is part of the problem: keep it (a shallower network is not a repair)")
+    unknown = set(changes) - set(FIX_KEYS)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; a repair may change {list(FIX_KEYS)}")
+    history = train_network({**mystery_settings(mystery), **changes}, seed=seed, lr=lr, num_steps=num_steps)
+    return math.inf if history.diverged else history.final_loss
+
+
+def update_to_data_ratios(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float) -> np.ndarray:
+    """lr * std(dL/dW) / std(W) per hidden layer: the update:data ratio of one plain SGD step at `lr`.
+
+    Plain SGD moves W by -lr * dL/dW, so the ratio is exactly proportional to
+    `lr`: raising the learning rate multiplies every layer's ratio by the same
+    factor. (It is computed from the gradient rather than by taking the step: a
+    float32 weight rounds away most of a step below about 1e-7 of its magnitude.)
+    About 1e-3 is healthy (Karpathy, CS231n). Gradients are cleared afterwards.
+    """
+    model.zero_grad(set_to_none=True)
+    with one_thread(), GradientMonitor(model, keep_values=False) as monitor:
+        nn.functional.cross_entropy(model(X), y).backward()
+    model.zero_grad(set_to_none=True)
+    return lr * monitor.latest("grad_data")
+
+
+def depth_sweep(depths, *, activation: str = "relu", init: str = "he", norm: str | None = None,
+                seed: int = 0, lr: float = LR, num_steps: int = NUM_STEPS) -> dict[int, float]:
+    """Final training loss for each depth in `depths`, same recipe and budget (inf if diverged).
+
+    He et al. (2016) found that deeper *plain* networks reach a higher
+    training error than shallower ones: depth alone does not help once the
+    gradient cannot reach the early layers.
+    """
+    results = {}
+    for depth in depths:
+        history = train_network({"depth": int(depth), "activation": activation, "init": init, "norm": norm},
+                                seed=seed, lr=lr, num_steps=num_steps)
+        results[int(depth)] = math.inf if history.diverged else history.final_loss
+    return results
