@@ -1,0 +1,247 @@
+"""Recurrent networks and backpropagation through time (BPTT), taught in notebook 03.
+
+A vanilla RNN repeats h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh). BPTT
+multiplies one Jacobian dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh per step, so the
+gradient that reaches step t from step T is a product of T - t of them:
+it vanishes when W_hh's largest singular value is below 1 and can explode when
+it is above (Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013).
+The LSTM (Hochreiter & Schmidhuber 1997) adds a cell c_t = f_t * c_{t-1} + i_t * g_t
+whose Jacobian along the cell path is diag(f_t): no weight matrix, no squashing,
+and close to 1 when the forget gate's bias is large (Gers et al. 2000).
+
+Small recurrent nets are dominated by per-step overhead, so the runners here
+use one CPU thread (more threads only add contention on a 2-core machine).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import make_adding_problem, make_sign_memory
+from .initialization import orthogonal_
+from .seeding import one_torch_thread
+from .training import History, accuracy, train
+
+CELLS = ("rnn", "lstm")
+TASKS = ("sign", "adding")
+
+
+class RecurrentNet(nn.Module):
+    """A one-layer tanh RNN or LSTM over inputs (batch, T, features), a linear head on h_T.
+
+    Args:
+        input_size, hidden_size, output_size: feature sizes.
+        cell: ``"rnn"`` (tanh) or ``"lstm"``.
+        forget_bias: the LSTM forget gate's bias at init; sigmoid(2) = 0.88, so a
+            bias of 2 keeps the cell path open from the start (Gers et al. 2000;
+            Jozefowicz et al. 2015). The other weights follow PyTorch's default
+            U(-1/sqrt(hidden), 1/sqrt(hidden)).
+        recurrent_gain: when given, W_hh = gain * Q with Q random orthogonal, so
+            every singular value of W_hh (and its spectral radius) equals `gain`.
+        seed: draw the weights from this seed.
+
+    Training runs PyTorch's fused ``nn.RNN``/``nn.LSTM``; `unroll` recomputes the
+    same states one step at a time so that each h_t can be inspected.
+
+    >>> net = RecurrentNet(1, 8, 2, cell="lstm", forget_bias=2.0, seed=0)
+    >>> net(torch.zeros(3, 5, 1)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, *, cell: str = "rnn",
+                 forget_bias: float = 0.0, recurrent_gain: float | None = None, seed: int | None = None):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of {list(CELLS)}")
+        self.cell = cell
+        self.hidden_size = hidden_size
+        core = nn.RNN if cell == "rnn" else nn.LSTM
+        self.core = core(input_size, hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, output_size)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        bound = 1.0 / math.sqrt(hidden_size)
+        with torch.no_grad():
+            for param in self.core.parameters():
+                param.uniform_(-bound, bound, generator=generator)
+            head_bound = 1.0 / math.sqrt(hidden_size)
+            self.head.weight.uniform_(-head_bound, head_bound, generator=generator)
+            self.head.bias.zero_()
+            if recurrent_gain is not None:
+                if cell != "rnn":
+                    raise ValueError("recurrent_gain applies to cell='rnn' only")
+                orthogonal_(self.core.weight_hh_l0, recurrent_gain, generator=generator)
+            if cell == "lstm":  # PyTorch's gate order is input, forget, cell, output
+                forget = slice(hidden_size, 2 * hidden_size)
+                self.core.bias_ih_l0[forget] = forget_bias
+                self.core.bias_hh_l0[forget] = 0.0
+
+    @property
+    def W_hh(self) -> torch.Tensor:
+        """The recurrent weight matrix (for an LSTM: the four gates' blocks stacked)."""
+        return self.core.weight_hh_l0
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        states, _ = self.core(X)
+        return self.head(states[:, -1])
+
+    def unroll(self, X: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The hidden states [h_1, ..., h_T] (and LSTM cells [c_1, ..., c_T]; [] for an RNN), step by step.
+
+        Same numbers as the fused forward pass; every h_t is a node of the
+        autograd graph, so ``torch.autograd.grad(loss, hs)`` gives dL/dh_t.
+        """
+        core = self.core
+        W_ih, W_hh = core.weight_ih_l0, core.weight_hh_l0
+        bias = core.bias_ih_l0 + core.bias_hh_l0
+        h = X.new_zeros(X.shape[0], self.hidden_size)
+        c = X.new_zeros(X.shape[0], self.hidden_size)
+        hs, cs = [], []
+        inputs = X @ W_ih.T + bias  # all steps at once: (batch, T, gates * hidden)
+        for t in range(X.shape[1]):
+            pre = inputs[:, t] + h @ W_hh.T
+            if self.cell == "rnn":
+                h = torch.tanh(pre)
+            else:
+                i, f, g, o = pre.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                cs.append(c)
+            hs.append(h)
+        return hs, cs
+
+
+def gradient_through_time(model: RecurrentNet, X: torch.Tensor, y: torch.Tensor, *,
+                          loss: str = "cross_entropy", wrt: str = "hidden") -> np.ndarray:
+    """||dL/dh_t|| for t = 1..T (``wrt="cell"``: ||dL/dc_t|| of an LSTM), measured by autograd.
+
+    The loss reads only h_T, so dL/dh_t is everything BPTT carries back to
+    step t: the product of the Jacobians of steps t+1..T applied to dL/dh_T.
+    """
+    loss_fn = {"cross_entropy": nn.functional.cross_entropy, "mse": nn.functional.mse_loss}[loss]
+    if wrt not in ("hidden", "cell") or (wrt == "cell" and model.cell != "lstm"):
+        raise ValueError(f"wrt must be 'hidden' or, for an LSTM, 'cell'; got {wrt!r} for a {model.cell}")
+    with one_torch_thread():
+        hs, cs = model.unroll(X)
+        value = loss_fn(model.head(hs[-1]), y)
+        grads = torch.autograd.grad(value, cs if wrt == "cell" else hs, allow_unused=True)
+    return np.array([0.0 if g is None else torch.linalg.vector_norm(g).item() for g in grads])
+
+
+def orthogonal_rnn_gradients(radius: float, length: int, *, width: int = 32, nonlinearity: str = "tanh",
+                             input_scale: float = 0.5, seed: int = 0) -> np.ndarray:
+    """||dh_T/dh_t^T u|| for t = 0..T through h_t = f(radius * Q h_{t-1} + x_t), ||u|| = 1, float64.
+
+    Q is random orthogonal, so every singular value of W_hh = radius * Q is
+    `radius`. With f linear (``nonlinearity="linear"``) the result is exactly
+    radius^(T - t); tanh multiplies in its slopes (<= 1). Inputs x_t ~ N(0, input_scale^2).
+    """
+    if nonlinearity not in ("tanh", "linear"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'linear', got {nonlinearity!r}")
+    generator = torch.Generator().manual_seed(seed)
+    W = radius * orthogonal_(torch.empty(width, width, dtype=torch.float64), generator=generator)
+    X = input_scale * torch.randn(length, width, dtype=torch.float64, generator=generator)
+    u = torch.randn(width, dtype=torch.float64, generator=generator)
+    h0 = (0.5 * torch.randn(width, dtype=torch.float64, generator=generator)).requires_grad_()
+    states = [h0]
+    with one_torch_thread():
+        for t in range(length):
+            pre = W @ states[-1] + X[t]
+            states.append(torch.tanh(pre) if nonlinearity == "tanh" else pre)
+        grads = torch.autograd.grad((states[-1] * u / u.norm()).sum(), states)
+    return np.array([g.norm().item() for g in grads])
+
+
+def linear_rnn_jacobian(scale: float, length: int, *, width: int = 16, seed: int = 0) -> np.ndarray:
+    """The T-step Jacobian dh_T/dh_0 of the linear RNN h_t = scale * Q h_{t-1}, by autograd (float64).
+
+    Pascanu, Mikolov & Bengio 2013: the T-step Jacobian is (scale * Q)^T, so
+    its norm (largest singular value) is scale^T; every singular value is.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    W = scale * orthogonal_(torch.empty(width, width, dtype=torch.float64), generator=generator)
+
+    def run(h):
+        for _ in range(length):
+            h = W @ h
+        return h
+
+    h0 = torch.randn(width, dtype=torch.float64, generator=generator)
+    with one_torch_thread():
+        return torch.autograd.functional.jacobian(run, h0).numpy()
+
+
+def loss_cliff(ws, bs, *, length: int = 50, x0: float = 0.5, target: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and gradient norm of a one-unit RNN over a (w, b) grid: Pascanu et al. 2013, Fig. 6.
+
+    The model is x_t = w * sigmoid(x_{t-1}) + b from x_0 for `length` steps,
+    with loss (sigmoid(x_T) - target)^2. Returns two arrays of shape
+    (len(bs), len(ws)): the loss and ||(dL/dw, dL/db)||, in float64. Where the
+    map's fixed points bifurcate, the loss jumps and the gradient explodes: a cliff.
+    """
+    b, w = torch.meshgrid(torch.as_tensor(np.asarray(bs, dtype=np.float64)),
+                          torch.as_tensor(np.asarray(ws, dtype=np.float64)), indexing="ij")
+    w, b = w.clone().requires_grad_(), b.clone().requires_grad_()
+    x = torch.full_like(w, x0)
+    with one_torch_thread():
+        for _ in range(length):
+            x = w * torch.sigmoid(x) + b
+        losses = (torch.sigmoid(x) - target) ** 2
+        dw, db = torch.autograd.grad(losses.sum(), (w, b))  # each grid point depends only on its own (w, b)
+    return losses.detach().numpy(), torch.sqrt(dw**2 + db**2).numpy()
+
+
+def make_sequence_task(task: str, n: int, length: int, *, noise: float = 0.2, seed: int = 0):
+    """(X, y) for ``"sign"`` (remember the first sign; 2 classes) or ``"adding"`` (regression, baseline 1/6)."""
+    if task == "sign":
+        return make_sign_memory(n, length, noise=noise, seed=seed)
+    if task == "adding":
+        return make_adding_problem(n, length, seed=seed)
+    raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+
+
+@dataclass
+class SequenceRun:
+    """A trained recurrent net: its History, and its score on fresh sequences (accuracy or MSE)."""
+
+    model: RecurrentNet
+    history: History
+    score: float
+    metric: str
+
+
+def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidden_size: int = 32,
+                      lr: float = 3e-3, optimizer: str = "adam", clip: float | None = 1.0,
+                      forget_bias: float = 2.0, recurrent_gain: float | None = None, batch_size: int = 64,
+                      train_size: int | None = None, test_size: int = 1000, noise: float = 0.2,
+                      seed: int = 0) -> SequenceRun:
+    """Train a `RecurrentNet` on a long-lag task and score it on fresh sequences.
+
+    ``task="sign"``: remember the first input's sign over `length` steps
+    (Bengio et al. 1994); score = test accuracy, chance 0.5. ``task="adding"``:
+    add the two marked numbers (Hochreiter & Schmidhuber 1997); score = test MSE,
+    1/6 for always answering 1. Defaults are COURSE.md's E5/E6 (hidden 32,
+    Adam 3e-3, clip 1, forget bias 2); E7 uses SGD with ``recurrent_gain=1.8``.
+    By default every training sequence is fresh (``train_size = num_steps *
+    batch_size``), so a net cannot pass by memorizing noise.
+    A run whose loss or gradient stops being finite scores NaN.
+    """
+    train_size = num_steps * batch_size if train_size is None else train_size
+    X, y = make_sequence_task(task, train_size, length, noise=noise, seed=seed)
+    X_test, y_test = make_sequence_task(task, test_size, length, noise=noise, seed=seed + 10_000)
+    outputs, loss = (2, "cross_entropy") if task == "sign" else (1, "mse")
+    model = RecurrentNet(X.shape[-1], hidden_size, outputs, cell=cell, forget_bias=forget_bias,
+                         recurrent_gain=recurrent_gain, seed=seed)
+    with one_torch_thread():
+        history = train(model, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, loss=loss,
+                        optimizer=optimizer, clip=clip, seed=seed, progress=False)
+        if history.diverged:
+            score = math.nan
+        elif task == "sign":
+            score = accuracy(model, X_test, y_test)
+        else:
+            with torch.no_grad():
+                score = nn.functional.mse_loss(model(X_test), y_test).item()
+    return SequenceRun(model, history, score, "accuracy" if task == "sign" else "mse")

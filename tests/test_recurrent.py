@@ -1,0 +1,136 @@
+"""course_lib.recurrent against PyTorch as the oracle: states, gradients through time, Jacobians."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_lib.recurrent import (RecurrentNet, gradient_through_time, linear_rnn_jacobian, loss_cliff,
+                                  make_sequence_task, orthogonal_rnn_gradients, run_sequence_task)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_unroll_matches_the_fused_module(cell):
+    net = RecurrentNet(2, 8, 3, cell=cell, forget_bias=1.5, seed=0).double()
+    X = torch.randn(5, 7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    hs, cs = net.unroll(X)
+    fused, final = net.core(X)
+    assert torch.allclose(torch.stack(hs, dim=1), fused, atol=1e-12)
+    if cell == "lstm":
+        assert torch.allclose(cs[-1], final[1][0], atol=1e-12)  # the last cell state
+    else:
+        assert cs == []
+    assert torch.allclose(net.head(hs[-1]), net(X), atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_unroll_gives_the_same_parameter_gradients_as_the_fused_module(cell):
+    net = RecurrentNet(1, 6, 2, cell=cell, forget_bias=2.0, seed=3).double()
+    X, y = make_sequence_task("sign", 16, 9, seed=2)
+    X = X.double()
+    nn.functional.cross_entropy(net(X), y).backward()
+    fused = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    hs, _ = net.unroll(X)
+    nn.functional.cross_entropy(net.head(hs[-1]), y).backward()
+    for a, b in zip(fused, (p.grad for p in net.parameters())):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_gradient_through_time_matches_the_bptt_jacobian_product():
+    """dL/dh_{t-1} = W_hh^T ((1 - h_t^2) * dL/dh_t), per example, from autograd's dL/dh_T."""
+    net = RecurrentNet(1, 5, 2, cell="rnn", seed=0).double()
+    X, y = make_sequence_task("sign", 4, 12, seed=0)
+    X = X.double()
+    hs, _ = net.unroll(X)
+    loss = nn.functional.cross_entropy(net.head(hs[-1]), y)
+    (g,) = torch.autograd.grad(loss, hs[-1])
+    W = net.W_hh.detach()
+    expected = [g.norm().item()]
+    for t in range(len(hs) - 1, 0, -1):
+        g = ((1 - hs[t].detach() ** 2) * g) @ W  # row vectors: (diag(1 - h^2) W)^T g
+        expected.append(g.norm().item())
+    got = gradient_through_time(net, X, y)
+    assert np.allclose(got, expected[::-1], rtol=1e-10)
+
+
+def test_gradient_through_time_for_lstm_cells_and_bad_requests():
+    net = RecurrentNet(1, 4, 2, cell="lstm", forget_bias=2.0, seed=0)
+    X, y = make_sequence_task("sign", 8, 6, seed=0)
+    cells = gradient_through_time(net, X, y, wrt="cell")
+    assert cells.shape == (6,) and np.all(np.isfinite(cells)) and np.all(cells > 0)
+    rnn = RecurrentNet(1, 4, 2, cell="rnn", seed=0)
+    with pytest.raises(ValueError):
+        gradient_through_time(rnn, X, y, wrt="cell")
+    with pytest.raises(ValueError):
+        gradient_through_time(net, X, y, wrt="weights")
+
+
+def test_initialization_options():
+    lstm = RecurrentNet(1, 8, 2, cell="lstm", forget_bias=2.0, seed=0)
+    forget = slice(8, 16)
+    assert torch.all(lstm.core.bias_ih_l0[forget] == 2.0) and torch.all(lstm.core.bias_hh_l0[forget] == 0.0)
+    rnn = RecurrentNet(1, 8, 2, cell="rnn", recurrent_gain=1.8, seed=0)
+    singular = torch.linalg.svdvals(rnn.W_hh.detach().double())
+    assert torch.allclose(singular, torch.full_like(singular, 1.8), rtol=1e-6)
+    bound = 1 / math.sqrt(8)
+    default = RecurrentNet(1, 8, 2, cell="rnn", seed=0)
+    assert default.W_hh.abs().max() <= bound
+    assert torch.equal(RecurrentNet(1, 8, 2, seed=5).W_hh, RecurrentNet(1, 8, 2, seed=5).W_hh)
+    with pytest.raises(ValueError):
+        RecurrentNet(1, 8, 2, cell="gru")
+    with pytest.raises(ValueError):
+        RecurrentNet(1, 8, 2, cell="lstm", recurrent_gain=1.0)
+
+
+@pytest.mark.parametrize("scale", [0.7, 1.0, 1.3])
+def test_linear_rnn_jacobian_is_the_matrix_power(scale):
+    one_step = linear_rnn_jacobian(scale, 1, seed=4)  # = scale * Q (same seed, same Q)
+    for T in (2, 7, 20):
+        J = linear_rnn_jacobian(scale, T, seed=4)
+        assert np.allclose(J, np.linalg.matrix_power(one_step, T), rtol=1e-10, atol=1e-14)
+        assert np.allclose(np.linalg.svd(J, compute_uv=False), scale**T, rtol=1e-10)
+
+
+@pytest.mark.parametrize("radius", [0.8, 1.0, 1.2])
+def test_orthogonal_rnn_gradients(radius):
+    linear = orthogonal_rnn_gradients(radius, 30, nonlinearity="linear", seed=1)
+    assert np.allclose(linear, radius ** (30 - np.arange(31)), rtol=1e-10)
+    tanh = orthogonal_rnn_gradients(radius, 30, nonlinearity="tanh", seed=1)
+    assert np.all(tanh <= linear * (1 + 1e-10))  # tanh's slopes only shrink the product
+    with pytest.raises(ValueError):
+        orthogonal_rnn_gradients(radius, 5, nonlinearity="relu")
+
+
+def test_loss_cliff_matches_autograd_point_by_point():
+    ws, bs = np.array([1.0, 4.5, 7.0]), np.array([-3.0, -0.5])
+    losses, norms = loss_cliff(ws, bs, length=20)
+    assert losses.shape == norms.shape == (2, 3)
+    for i, b0 in enumerate(bs):
+        for j, w0 in enumerate(ws):
+            w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+            b = torch.tensor(b0, dtype=torch.float64, requires_grad=True)
+            x = torch.tensor(0.5, dtype=torch.float64)
+            for _ in range(20):
+                x = w * torch.sigmoid(x) + b
+            loss = (torch.sigmoid(x) - 0.7) ** 2
+            dw, db = torch.autograd.grad(loss, (w, b))
+            assert math.isclose(losses[i, j], loss.item(), rel_tol=1e-12)
+            assert math.isclose(norms[i, j], math.hypot(dw.item(), db.item()), rel_tol=1e-10, abs_tol=1e-300)
+
+
+def test_sequence_tasks_and_runner():
+    X, y = make_sequence_task("adding", 100, 10, seed=0)
+    assert X.shape == (100, 10, 2) and y.shape == (100, 1)
+    X, y = make_sequence_task("sign", 100, 10, seed=0)
+    assert X.shape == (100, 10, 1) and set(y.tolist()) <= {0, 1}
+    with pytest.raises(ValueError):
+        make_sequence_task("copy", 10, 10)
+    run = run_sequence_task("rnn", "sign", 5, num_steps=20, batch_size=16, seed=0)
+    assert run.metric == "accuracy" and 0.0 <= run.score <= 1.0 and len(run.history.loss) == 20
+    run = run_sequence_task("lstm", "adding", 5, num_steps=20, batch_size=16, seed=0)
+    assert run.metric == "mse" and math.isfinite(run.score)
+    again = run_sequence_task("lstm", "adding", 5, num_steps=20, batch_size=16, seed=0)
+    assert again.score == run.score  # seeded: the same numbers every time
