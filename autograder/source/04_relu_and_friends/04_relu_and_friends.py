@@ -1,0 +1,566 @@
+# %% [markdown]
+# # 04 · ReLU and friends: a derivative of exactly 1, and units that die
+#
+# Notebooks 01 and 02 showed where vanishing gradients come from: backprop
+# multiplies one local derivative per layer, and a sigmoid's is at most 1/4.
+# The rectified linear unit, $\mathrm{ReLU}(z) = \max(0, z)$, changes that
+# factor: its derivative is **exactly 1** wherever the unit is active ($z > 0$),
+# however large $z$ gets. It is also **exactly 0** where $z < 0$, and a unit
+# that is never active passes no gradient at all: a *dead* ReLU. This notebook
+# measures both sides, and the activations designed to keep the first without
+# the second.
+#
+# **You will learn to**
+# 1. state the derivative of ReLU and see that gradients pass active units unchanged;
+# 2. compare per-layer gradient norms of deep sigmoid, tanh and ReLU networks,
+#    at initialization and after training, and predict which one learns;
+# 3. measure the fraction of dead units, kill units on purpose (negative bias,
+#    large learning rate) and show that dead ReLUs never come back;
+# 4. compare the fixes: Leaky ReLU, ELU, GELU and SiLU.
+#
+# Run the cells from top to bottom. Practice questions are at the end.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from course_lib import checks
+from course_lib.activations import (build_digits_net, compare_depth, dead_fraction_by_bias, gradient_norms,
+                                    learning_rate_experiment, revival_experiment, unit_activity)
+from course_lib.datasets import load_digits
+from course_lib.models import activation_derivative, make_activation
+from course_lib.monitoring import GradientMonitor
+from course_lib.plotting import OKABE_ITO, plot_gradient_norms, plot_training_curves
+from course_lib.seeding import get_device, set_seed
+from course_lib.widgets import activation_explorer
+
+set_seed(0)
+device = get_device()
+torch.set_num_threads(1)  # tiny networks: one thread is faster, and much faster on a busy CPU
+X_digits, y_digits = load_digits()
+print(f"torch {torch.__version__} on {device}; digits: {tuple(X_digits.shape)}")
+
+# %% [markdown]
+# ## 1. Seven activations and their derivatives
+#
+# | activation | $f(z)$ | $f'(z)$ for $z < 0$ | $f'(z)$ for $z > 0$ |
+# |---|---|---|---|
+# | sigmoid | $1/(1+e^{-z})$ | $\sigma(1-\sigma) \le 1/4$ | $\le 1/4$, $\to 0$ as $z$ grows |
+# | tanh | $\tanh z$ | $1 - \tanh^2 z \le 1$ | $\to 0$ as $z$ grows |
+# | ReLU | $\max(0, z)$ | **0** | **1** |
+# | Leaky ReLU | $z$ if $z > 0$ else $a z$ ($a = 0.01$) | $a$ | 1 |
+# | ELU | $z$ if $z > 0$ else $e^z - 1$ | $e^z$ | 1 |
+# | GELU | $z\,\Phi(z)$ ($\Phi$ the normal CDF) | $\Phi(z) + z\,\varphi(z)$, small | $\to 1$ |
+# | SiLU (Swish) | $z\,\sigma(z)$ | $\sigma(z)\,(1 + z(1-\sigma(z)))$, small | $\to 1$ |
+#
+# `course_lib.models.activation_derivative` writes each derivative out. We
+# check every one against autograd, then look at the two numbers that matter
+# for gradient flow: the slope for large positive $z$ and for negative $z$.
+
+# %% tags=["demo"]
+names = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu"]
+z = torch.linspace(-5, 5, 1000, dtype=torch.float64, requires_grad=True)  # 1000 points: z = 0 is not one of them
+fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+for i, name in enumerate(names):
+    out = make_activation(name)(z)
+    (autograd_slope,) = torch.autograd.grad(out.sum(), z)
+    assert torch.allclose(activation_derivative(name, z.detach()), autograd_slope, rtol=0, atol=1e-9), name
+    color, style = OKABE_ITO[i % len(OKABE_ITO)], "-" if i < 4 else "--"
+    ax_f.plot(z.detach(), out.detach(), style, color=color, label=name)
+    ax_d.plot(z.detach(), autograd_slope, style, color=color, label=name)
+ax_f.set(xlabel="z", ylabel="f(z)", ylim=(-1.5, 5))
+ax_d.set(xlabel="z", ylabel="f'(z), by autograd")
+ax_d.legend(frameon=False, fontsize="small", ncol=2)
+
+big = torch.tensor([3.0, 10.0, 100.0], dtype=torch.float64)
+print("slope at z = 3, 10, 100:")
+for name in ["sigmoid", "tanh", "relu"]:
+    print(f"  {name:8s}", activation_derivative(name, big).numpy())
+assert torch.equal(activation_derivative("relu", big), torch.ones(3, dtype=torch.float64))  # exactly 1
+assert activation_derivative("sigmoid", big).max() < 0.05 and activation_derivative("tanh", big).max() < 0.01
+negative = torch.tensor([-1.0, -3.0], dtype=torch.float64)
+slopes_below_zero = {name: activation_derivative(name, negative).numpy() for name in names[2:]}
+print("slope at z = -1, -3:", {k: np.round(v, 4) for k, v in slopes_below_zero.items()})
+assert (slopes_below_zero["relu"] == 0).all()  # exactly 0: no gradient at all
+assert all((v != 0).all() for k, v in slopes_below_zero.items() if k != "relu")
+
+# %% [markdown]
+# **What to notice:** on the active side ReLU's slope is exactly 1, at $z = 3$
+# as at $z = 100$, where the sigmoid's has fallen to almost nothing. Below zero
+# it is exactly 0, while the four newer activations keep a small, nonzero slope
+# (Leaky ReLU a constant 0.01, ELU $e^z$, GELU and SiLU a small bump that can
+# even be negative).
+#
+# ## 2. Gradient flow in deep sigmoid, tanh and ReLU networks
+#
+# A chain of active ReLUs multiplies the gradient by $1 \times 1 \times \dots = 1$.
+# A real network also multiplies by the weights, and each ReLU layer zeroes the
+# inactive half of the units; He initialization (notebook 05) scales the
+# weights to make up for that half. Below, three 10-layer, 64-unit digits
+# classifiers, each with its usual initialization (Xavier for sigmoid and tanh
+# with their gains 1 and 5/3, He for ReLU). We measure $\|\partial L/\partial W_k\|$
+# per layer on 512 digits, then train each for 300 SGD steps (lr 0.1, batch 128)
+# and measure again.
+
+# %% tags=["demo"]
+runs = {name: compare_depth(name, depth=10, lr=0.1, num_steps=300, seed=0) for name in ["sigmoid", "tanh", "relu"]}
+
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(12, 3.5), layout="constrained")
+plot_gradient_norms({k: r["grad_init"] for k, r in runs.items()}, ax=ax0, title="at initialization")
+plot_gradient_norms({k: r["grad_trained"] for k, r in runs.items()}, ax=ax1, title="after 300 steps")
+plot_training_curves({k: r["loss"] for k, r in runs.items()}, ax=ax2, smooth=10)
+for name, r in runs.items():
+    ratio_init, ratio_trained = r["grad_init"][0] / r["grad_init"][-1], r["grad_trained"][0] / r["grad_trained"][-1]
+    print(f"{name:8s} layer 1 / layer 10 gradient: {ratio_init:.1e} at init, {ratio_trained:.1e} after;"
+          f"  final loss {r['final_loss']:.3f}, accuracy {r['accuracy']:.3f}")
+assert runs["sigmoid"]["grad_init"][0] / runs["sigmoid"]["grad_init"][-1] < 1e-4
+assert runs["sigmoid"]["grad_trained"][0] / runs["sigmoid"]["grad_trained"][-1] < 1e-4
+assert 0.1 < runs["relu"]["grad_init"][0] / runs["relu"]["grad_init"][-1] < 10
+assert runs["sigmoid"]["accuracy"] < 0.2 and runs["sigmoid"]["final_loss"] > 2.2  # chance: 0.1 and ln 10 = 2.30
+assert runs["relu"]["accuracy"] > 0.9 and runs["tanh"]["accuracy"] > 0.9
+
+# %% [markdown]
+# **What to notice:** the sigmoid network's first layer gets about $10^{-6}$ of
+# the last layer's gradient, close to $0.25^{10}$, and training does not change
+# that: its loss stays at $\ln 10 \approx 2.30$, the loss of guessing, and its
+# accuracy at chance. The ReLU network's gradient is about as large in layer 1
+# as in layer 10, and it learns. Tanh learns too at this depth: its slope is 1
+# at $z = 0$, and the 5/3 gain makes up for the slope falling below 1 away
+# from 0, as long as the units stay out of saturation. What sets ReLU
+# apart is that its slope stays 1 however large $z$ grows, so a gain fixed once
+# at initialization keeps working.
+#
+# ## 3. Dead ReLUs
+#
+# A ReLU unit with $z \le 0$ on **every** example of a batch outputs 0 and has
+# slope 0 everywhere: it passes no gradient back, and the gradient of its own
+# weights, $\partial L/\partial W_{i\cdot} = \sum_n \partial L/\partial z_{ni}\, h_{n}$,
+# is a sum of zeros. `course_lib.activations.unit_activity` counts such units
+# per layer (slope below $10^{-6}$ on every example, the same measure as
+# `GradientMonitor`'s `dead`). A negative bias pushes every $z$ down; let's
+# sweep a constant bias on all hidden layers of a 4-layer He-initialized ReLU net.
+
+# %% tags=["demo"]
+biases = [0.0, -0.25, -0.5, -0.75, -1.0, -1.5]
+dead_by_bias = dead_fraction_by_bias("relu", biases, depth=4, seed=0)  # shape (biases, layers), all 1,797 digits
+
+net = build_digits_net("relu", depth=4, bias=-0.5, seed=0)
+with GradientMonitor(net) as monitor:
+    torch.nn.functional.cross_entropy(net(X_digits), y_digits).backward()
+assert np.allclose(monitor.latest("dead"), dead_by_bias[biases.index(-0.5)])  # same measure as the monitor
+
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+for layer in range(dead_by_bias.shape[1]):
+    ax.plot(biases, dead_by_bias[:, layer], "o-", color=OKABE_ITO[layer], label=f"layer {layer + 1}")
+ax.set(xlabel="bias of every hidden unit at initialization", ylabel="dead fraction (all digits)")
+ax.legend(frameon=False)
+print("dead fraction per layer, bias 0:", dead_by_bias[0].round(2), " bias -1:", dead_by_bias[4].round(2))
+assert dead_by_bias[0].max() < 0.3
+assert (np.diff(dead_by_bias.mean(axis=1)) >= 0).all()  # more negative bias, more dead units
+assert dead_by_bias[4, 1:].min() > 0.9  # at bias -1 layers 2-4 are (almost) all dead
+
+# %% [markdown]
+# **What to notice:** a bias of $-1$ is enough to kill almost every unit above
+# layer 1: a dead layer outputs zeros, so the next layer sees only its own
+# negative bias, and dies too. Deep layers die first.
+#
+# ### Dead units never come back
+#
+# Now set only layer 1's bias to $-1$, so that the rest of the network can
+# still learn, and train for 300 steps. Layer 1 sees the data itself, so a unit
+# that is dead on all 1,797 digits gets a gradient of exactly zero on every batch.
+
+# %% tags=["demo"]
+revival = {name: revival_experiment(name, bias=-1.0, depth=3, seed=0)
+           for name in ["relu", "leaky_relu", "elu", "gelu", "silu"]}
+relu = revival["relu"]
+print(f"ReLU: {relu['off']:.0%} of layer-1 units start dead; after training {relu['after']['dead'][0]:.0%} are dead, "
+      f"weights moved in {relu['off_moved']:.0%} of the dead ones; final loss {relu['final_loss']:.3f}")
+assert relu["off"] > 0.2
+assert relu["off_moved"] == 0.0 and relu["off_revived"] == 0.0  # not one weight of a dead unit changed
+assert relu["after"]["dead"][0] >= relu["off"]
+
+# %% [markdown]
+# **What to notice:** not a single weight of a dead unit changed in 300 steps,
+# not even in the last digit: their gradient is exactly zero. The network
+# still learns with the units that are left, but those units are lost for good.
+# CS231n's notes warn that with a too-high learning rate "as much as 40% of your
+# network can be dead" (quoted); the next experiment measures that.
+#
+# ### A large learning rate kills units during training
+#
+# Same 4-layer ReLU net, two learning rates (SGD with momentum 0.9, gradients
+# clipped to norm 1 so the large step does not overflow). `GradientMonitor`
+# records the dead fraction of each 128-example batch every 10 steps.
+
+# %% tags=["demo"]
+by_lr = {lr: learning_rate_experiment("relu", lr=lr, depth=4, seed=0) for lr in (0.02, 0.5)}
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+for i, (lr, r) in enumerate(by_lr.items()):
+    ax.plot(r["steps"], r["dead_per_step"][:, 0], color=OKABE_ITO[i], label=f"lr {lr}: layer 1")
+ax.set(xlabel="step", ylabel="dead fraction (per batch)", ylim=(0, 1))
+ax.legend(frameon=False)
+for lr, r in by_lr.items():
+    print(f"lr {lr}: dead fraction per layer on all digits after training {r['dead'].round(2)}, "
+          f"final loss {r['final_loss']:.3f}")
+assert by_lr[0.5]["dead"][0] > 0.3 and by_lr[0.02]["dead"][0] < 0.1
+
+# %% [markdown]
+# **What to notice:** at lr 0.02 almost every unit stays alive; at lr 0.5 a few
+# large steps early on push many first-layer units below zero on every input,
+# and they stay there: the curve keeps climbing. The accuracy can still look fine,
+# because the units that are left do the work, which is why dead units go
+# unnoticed unless you measure them.
+#
+# ## 4. Leaky ReLU, ELU, GELU and SiLU: a slope below zero
+#
+# The fix is to keep some slope for $z < 0$: then a unit pushed below zero still
+# gets a gradient and can come back. The same two experiments, now for the
+# four alternatives (each with He init).
+
+# %% tags=["demo"]
+alternatives = ["leaky_relu", "elu", "gelu", "silu"]
+fast = {name: learning_rate_experiment(name, lr=0.5, depth=4, seed=0) for name in alternatives}
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+labels = ["relu"] + alternatives
+ax0.bar(labels, [revival[n]["off_revived"] for n in labels], color=OKABE_ITO[2])
+ax0.set(ylabel="fraction back to life", title="layer-1 units that started off (bias -1)")
+ax1.bar(labels, [by_lr[0.5]["dead"][0]] + [fast[n]["dead"][0] for n in alternatives], color=OKABE_ITO[1])
+ax1.set(ylabel="dead fraction, layer 1", title="after training at lr 0.5", ylim=(0, 1))
+for ax in (ax0, ax1):
+    ax.tick_params(axis="x", labelrotation=30)
+for name in alternatives:
+    print(f"{name:10s} bias -1: weights moved in {revival[name]['off_moved']:.0%} of the off units, "
+          f"{revival[name]['off_revived']:.0%} back to life | lr 0.5: max dead fraction {fast[name]['dead'].max():.2f}")
+    assert revival[name]["off_moved"] == 1.0  # every unit that started off still received gradient
+    assert fast[name]["dead"].max() < 0.1
+assert revival["elu"]["off_revived"] > 0.5
+assert min(revival["gelu"]["off_revived"], revival["silu"]["off_revived"]) > 0.05
+
+# %% [markdown]
+# **What to notice:** with any slope below zero, every unit that started off kept
+# receiving gradient (its weights moved), and no layer has dead units after the
+# large learning rate. How fast the units come back depends on the size of that
+# slope: ELU's $e^z$ is about 0.37 at $z = -1$ and brings most of them back in
+# 300 steps; GELU and SiLU bring back some; Leaky ReLU's 0.01 makes their
+# gradient 100 times smaller, so in 300 steps few return. Leaky ReLU prevents
+# death, not slowness. GELU (Hendrycks & Gimpel 2016) is the activation of
+# BERT and GPT-2; SiLU/Swish is used in many recent vision and language models.
+#
+# ## 5. Explore: activation, depth and bias
+#
+# The explorer builds a digits classifier with the activation, depth and initial
+# bias you choose (width 64, the activation's usual init), and plots the
+# gradient norm per layer next to the dead fraction. Try sigmoid at depth 20;
+# ReLU with bias $-0.5$; then Leaky ReLU and ELU with the same bias.
+
+# %% tags=["demo"]
+explorer = activation_explorer(activation="relu", depth=10, bias=0.0)
+assert explorer.last["kind"] == "healthy"
+assert explorer.update(activation="sigmoid", depth=20)["ratio"] < 1e-8
+assert explorer.update(activation="relu", depth=10, bias=-1.0)["dead_mean"] > 0.7
+explorer.update(activation="relu", depth=10, bias=0.0)
+explorer
+
+# %% [markdown]
+# ## Practice questions
+#
+# Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
+# then run the check below each one. The checks tell you what is wrong; hidden
+# tests with other inputs decide the grade.
+#
+# ### Question 1 (3 points): Leaky ReLU and its derivative
+#
+# Write `leaky_relu(z, negative_slope=0.01)` and `leaky_relu_derivative(z, negative_slope=0.01)`
+# for a torch tensor `z` of any shape: $f(z) = z$ for $z > 0$ and $a z$ otherwise;
+# $f'(z) = 1$ for $z > 0$ and $a$ otherwise. Return tensors of the same shape,
+# and do not modify `z`.
+
+# %% nbgrader={"grade_id": "q1_leaky_relu", "solution": true}
+def leaky_relu(z, negative_slope=0.01):
+    """max(z, a z) for 0 <= a <= 1, elementwise."""
+    ### BEGIN SOLUTION
+    return torch.where(z > 0, z, negative_slope * z)
+    ### END SOLUTION
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    """1 where z > 0, a elsewhere."""
+    ### BEGIN SOLUTION
+    return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, negative_slope))
+    ### END SOLUTION
+
+# %% mistake="q1_leaky_relu" label="uses ReLU's derivative (0 below zero)"
+def leaky_relu(z, negative_slope=0.01):
+    return torch.where(z > 0, z, negative_slope * z)
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    return (z > 0).to(z.dtype)
+
+# %% nbgrader={"grade_id": "q1_leaky_relu_test", "grade": true, "points": 3}
+# Check against PyTorch's leaky_relu and its autograd derivative.
+def _torch_leaky(z, slope):
+    z = z.detach().clone().requires_grad_()
+    out = torch.nn.functional.leaky_relu(z, slope)
+    out.sum().backward()
+    return out.detach(), z.grad
+
+
+_z = torch.tensor([-3.0, -0.5, 0.25, 2.0], dtype=torch.float64)
+_out, _slope = _torch_leaky(_z, 0.01)
+checks.check_function("Question 1 (leaky_relu)", leaky_relu, [((_z,), _out)],
+                      mistakes=[(lambda z: torch.relu(z), "you returned ReLU: below zero the output is a * z, not 0."),
+                                (lambda z: 0.01 * z, "you scaled every value by a; only z <= 0 is scaled.")],
+                      hint="torch.where(z > 0, z, negative_slope * z) does it in one line.")
+checks.check_function("Question 1 (leaky_relu_derivative)", leaky_relu_derivative, [((_z,), _slope)],
+                      mistakes=[(lambda z: (z > 0).double(), "that is ReLU's derivative: below zero Leaky ReLU's "
+                                 "slope is negative_slope, not 0. That slope is the whole point."),
+                                (lambda z: torch.where(z > 0, 1.0, 0.01 * z), "below zero the derivative of a*z "
+                                 "is the constant a, not a*z.")],
+                      hint="The derivative is 1 where z > 0 and negative_slope elsewhere.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    _g = torch.Generator().manual_seed(404)
+    for _shape, _a in [((7,), 0.01), ((3, 5), 0.2), ((2, 3, 4), 0.0), ((1,), 1.0), ((50,), 0.3)]:
+        _zz = torch.randn(*_shape, dtype=torch.float64, generator=_g) * 3
+        _o, _s = _torch_leaky(_zz, _a)
+        checks.check_function("Question 1 (hidden, leaky_relu)", lambda z: leaky_relu(z, _a), [((_zz,), _o)])
+        checks.check_function("Question 1 (hidden, derivative)", lambda z: leaky_relu_derivative(z, _a),
+                              [((_zz,), _s)])
+    _zz = -torch.rand(10, dtype=torch.float64, generator=_g) - 0.1  # all negative
+    checks.check_function("Question 1 (hidden, all negative)", lambda z: leaky_relu_derivative(z, 0.05),
+                          [((_zz,), torch.full((10,), 0.05, dtype=torch.float64))])
+    _zf = torch.randn(4, 6, generator=_g)  # float32 input keeps its shape
+    assert tuple(leaky_relu(_zf).shape) == (4, 6) and tuple(leaky_relu_derivative(_zf).shape) == (4, 6), \
+        "Question 1: return tensors of the input's shape"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 2 (3 points): count the dead units
+#
+# Write `dead_fraction(z)`: `z` is a tensor of pre-activations of one ReLU layer
+# with shape `(examples, units)`. Return, as a float, the fraction of **units**
+# that are dead on this batch: $z \le 0$ on **every** example. ($z = 0$ counts
+# as dead: ReLU outputs 0 there and PyTorch's derivative is 0.)
+
+# %% nbgrader={"grade_id": "q2_dead_fraction", "solution": true}
+def dead_fraction(z):
+    """Fraction of columns of z (units) with z <= 0 in every row (example)."""
+    ### BEGIN SOLUTION
+    return float((z <= 0).all(dim=0).float().mean())
+    ### END SOLUTION
+
+# %% mistake="q2_dead_fraction" label="counts inactive entries instead of units inactive on every example"
+def dead_fraction(z):
+    return float((z <= 0).float().mean())
+
+# %% nbgrader={"grade_id": "q2_dead_fraction_test", "grade": true, "points": 3}
+# Check on layer 1 of a real network with bias -1, against course_lib's measurement.
+_net = build_digits_net("relu", depth=1, bias=-1.0, seed=0)
+with torch.no_grad():
+    _z1 = _net.blocks[0].linear(X_digits)
+_expected = float(unit_activity(_net, X_digits)["dead"][0])
+checks.check_function("Question 2", dead_fraction, [((_z1,), _expected)],
+                      mistakes=[(lambda z: float((z <= 0).float().mean()),
+                                 "you counted the inactive ENTRIES (unit, example). A unit is dead only when it is "
+                                 "inactive on EVERY example: look along the examples axis (dim 0) first."),
+                                (lambda z: float((z <= 0).all(dim=1).float().mean()),
+                                 "you looked along the wrong axis: rows are examples, columns are units.")],
+                      hint="(z <= 0) gives a boolean table; .all(dim=0) asks 'inactive on every example?' per unit.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    _zz = torch.tensor([[-1.0, 2.0, 0.0, -3.0], [-2.0, -1.0, 0.0, 0.5]])
+    checks.check_function("Question 2 (hidden, zeros count as dead)", dead_fraction, [((_zz,), 0.5)])
+    checks.check_function("Question 2 (hidden, one example)", dead_fraction,
+                          [((torch.tensor([[1.0, -1.0, -2.0]]),), 2 / 3)])
+    checks.check_function("Question 2 (hidden, all dead)", dead_fraction, [((-torch.ones(5, 3),), 1.0)])
+    checks.check_function("Question 2 (hidden, none dead)", dead_fraction, [((torch.ones(2, 7),), 0.0)])
+    _g = torch.Generator().manual_seed(7)
+    for _trial in range(5):
+        _zz = torch.randn(int(torch.randint(1, 9, (1,), generator=_g)), 40, generator=_g) - 1.0
+        checks.check_function("Question 2 (hidden, random)", dead_fraction,
+                              [((_zz,), float((_zz <= 0).all(dim=0).float().mean()))])
+    _zz = torch.randn(6, 10, dtype=torch.float64, generator=_g)
+    checks.check_function("Question 2 (hidden, float64)", dead_fraction,
+                          [((_zz,), float((_zz <= 0).all(dim=0).double().mean()))])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 3 (2 points): dead on a batch, or just unlucky?
+#
+# "Dead" is measured on a batch. Suppose a layer's pre-activations are
+# independent $\mathcal N(0, 1)$ draws for every unit and every example: each
+# unit is healthy, active on half the inputs. On a batch of **8** examples,
+# what fraction of units do you expect to look dead ($z \le 0$ on all 8)?
+# Set `q3_fraction` to a number (within 10% of a simulation counts).
+
+# %% nbgrader={"grade_id": "q3_fraction", "solution": true}
+### BEGIN SOLUTION
+q3_fraction = 0.5**8
+### END SOLUTION
+
+# %% mistake="q3_fraction" label="gives the probability for one example, not all eight"
+q3_fraction = 0.5
+
+# %% nbgrader={"grade_id": "q3_fraction_test", "grade": true, "points": 2}
+_z = torch.randn(8, 400_000, generator=torch.Generator().manual_seed(3))
+_measured = float((_z <= 0).all(dim=0).double().mean())
+checks.check_prediction("Question 3", q3_fraction, _measured, rtol=0.1,
+                        mistakes=[(0.5, "0.5 is the chance that a unit is off on ONE example. It must be off on "
+                                        "all 8, independently."),
+                                  (0.5 / 8, "independent events multiply: 0.5 * 0.5 * ... (8 times).")],
+                        hint="Each example independently has probability 1/2 of z <= 0.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    assert isinstance(q3_fraction, (int, float, np.floating)) and not isinstance(q3_fraction, bool), \
+        "Question 3: give a plain number"
+    assert math.isclose(float(q3_fraction), 0.00390625, rel_tol=0.02), f"Question 3: {q3_fraction} is not right"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 4 (2 points): predict which network learns
+#
+# Four 10-layer, 64-unit digits classifiers are trained with the same SGD (lr 0.1,
+# 300 steps, batch 128), as in section 2. Only one gets its training loss below
+# 1.0. Which? Set `q4_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
+#
+# - **A.** sigmoid, Xavier init
+# - **B.** ReLU, He init
+# - **C.** ReLU, He init, every hidden bias set to $-1$
+# - **D.** Leaky ReLU (slope 0.01), He init, every hidden bias set to $-1$
+
+# %% nbgrader={"grade_id": "q4_answer", "solution": true}
+### BEGIN SOLUTION
+q4_answer = "B"
+### END SOLUTION
+
+# %% mistake="q4_answer" label="trusts Leaky ReLU to rescue a network whose units are all off"
+q4_answer = "D"
+
+# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 2}
+checks.check_choice(
+    "Question 4", q4_answer, "ABCD", expected_digest="08d44203af14a118",
+    explanations={"A": "Ten sigmoid layers cost the first layer a factor of about 1e-6 (section 2): it stays "
+                       "at chance.",
+                  "C": "A bias of -1 kills almost every unit above layer 1 (section 3): the output no longer "
+                       "depends on the input, and dead units never come back.",
+                  "D": "Leaky ReLU's units are not dead, but with every unit below zero each layer multiplies "
+                       "the gradient by 0.01: through 10 layers that is 1e-20. Not dead, but not learning."})
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="B")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 5 (2 points): what happens to a dead unit's weights?
+#
+# A unit in the **first** hidden layer of a ReLU network is dead: $z \le 0$ on
+# every training example. Training continues with plain SGD (no weight decay).
+# What happens to its incoming weights? Set `q5_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
+#
+# - **A.** They get a gradient of exactly zero on every batch and never change.
+# - **B.** They slowly shrink toward zero, which eventually revives the unit.
+# - **C.** The loss pushes them back until the unit is active again.
+# - **D.** They keep changing at random, because every batch is different.
+
+# %% nbgrader={"grade_id": "q5_answer", "solution": true}
+### BEGIN SOLUTION
+q5_answer = "A"
+### END SOLUTION
+
+# %% mistake="q5_answer" label="believes the loss pushes dead units back to life"
+q5_answer = "C"
+
+# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 2}
+checks.check_choice(
+    "Question 5", q5_answer, "ABCD", expected_digest="93832d71eb40ba10",
+    explanations={"B": "Shrinking would need weight decay, which this run does not use; and the gradient "
+                       "itself is zero.",
+                  "C": "To push, the loss needs a gradient, and the gradient reaches the weights through "
+                       "ReLU'(z) = 0: nothing arrives. Section 3 found not one changed digit.",
+                  "D": "Every batch is different, but on every one the unit's slope is 0, so the gradient is a "
+                       "sum of zeros."})
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="A")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 6 (3 points): diagnose three networks
+#
+# Three 6-layer digits classifiers A, B and C get the same 512 digits. The plots
+# show the gradient norm of each layer's weights and the fraction of dead units
+# per layer. Label each network `"vanishing"`, `"dead"` or `"healthy"`. Set
+# `q6_diagnosis` to a dict such as `{"A": "healthy", "B": "healthy", "C": "healthy"}`.
+
+# %%
+mystery_specs = {"A": ("sigmoid", 0.0), "B": ("relu", -0.2), "C": ("relu", 0.0)}
+mystery_grads, mystery_dead = {}, {}
+for label, (activation, bias) in mystery_specs.items():
+    mystery_net = build_digits_net(activation, depth=6, bias=bias, seed=0)
+    mystery_grads[label] = gradient_norms(mystery_net, X_digits[:512], y_digits[:512])
+    mystery_dead[label] = unit_activity(mystery_net, X_digits[:512])["dead"]
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+plot_gradient_norms(mystery_grads, ax=ax0, title="gradient norm per layer")
+for i, (label, dead) in enumerate(mystery_dead.items()):
+    ax1.plot(np.arange(1, 7), dead, "o-", color=OKABE_ITO[i], label=label)
+ax1.set(xlabel="layer (1 = next to the input)", ylabel="dead fraction", ylim=(-0.05, 1.05), title="dead units")
+ax1.legend(frameon=False);
+
+# %% nbgrader={"grade_id": "q6_diagnosis", "solution": true}
+### BEGIN SOLUTION
+q6_diagnosis = {"A": "vanishing", "B": "dead", "C": "healthy"}
+### END SOLUTION
+
+# %% mistake="q6_diagnosis" label="mixes up vanishing and dead"
+q6_diagnosis = {"A": "dead", "B": "vanishing", "C": "healthy"}
+
+# %% nbgrader={"grade_id": "q6_diagnosis_test", "grade": true, "points": 3}
+checks.check_labels(
+    "Question 6", q6_diagnosis, ["A", "B", "C"], ["vanishing", "dead", "healthy"],
+    expected_digests={"A": "3aaeb61592b1db16", "B": "353487c1d882def9", "C": "47512e82024e61d2"},
+    explanations={**{(k, "dead"): "Read the right panel: a dead network has a high dead fraction. Is this one's "
+                                  "far from 0?" for k in "AC"},
+                  **{(k, "vanishing"): "Vanishing means the gradient falls by orders of magnitude toward layer "
+                                       "1 (left panel). Does this one's?" for k in "BC"},
+                  **{(k, "healthy"): "A healthy network has neither: gradients within 100x across layers and "
+                                     "(almost) no dead units." for k in "AB"}})
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    checks.check_labels("Question 6 (hidden)", q6_diagnosis, ["A", "B", "C"], ["vanishing", "dead", "healthy"],
+                        expected={"A": "vanishing", "B": "dead", "C": "healthy"})
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Summary
+#
+# - ReLU's derivative is exactly 1 on the active side, so gradients pass active
+#   units unchanged; a 10-layer ReLU network learns where a 10-layer sigmoid
+#   network stays at chance.
+# - It is exactly 0 on the other side. A unit that is off on every example is
+#   dead: its weights get no gradient and never change. Negative biases and
+#   large learning rates kill units; deep layers die first.
+# - "Dead" is measured on a batch: on a small batch, healthy units can look dead
+#   by chance (question 3).
+# - Leaky ReLU, ELU, GELU and SiLU keep a slope below zero, so no unit is ever
+#   cut off from the gradient; the larger that slope, the faster units come back.
+#
+# Next: notebook 05 derives the initialization that keeps a deep ReLU network's
+# signal from shrinking or growing: why He init has the 2 in $\sqrt{2/\text{fan\_in}}$.
+#
+# ## References
+#
+# - V. Nair, G. Hinton (2010). Rectified linear units improve restricted Boltzmann machines. *ICML.*
+# - X. Glorot, A. Bordes, Y. Bengio (2011). Deep sparse rectifier neural networks. *AISTATS.*
+# - A. Maas, A. Hannun, A. Ng (2013). Rectifier nonlinearities improve neural network acoustic models. *ICML Workshop on Deep Learning for Audio, Speech and Language Processing.*
+# - K. He, X. Zhang, S. Ren, J. Sun (2015). Delving deep into rectifiers: surpassing human-level performance on ImageNet classification. *ICCV.*
+# - D.-A. Clevert, T. Unterthiner, S. Hochreiter (2016). Fast and accurate deep network learning by exponential linear units (ELUs). *ICLR.*
+# - D. Hendrycks, K. Gimpel (2016). Gaussian error linear units (GELUs). *arXiv:1606.08415.*
+# - P. Ramachandran, B. Zoph, Q. Le (2017). Searching for activation functions. *arXiv:1710.05941.*
+# - S. Elfwing, E. Uchibe, K. Doya (2018). Sigmoid-weighted linear units for neural network function approximation in reinforcement learning. *Neural Networks* 107.
+# - L. Lu, Y. Shin, Y. Su, G. Karniadakis (2020). Dying ReLU and initialization: theory and numerical examples. *Communications in Computational Physics* 28(5).
+# - A. Karpathy et al. CS231n: Convolutional Neural Networks for Visual Recognition, notes "Neural Networks Part 1" (dead ReLUs), Stanford.

@@ -1,0 +1,645 @@
+# %% [markdown]
+# # 05 · Initialization: keeping the signal alive from the first step
+#
+# Before a network has learned anything, its random weights already decide
+# whether a signal survives 30 layers, and whether a gradient makes it back.
+# Each layer multiplies the size of the activations (forward) and of the
+# gradients (backward) by a factor set by the weights' variance; after $L$
+# layers that factor is raised to the power $L$. Good initialization makes it 1.
+# This notebook derives that factor, checks the derivation layer by layer, and
+# reproduces the experiments behind the schemes everyone uses.
+#
+# **You will learn to**
+# 1. derive how the variance of activations and gradients changes per layer
+#    (fan-in, gain) and check the derivation by simulation;
+# 2. explain why all-zero or constant weights cannot learn (symmetry);
+# 3. measure what PyTorch's default `nn.Linear` init does to a 30-layer ReLU network;
+# 4. derive Xavier/Glorot and He/Kaiming initialization and reproduce He et al.'s
+#    30-layer experiment;
+# 5. show that orthogonal weights keep every singular value of a deep linear
+#    network at exactly 1 (Saxe et al. 2013);
+# 6. (advanced) find the edge of chaos of a tanh network from the mean-field
+#    recursion and train on both sides of it (Schoenholz et al. 2017).
+#
+# Run the cells from top to bottom. Practice questions are at the end.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from course_lib import checks
+from course_lib.initialization import init_weight_
+from course_lib.models import build_mlp
+from course_lib.plotting import OKABE_ITO, plot_training_curves
+from course_lib.seeding import get_device, set_seed
+from course_lib.variance import (chi_1, critical_sigma_w2, deep_linear_singular_values, default_init_shrinkage,
+                                 depth_scale, fixed_point, gradient_curve, layer_statistics, random_network,
+                                 symmetry_experiment, train_at_sigma, train_deep_relu, variance_curve)
+from course_lib.widgets import variance_explorer
+
+set_seed(0)
+device = get_device()
+torch.set_num_threads(1)  # tiny networks: one thread is faster, and much faster on a busy CPU
+print(f"torch {torch.__version__} on {device}")
+
+# %% [markdown]
+# ## 1. Variance propagation, step by step
+#
+# Take one layer, $z_i = \sum_{j=1}^{n_\text{in}} W_{ij} h_j + b_i$, then $h' = f(z)$.
+# Assume the weights are independent, with mean 0 and variance $\operatorname{Var}(W)$,
+# independent of the inputs $h_j$, and $b = 0$. Then:
+#
+# 1. each term has mean 0 and variance $\operatorname{Var}(W_{ij} h_j) = \mathbb E[W^2]\,\mathbb E[h^2] = \operatorname{Var}(W)\,\mathbb E[h^2]$;
+# 2. the $n_\text{in}$ terms are independent, so their variances add:
+#    $$\operatorname{Var}(z) = n_\text{in}\,\operatorname{Var}(W)\,\mathbb E[h^2];$$
+# 3. the activation turns $\operatorname{Var}(z)$ into $\mathbb E[h'^2] = \mathbb E[f(z)^2]$.
+#    For ReLU and $z$ symmetric around 0, half the values are zeroed and the
+#    other half kept: $\mathbb E[\mathrm{ReLU}(z)^2] = \tfrac12 \operatorname{Var}(z)$.
+#
+# So through a ReLU layer, $\operatorname{Var}(z_l) = \tfrac12\, n_\text{in} \operatorname{Var}(W)\, \operatorname{Var}(z_{l-1})$.
+# Write $\operatorname{Var}(W) = \sigma_w^2 / n_\text{in}$; each layer multiplies the
+# variance by $\sigma_w^2/2$, and the std by $\sqrt{\sigma_w^2/2}$. Only
+# $\sigma_w^2 = 2$ keeps it constant. Its square root is the **gain**:
+# $\mathrm{std}(W) = \text{gain}/\sqrt{n_\text{in}}$, with gain $\sqrt 2$ for ReLU.
+#
+# Backward, the same steps with $W^\top$: $\partial L/\partial h_{l-1} = W_l^\top\,(f'(z_l) \odot \partial L/\partial h_l)$, so
+# $\operatorname{Var}(\partial L/\partial h_{l-1}) = n_\text{out} \operatorname{Var}(W)\,\mathbb E[f'(z)^2]\,\operatorname{Var}(\partial L/\partial h_l)$,
+# and $\mathbb E[\mathrm{ReLU}'(z)^2] = \tfrac12$: the same factor $\sigma_w^2/2$ when $n_\text{in} = n_\text{out}$.
+#
+# `course_lib.variance.variance_curve` and `gradient_curve` iterate these maps
+# for any activation (expectations by Gauss-Hermite quadrature). Let's check
+# them against real 30-layer, 256-unit networks with $W \sim \mathcal N(0, \sigma_w^2/n_\text{in})$,
+# on 256 Gaussian inputs, measuring the std of $z_l$ and of $\partial L/\partial h_l$ at every layer.
+
+# %% tags=["demo"]
+depth, width = 30, 256
+X_probe = torch.randn(256, width, generator=torch.Generator().manual_seed(0))
+settings = {"ReLU, sigma_w^2 = 1": ("relu", 1.0), "ReLU, sigma_w^2 = 2 (He)": ("relu", 2.0),
+            "ReLU, sigma_w^2 = 3": ("relu", 3.0), "tanh, sigma_w^2 = 1": ("tanh", 1.0)}
+fig, (ax_fwd, ax_bwd) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+layers = np.arange(1, depth + 1)
+for i, (label, (activation, sigma_w2)) in enumerate(settings.items()):
+    stats = layer_statistics(random_network(activation, depth=depth, width=width, sigma_w2=sigma_w2, seed=0), X_probe)
+    predicted = np.sqrt(variance_curve(activation, sigma_w2=sigma_w2, depth=depth))
+    predicted_grad = np.sqrt(gradient_curve(activation, sigma_w2=sigma_w2, depth=depth))
+    ax_fwd.semilogy(layers, stats["pre_std"], "o", color=OKABE_ITO[i], markersize=3, label=label)
+    ax_fwd.semilogy(layers, predicted, "-", color=OKABE_ITO[i], linewidth=1)
+    ax_bwd.semilogy(layers, stats["grad_std"], "o", color=OKABE_ITO[i], markersize=3)
+    ax_bwd.semilogy(layers, predicted_grad, "-", color=OKABE_ITO[i], linewidth=1)
+    ratio, grad_ratio = stats["pre_std"] / predicted, stats["grad_std"] / predicted_grad
+    print(f"{label:26s} measured/predicted std: forward {ratio.min():.2f}-{ratio.max():.2f}, "
+          f"backward {grad_ratio.min():.2f}-{grad_ratio.max():.2f}")
+    assert 0.4 < ratio.min() and ratio.max() < 2.5 and 0.67 < grad_ratio.min() and grad_ratio.max() < 1.5
+    if activation == "relu":  # the std changes by sqrt(sigma_w^2 / 2) per layer
+        per_layer = (stats["pre_std"][-1] / stats["pre_std"][0]) ** (1 / (depth - 1))
+        assert abs(per_layer / math.sqrt(sigma_w2 / 2) - 1) < 0.05, (label, per_layer)
+ax_fwd.set(xlabel="layer", ylabel="std of z_l (dots: measured, lines: predicted)")
+ax_bwd.set(xlabel="layer", ylabel="std of dL/dh_l")
+ax_fwd.legend(frameon=False, fontsize="small");
+
+# %% [markdown]
+# **What to notice:** the predictions (lines) follow the measurements (dots)
+# over nine orders of magnitude. With $\sigma_w^2 = 1$ a ReLU network loses a
+# factor $\sqrt 2$ per layer, $2^{-14.5}$ over 30 layers; with 3 it gains
+# $1.22$ per layer; only 2 is flat, forward **and** backward. The single
+# networks scatter around the prediction by up to a factor of about 2 (a
+# width of 256 is not infinite), but the trend per layer is right within a
+# few percent. Tanh with $\sigma_w^2 = 1$ behaves differently: its slope is
+# below 1 away from 0, so its variance drifts down slowly, not geometrically.
+#
+# ## 2. Zero init and the symmetry problem
+#
+# Why not start from zero? Train a 2-layer tanh digits classifier (32 units per
+# layer) from three starts: all weights 0, all weights 0.1, and He's random init.
+
+# %% tags=["demo"]
+starts = {"zeros": "zeros", "constant 0.1": 0.1, "random (He)": "he"}
+symmetry = {label: symmetry_experiment(init, activation="tanh", depth=2, width=32, seed=0)
+            for label, init in starts.items()}
+for label, r in symmetry.items():
+    print(f"{label:13s} hidden weights changed: {r['changed']}, spread between units: {r['row_spread'].round(3)}, "
+          f"final loss {r['final_loss']:.3f}, accuracy {r['accuracy']:.3f}")
+assert not symmetry["zeros"]["changed"].any()  # not a single hidden weight moved
+assert symmetry["constant 0.1"]["changed"].all() and symmetry["constant 0.1"]["row_spread"].max() < 1e-6
+assert symmetry["random (He)"]["row_spread"].min() > 0.5
+assert min(symmetry["zeros"]["final_loss"], symmetry["constant 0.1"]["final_loss"]) > 2.2
+assert symmetry["random (He)"]["final_loss"] < 0.2
+
+# %% [markdown]
+# **What to notice:** from zeros, the hidden weights never move: every hidden
+# unit outputs $\tanh(0) = 0$, so the gradient of every weight that reads them
+# is 0, and the gradient reaching the first layer passes through the zero
+# weights above it. From a constant, the weights do move, but every unit of a
+# layer computes the same function and receives the same gradient, so they stay
+# identical: the spread between units is 0, and a layer of 32 units works like
+# a layer of one. Random weights break the symmetry.
+#
+# ## 3. PyTorch's default `nn.Linear` init in a 30-layer ReLU network
+#
+# `nn.Linear` draws $W \sim U(-1/\sqrt{n_\text{in}}, 1/\sqrt{n_\text{in}})$. A uniform
+# distribution on $(-a, a)$ has variance $a^2/3$, so $\operatorname{Var}(W) = 1/(3 n_\text{in})$,
+# $\sigma_w^2 = 1/3$, and each ReLU layer multiplies the mean square by
+# $\sigma_w^2/2 = 1/6$. After 30 layers the rms of the activations should be
+# $6^{-15} \approx 2 \times 10^{-12}$ of the input's. First, our `"default"`
+# scheme against `nn.Linear` itself, then the measurement (biases set to 0 to
+# isolate the weights, then with PyTorch's default biases).
+
+# %% tags=["demo"]
+linear = torch.nn.Linear(512, 512)
+print(f"nn.Linear(512, 512): weight std {linear.weight.std().item():.5f}, 1/sqrt(3 * 512) = {1 / math.sqrt(1536):.5f}")
+assert abs(linear.weight.std().item() * math.sqrt(1536) - 1) < 0.02
+assert linear.weight.abs().max().item() <= 1 / math.sqrt(512)
+
+shrink = default_init_shrinkage(depth=30, width=64, seed=0)
+with_bias = default_init_shrinkage(depth=30, width=64, biases=True, seed=0)
+ratio = shrink["rms"][-1] / shrink["rms_in"]
+print(f"rms after 30 layers / input rms: {ratio:.2e}   (6^-15 = {6**-15:.2e})")
+print(f"with default biases: rms {with_bias['rms'][-1]:.3f}, but the part that depends on the input: "
+      f"{with_bias['input_std'][-1] / with_bias['input_std_in']:.1e} of the input's")
+assert abs(math.log10(ratio) - math.log10(6**-15)) < 1  # within a factor of 10 of the prediction
+assert with_bias["rms"][-1] > 0.01 and with_bias["input_std"][-1] / with_bias["input_std_in"] < 1e-6
+
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+ax.semilogy(np.arange(1, 31), shrink["rms"], "o-", markersize=3, color=OKABE_ITO[0], label="rms, biases 0")
+ax.semilogy(np.arange(1, 31), 6.0 ** (-np.arange(1, 31) / 2), "--", color="black", label="6^(-l/2)")
+ax.semilogy(np.arange(1, 31), with_bias["input_std"], "o-", markersize=3, color=OKABE_ITO[1],
+            label="default biases: std across inputs")
+ax.set(xlabel="layer", ylabel="size of the activations")
+ax.legend(frameon=False);
+
+# %% [markdown]
+# **What to notice:** twelve orders of magnitude in 30 layers, as predicted.
+# PyTorch's biases keep the activations from reaching zero, but they do so by
+# replacing the signal: the part of layer 30 that depends on the input has
+# fallen to float32 rounding, about $10^{-9}$ of the input's spread (the orange
+# curve flattens there), so every input gives the same output. Such a network
+# cannot tell its inputs apart. (For
+# the shallow networks most people train, this init is fine; it was chosen for
+# them, not for 30 ReLU layers.)
+#
+# ## 4. Xavier/Glorot and He/Kaiming initialization
+#
+# **Glorot & Bengio (2010)** asked for both the forward and the backward variance
+# to be preserved by units that are linear around 0 (tanh, sigmoid after
+# centering): $n_\text{in}\operatorname{Var}(W) = 1$ and $n_\text{out}\operatorname{Var}(W) = 1$.
+# Both cannot hold when $n_\text{in} \neq n_\text{out}$; the compromise is
+# $$\operatorname{Var}(W) = \frac{2}{n_\text{in} + n_\text{out}}, \qquad W \sim U\!\left(-\sqrt{\tfrac{6}{n_\text{in}+n_\text{out}}}, \sqrt{\tfrac{6}{n_\text{in}+n_\text{out}}}\right).$$
+# **He, Zhang, Ren & Sun (2015)** redid the derivation for ReLU, which halves the
+# mean square (section 1): $\tfrac12 n_\text{in}\operatorname{Var}(W) = 1$, so
+# $$\operatorname{Var}(W) = \frac{2}{n_\text{in}}, \qquad W \sim \mathcal N\!\left(0, \tfrac{2}{n_\text{in}}\right).$$
+# `course_lib.initialization` writes each scheme out; here they are next to
+# `torch.nn.init` on a $256 \times 512$ weight (fan-out 256, fan-in 512).
+
+# %% tags=["demo"]
+ours_vs_torch = {"xavier": torch.nn.init.xavier_uniform_, "xavier_normal": torch.nn.init.xavier_normal_,
+                 "he": lambda t: torch.nn.init.kaiming_normal_(t, nonlinearity="relu"),
+                 "he_uniform": lambda t: torch.nn.init.kaiming_uniform_(t, nonlinearity="relu")}
+formula = {"xavier": math.sqrt(2 / (512 + 256)), "xavier_normal": math.sqrt(2 / (512 + 256)),
+           "he": math.sqrt(2 / 512), "he_uniform": math.sqrt(2 / 512)}
+for scheme, torch_init in ours_vs_torch.items():
+    ours = init_weight_(torch.empty(256, 512), scheme, gain=None if scheme.startswith("he") else 1.0,
+                        generator=torch.Generator().manual_seed(1)).std().item()
+    theirs = torch_init(torch.empty(256, 512)).std().item()
+    print(f"{scheme:14s} course_lib {ours:.5f}   torch.nn.init {theirs:.5f}   formula {formula[scheme]:.5f}")
+    assert abs(ours / formula[scheme] - 1) < 0.01 and abs(theirs / formula[scheme] - 1) < 0.01
+
+# %% [markdown]
+# ### He et al.'s experiment: 30 ReLU layers, Xavier against He (E3)
+#
+# He et al. (2015, Fig. 3) trained a 30-layer ReLU network: with Xavier init it
+# did not learn at all, with theirs it did. Our version: 30 layers of 64 ReLUs
+# on the digits, SGD with momentum 0.9, lr 0.01, gradients clipped to norm 1,
+# batch 128, 300 steps. Xavier's variance $2/(64+64) = 1/64$ is $\sigma_w^2 = 1$:
+# by section 1 the activations should shrink by $\sqrt 2$ per layer, $2^{-14.5}$
+# from layer 1 to layer 30.
+
+# %% tags=["demo"]
+e3 = {init: train_deep_relu(init, depth=30, width=64, lr=0.01, momentum=0.9, clip=1.0, num_steps=300, seed=0)
+      for init in ("xavier", "he")}
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+for i, (init, r) in enumerate(e3.items()):
+    ax0.semilogy(np.arange(1, 31), r["act_std"], "o-", markersize=3, color=OKABE_ITO[i], label=init)
+    print(f"{init:6s}: activation std layer 30 / layer 1 = {r['std_ratio']:.1e}; final loss {r['final_loss']:.3f}, "
+          f"accuracy {r['accuracy']:.3f}")
+ax0.set(xlabel="layer", ylabel="activation std at init (all digits)")
+ax0.legend(frameon=False)
+plot_training_curves({k: r["loss"] for k, r in e3.items()}, ax=ax1, smooth=10)
+assert 1e-6 < e3["xavier"]["std_ratio"] < 1e-3 and 0.1 < e3["he"]["std_ratio"] < 10
+assert e3["xavier"]["final_loss"] > 2.2 and e3["he"]["final_loss"] < 0.8
+
+# %% [markdown]
+# **What to notice:** with Xavier init the activations at layer 30 are about
+# $2^{-15}$ of layer 1's, and the loss never leaves $\ln 10 \approx 2.30$;
+# with He init the std stays within a small factor across all 30 layers and
+# the loss falls. Same data, same optimizer, same architecture: only the
+# factor $\sqrt 2$ in the weights differs. Xavier init is right for tanh; for
+# ReLU use He.
+#
+# ## 5. Orthogonal initialization (E4)
+#
+# Matching variances only fixes the *average* gain. A product of random
+# Gaussian matrices stretches some directions and crushes others, more so the
+# deeper it is (notebook 01). Saxe, McClelland & Ganguli (2013) pointed out that
+# orthogonal matrices ($W^\top W = I$) preserve every length exactly, so a deep
+# *linear* network made of them has an input-output Jacobian whose singular
+# values are **all exactly 1** ("dynamical isometry"). We compute that Jacobian
+# with autograd for networks 10, 30 and 100 layers deep, width 100, in float64:
+# orthogonal weights against Gaussian weights $\mathcal N(0, 1/n)$ (same variance).
+
+# %% tags=["demo"]
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+for i, depth_e4 in enumerate((10, 30, 100)):
+    s_orth = deep_linear_singular_values("orthogonal", depth=depth_e4, width=100, seed=0)
+    s_gauss = deep_linear_singular_values("lecun", depth=depth_e4, width=100, seed=0)
+    ax.semilogy(np.arange(1, 101), s_gauss, color=OKABE_ITO[i], label=f"Gaussian, depth {depth_e4}")
+    print(f"depth {depth_e4:3d}: orthogonal max|s - 1| = {np.abs(s_orth - 1).max():.1e};  Gaussian largest "
+          f"{s_gauss.max():.1f}, median {np.median(s_gauss):.1e}")
+    assert np.abs(s_orth - 1).max() < 1e-8
+    assert s_gauss.max() > 3 and np.median(s_gauss) < 0.1
+ax.semilogy(np.arange(1, 101), s_orth, "k--", label="orthogonal, every depth")
+ax.set(xlabel="singular value index (largest first)", ylabel="singular value of the Jacobian")
+ax.legend(frameon=False, fontsize="small");
+
+# %% [markdown]
+# **What to notice:** the orthogonal network's singular values equal 1 to
+# fifteen digits at every depth. The Gaussian network's spread over many
+# decades (the floor near $10^{-16}$ is float64 rounding): a gradient along the
+# largest direction is amplified several times while most directions are
+# crushed, although the average variance is right. Orthogonal init
+# (`init="orthogonal"`) is cheap and common for recurrent and very deep networks.
+#
+# ## 6. Advanced: the edge of chaos (E11)
+#
+# For tanh, section 1's map has a fixed point. With biases $b \sim \mathcal N(0, \sigma_b^2)$,
+# $$q_l = \sigma_w^2\, \mathbb E_{z \sim \mathcal N(0, q_{l-1})}\!\left[\tanh(z)^2\right] + \sigma_b^2 \;\longrightarrow\; q^*,$$
+# and at that fixed point each layer multiplies the gradient variance by
+# $$\chi_1 = \sigma_w^2\, \mathbb E_{z \sim \mathcal N(0, q^*)}\!\left[\tanh'(z)^2\right].$$
+# Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), after Poole et al. (2016),
+# showed that $\chi_1 < 1$ is an **ordered** phase (gradients vanish like
+# $\chi_1^L$, different inputs converge to the same representation) and
+# $\chi_1 > 1$ a **chaotic** one (gradients explode, nearby inputs are torn
+# apart). At $\chi_1 = 1$, the edge of chaos, signals travel through very deep
+# networks. The gradient variance changes by a factor $e$ every $\xi = -1/\ln\chi_1$ layers.
+
+# %% tags=["demo"]
+sigma_b2 = 0.05
+critical = critical_sigma_w2("tanh", sigma_b2=sigma_b2)
+grid = np.linspace(0.5, 4.0, 36)
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+ax.plot(grid, [chi_1("tanh", sigma_w2=s, sigma_b2=sigma_b2) for s in grid], color=OKABE_ITO[2])
+ax.axhline(1, color="black", linewidth=0.8)
+ax.axvline(critical, color=OKABE_ITO[3], linestyle="--", label=f"critical sigma_w^2 = {critical:.3f}")
+ax.set(xlabel="sigma_w^2", ylabel="chi_1", title="tanh, sigma_b^2 = 0.05")
+ax.legend(frameon=False)
+for s in (1.0, critical, 4.0):
+    scale = "diverges" if s == critical else f"{abs(depth_scale('tanh', sigma_w2=s, sigma_b2=sigma_b2)):.1f} layers"
+    print(f"sigma_w^2 = {s:.3f}: q* = {fixed_point('tanh', sigma_w2=s, sigma_b2=sigma_b2):.3f}, "
+          f"chi_1 = {chi_1('tanh', sigma_w2=s, sigma_b2=sigma_b2):.4f}, depth scale {scale}")
+assert abs(critical - 1.76) < 0.01
+assert abs(chi_1("tanh", sigma_w2=critical, sigma_b2=sigma_b2) - 1) < 1e-6
+
+# %% [markdown]
+# The critical value is $\sigma_w^2 \approx 1.76$ for $\sigma_b^2 = 0.05$. At
+# $\sigma_w^2 = 1$ and $4$ the depth scale is only 3 to 4 layers: a 40-layer
+# network is more than ten depth scales deep. Now train 40-layer, 64-unit tanh
+# networks on the digits at the three settings (SGD with momentum 0.9, lr 0.003,
+# batch 128, 300 steps).
+
+# %% tags=["demo"]
+phases = {"ordered (1.0)": 1.0, f"critical ({critical:.2f})": critical, "chaotic (4.0)": 4.0}
+e11 = {label: train_at_sigma(s, sigma_b2=sigma_b2, depth=40, width=64, lr=0.003, momentum=0.9, num_steps=300,
+                             seed=0) for label, s in phases.items()}
+ax = plot_training_curves({label: r["loss"] for label, r in e11.items()}, smooth=10)
+ax.set_title("40-layer tanh networks")
+for label, r in e11.items():
+    print(f"{label:17s} final loss {r['final_loss']:.3f}, accuracy {r['accuracy']:.3f}")
+ordered, at_edge, chaotic = (r["final_loss"] for r in e11.values())
+assert at_edge < 0.3 and ordered > 1.5 and chaotic > 1.5
+
+# %% [markdown]
+# **What to notice:** only the critical network learns in 300 steps. The
+# ordered one learns slowly (its first layers get $\chi_1^{40}$ of the gradient
+# variance, about $10^{-5}$); the chaotic one stays near $\ln 10$: nearby
+# inputs get unrelated outputs, and its gradients blow up toward the input.
+# The initialization alone decides. Schoenholz et al. found that networks
+# train up to about six times their correlation depth scale (quoted; in the
+# ordered phase that scale is our $\xi$), and that scale diverges at the
+# critical point.
+#
+# ## 7. Explore: $\sigma_w^2$ and depth
+#
+# The explorer builds a random network (width 128, $\sigma_b^2 = 0.05$) for the
+# activation, $\sigma_w^2$ and depth you choose, and plots the measured std of
+# $z_l$ and of $\partial L/\partial h_l$ per layer next to the mean-field
+# prediction; the right panel marks where you are on the $\chi_1$ curve and the
+# critical value. Try tanh at 1.0, 1.76 and 4.0 with depth 60; then ReLU at 2.
+
+# %% tags=["demo"]
+explorer = variance_explorer(activation="tanh", sigma_w2=1.0, depth=30)
+assert explorer.last["phase"] == "ordered" and explorer.last["ratio"] < 0.1
+assert explorer.update(sigma_w2=4.0)["phase"] == "chaotic" and explorer.last["ratio"] > 10
+assert abs(explorer.update(sigma_w2=1.75)["chi_1"] - 1) < 0.02
+explorer.update(sigma_w2=1.0)
+explorer
+
+# %% [markdown]
+# ## Practice questions
+#
+# Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
+# then run the check below each one. The checks tell you what is wrong; hidden
+# tests with other inputs decide the grade.
+#
+# ### Question 1 (3 points): He std for a layer
+#
+# Write `he_std(weight_shape)`: the standard deviation of He (Kaiming) normal
+# initialization for a ReLU layer whose weight has shape `weight_shape`, laid out
+# as PyTorch does: `(fan_out, fan_in)` for a linear layer, `(out_channels,
+# in_channels, kernel_height, kernel_width)` for a convolution, where each
+# output sums over `in_channels * kernel_height * kernel_width` inputs.
+# Return a float.
+
+# %% nbgrader={"grade_id": "q1_he_std", "solution": true}
+def he_std(weight_shape):
+    """The std of He normal initialization for a ReLU layer with this weight shape (He et al. 2015)."""
+    ### BEGIN SOLUTION
+    fan_in = math.prod(weight_shape[1:])
+    return math.sqrt(2.0 / fan_in)
+    ### END SOLUTION
+
+# %% mistake="q1_he_std" label="uses fan_out (shape[0]) instead of fan_in"
+def he_std(weight_shape):
+    return math.sqrt(2.0 / weight_shape[0])
+
+# %% nbgrader={"grade_id": "q1_he_std_test", "grade": true, "points": 3}
+# Check against the std torch.nn.init.kaiming_normal_ actually draws.
+def _kaiming_std(shape):
+    torch.manual_seed(0)
+    return torch.nn.init.kaiming_normal_(torch.empty(*shape), nonlinearity="relu").std().item()
+
+
+for _shape in [(300, 600), (64, 32, 3, 3)]:
+    checks.check_function(
+        "Question 1", he_std, [((_shape,), _kaiming_std(_shape))], rtol=0.02,
+        mistakes=[(lambda s: math.sqrt(2.0 / s[0]), "you used fan_out (shape[0]). The forward variance sums over "
+                   "the INPUTS of each unit: fan_in = shape[1] (times the kernel size for a convolution)."),
+                  (lambda s: 2.0 / math.prod(s[1:]), "that is the variance 2/fan_in; the std is its square root."),
+                  (lambda s: math.sqrt(1.0 / math.prod(s[1:])), "that is LeCun's 1/fan_in: ReLU zeroes half the "
+                   "units, so He doubles it."),
+                  (lambda s: math.sqrt(2.0 / s[1]), "for a convolution each output sums over in_channels * "
+                   "kernel_height * kernel_width inputs, not just in_channels.")],
+        hint="fan_in is the product of every dimension except the first.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    for _shape in [(10, 20), (7, 1), (1, 50), (8, 3, 5, 5), (16, 4, 3), (5, 5)]:
+        checks.check_function("Question 1 (hidden)", he_std, [((_shape,), math.sqrt(2 / math.prod(_shape[1:])))],
+                              rtol=1e-9)
+    checks.check_function("Question 1 (hidden, torch.Size)", he_std,
+                          [((torch.Size([12, 48]),), math.sqrt(2 / 48))], rtol=1e-9)
+    assert isinstance(he_std((4, 9)), (float, np.floating)), "Question 1: return a float"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 2 (2 points): derive a gain
+#
+# GANs often use Leaky ReLU with slope $a = 0.2$: $f(z) = z$ for $z > 0$, $a z$
+# otherwise. For $z \sim \mathcal N(0, q)$, work out $\mathbb E[f(z)^2]$ (half of
+# the mass on each side), then the gain $g$ such that $\mathrm{std}(W) = g/\sqrt{n_\text{in}}$
+# keeps the variance constant from layer to layer. Set `q2_gain` to its value
+# (a number, 1% tolerance).
+
+# %% nbgrader={"grade_id": "q2_gain", "solution": true}
+### BEGIN SOLUTION
+q2_gain = math.sqrt(2 / (1 + 0.2**2))
+### END SOLUTION
+
+# %% mistake="q2_gain" label="uses the ReLU gain sqrt(2), ignoring the slope below zero"
+q2_gain = math.sqrt(2)
+
+# %% nbgrader={"grade_id": "q2_gain_test", "grade": true, "points": 2}
+# Check against a Monte Carlo measurement: the gain is 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1).
+_z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+_measured_gain = 1 / torch.where(_z > 0, _z, 0.2 * _z).pow(2).mean().sqrt().item()
+checks.check_prediction("Question 2", q2_gain, _measured_gain, rtol=0.01,
+                        mistakes=[(math.sqrt(2), "sqrt(2) is ReLU's gain. Leaky ReLU keeps a^2/2 of the variance "
+                                                 "on the negative side too: E[f(z)^2] = (1 + a^2) q / 2."),
+                                  (2 / 1.04, "that is the gain squared (the variance factor); take the root."),
+                                  (math.sqrt(2 / 1.2), "the negative side contributes a^2 q / 2 (a squared), "
+                                                       "not a q / 2.")],
+                        hint="Want gain^2 * E[f(z)^2] = q. Half the mass gives q/2, the other half a^2 q / 2.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    assert isinstance(q2_gain, (int, float, np.floating)) and not isinstance(q2_gain, bool), \
+        "Question 2: give a plain number"
+    assert math.isclose(float(q2_gain), torch.nn.init.calculate_gain("leaky_relu", 0.2), rel_tol=0.005), \
+        f"Question 2: {q2_gain} is not the gain"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 3 (2 points): predict the activations after 20 layers
+#
+# A 20-layer ReLU network, 256 units per layer, biases 0, weights
+# $W \sim \mathcal N(0, 1/n_\text{in})$ (gain 1, as LeCun or Xavier for square
+# layers). The inputs are $\mathcal N(0, 1)$ (root mean square 1). Predict the
+# root mean square $\sqrt{\mathbb E[h_{20}^2]}$ of the outputs of layer 20 (after
+# the ReLU). Set `q3_rms` to a number (checked against the average over 16
+# random networks, 25% tolerance).
+
+# %% nbgrader={"grade_id": "q3_rms", "solution": true}
+### BEGIN SOLUTION
+q3_rms = math.sqrt(0.5**20)
+### END SOLUTION
+
+# %% mistake="q3_rms" label="gives the mean square (variance) instead of its root"
+q3_rms = 0.5**20
+
+# %% nbgrader={"grade_id": "q3_rms_test", "grade": true, "points": 2}
+_g = torch.Generator().manual_seed(3)
+_mean_squares = []
+for _network in range(16):
+    _h = torch.randn(32, 256, generator=_g)
+    for _layer in range(20):
+        _h = torch.relu(_h @ (torch.randn(256, 256, generator=_g) / 16.0).T)  # std 1/sqrt(256)
+    _mean_squares.append(_h.pow(2).mean().item())
+checks.check_prediction("Question 3", q3_rms, math.sqrt(np.mean(_mean_squares)), rtol=0.25,
+                        mistakes=[(0.5**20, "0.5^20 is the mean square E[h^2]; the question asks for its root."),
+                                  (1.0, "with gain 1 the variance is not preserved: ReLU halves the mean square "
+                                        "at every layer."),
+                                  (0.5**9.5, "count the layers: 20 ReLUs, 20 halvings of the mean square.")],
+                        hint="Each layer: Var(z) = n * (1/n) * E[h^2] = E[h^2], then ReLU halves it.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    assert isinstance(q3_rms, (int, float, np.floating)) and not isinstance(q3_rms, bool), \
+        "Question 3: give a plain number"
+    assert math.isclose(float(q3_rms), 2.0**-10, rel_tol=0.02), f"Question 3: {q3_rms} is not right"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 4 (2 points): which phase?
+#
+# A 40-layer tanh network is initialized with $\sigma_w^2 = 4$, $\sigma_b^2 = 0.05$
+# ($\chi_1 \approx 1.34$). What happens at initialization? Set `q4_answer` to
+# `"A"`, `"B"`, `"C"` or `"D"`.
+#
+# - **A.** The gradient shrinks toward the input, and all inputs end up with nearly the same representation.
+# - **B.** The gradient grows toward the input, and two nearby inputs end up with very different representations.
+# - **C.** The activations shrink to zero, layer after layer.
+# - **D.** Nothing goes wrong: tanh is bounded, so neither activations nor gradients can grow.
+
+# %% nbgrader={"grade_id": "q4_answer", "solution": true}
+### BEGIN SOLUTION
+q4_answer = "B"
+### END SOLUTION
+
+# %% mistake="q4_answer" label="describes the ordered phase"
+q4_answer = "A"
+
+# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 2}
+checks.check_choice(
+    "Question 4", q4_answer, "ABCD", expected_digest="08d44203af14a118",
+    explanations={"A": "That is the ordered phase, chi_1 < 1. Here chi_1 > 1: each layer multiplies the gradient "
+                       "variance by more than 1.",
+                  "C": "With sigma_w^2 = 4 the fixed point q* is about 2.2: the activations do not shrink.",
+                  "D": "Bounded activations, yes; but the gradient is a product of sigma_w * tanh' factors, and "
+                       "chi_1 > 1 means that product grows."})
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="B")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 5 (3 points): which init is which?
+#
+# Three 30-layer, 64-unit ReLU networks A, B and C get the same 512 Gaussian
+# inputs; all biases are 0. One uses PyTorch's default init
+# $U(-1/\sqrt{n}, 1/\sqrt{n})$, one Xavier (gain 1), one He. The plot shows
+# the std of the activations at every layer. Set `q5_init` to a dict mapping each
+# network to `"default"`, `"xavier"` or `"he"`.
+
+# %%
+mystery_inits = {"A": ("default", None), "B": ("he", None), "C": ("xavier", 1.0)}
+X_gauss = torch.randn(512, 64, generator=torch.Generator().manual_seed(5))
+mystery_std = {}
+for label, (scheme, gain) in mystery_inits.items():
+    mystery_net = build_mlp(30, 64, activation="relu", init=scheme, gain=gain, seed=11)
+    with torch.no_grad():
+        for block in mystery_net.blocks:
+            block.linear.bias.zero_()
+    mystery_std[label] = layer_statistics(mystery_net, X_gauss)["act_std"]
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+for i, (label, stds) in enumerate(mystery_std.items()):
+    ax.semilogy(np.arange(1, 31), stds, "o-", markersize=3, color=OKABE_ITO[i], label=label)
+ax.set(xlabel="layer", ylabel="activation std")
+ax.legend(frameon=False);
+
+# %% nbgrader={"grade_id": "q5_init", "solution": true}
+### BEGIN SOLUTION
+q5_init = {"A": "default", "B": "he", "C": "xavier"}
+### END SOLUTION
+
+# %% mistake="q5_init" label="swaps default and Xavier"
+q5_init = {"A": "xavier", "B": "he", "C": "default"}
+
+# %% nbgrader={"grade_id": "q5_init_test", "grade": true, "points": 3}
+checks.check_labels(
+    "Question 5", q5_init, ["A", "B", "C"], ["default", "xavier", "he"],
+    expected_digests={"A": "dce4addc4b459c5d", "B": "59c2cbe649f7f489", "C": "338f3b85496f6770"},
+    explanations={**{(k, "default"): "Default init has Var(W) = 1/(3n): each ReLU layer multiplies the std by "
+                                     "1/sqrt(6) = 0.41, about 12 decades over 30 layers." for k in "BC"},
+                  **{(k, "xavier"): "Xavier with n_in = n_out has Var(W) = 1/n: the std falls by 1/sqrt(2) per "
+                                    "layer, about 4.5 decades over 30 layers." for k in "AB"},
+                  **{(k, "he"): "He init keeps the std flat." for k in "AC"}})
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    checks.check_labels("Question 5 (hidden)", q5_init, ["A", "B", "C"], ["default", "xavier", "he"],
+                        expected={"A": "default", "B": "he", "C": "xavier"})
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 6 (3 points): orthogonal initialization
+#
+# Write `orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None)`: a float
+# tensor of shape `(fan_out, fan_in)` equal to `gain` times a random matrix
+# with orthonormal rows (when `fan_out <= fan_in`) or orthonormal columns
+# (otherwise). Use the QR decomposition of a Gaussian matrix:
+# `torch.linalg.qr(A)` returns `Q, R` with `Q` having orthonormal columns; draw
+# `A` with `torch.randn(..., generator=generator)`.
+
+# %% nbgrader={"grade_id": "q6_orthogonal", "solution": true}
+def orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None):
+    """gain * Q with orthonormal rows or columns, from the QR decomposition of a Gaussian matrix."""
+    ### BEGIN SOLUTION
+    rows, cols = max(fan_out, fan_in), min(fan_out, fan_in)
+    q, r = torch.linalg.qr(torch.randn(rows, cols, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))  # fold in R's signs: uniformly distributed Q
+    if fan_out < fan_in:
+        q = q.T
+    return (gain * q).float()
+    ### END SOLUTION
+
+# %% mistake="q6_orthogonal" label="draws a Gaussian matrix with the right variance instead of an orthogonal one"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None):
+    return gain * torch.randn(fan_out, fan_in, generator=generator) / math.sqrt(fan_in)
+
+# %% nbgrader={"grade_id": "q6_orthogonal_test", "grade": true, "points": 3}
+def _check_orthogonal(name, fan_out, fan_in, gain):
+    W = orthogonal_weight(fan_out, fan_in, gain=gain, generator=torch.Generator().manual_seed(fan_out * 100 + fan_in))
+    assert isinstance(W, torch.Tensor), f"{name}: return a torch tensor, got {type(W).__name__}"
+    assert tuple(W.shape) == (fan_out, fan_in), (
+        f"{name}: expected shape ({fan_out}, {fan_in}), got {tuple(W.shape)}. For a wide matrix, take the QR of "
+        "the tall (fan_in, fan_out) Gaussian and transpose Q.")
+    W = W.double()
+    gram = W @ W.T if fan_out <= fan_in else W.T @ W
+    error = (gram - gain**2 * torch.eye(min(fan_out, fan_in), dtype=torch.float64)).abs().max().item()
+    assert error < 1e-4, (
+        f"{name}: for shape ({fan_out}, {fan_in}) and gain {gain}, W W^T (or W^T W) is off the identity "
+        f"(times gain^2) by {error:.2g}. A Gaussian matrix has the right variance but is not orthogonal: use "
+        "the Q of a QR decomposition." if error > 0.01 else f"{name}: not quite orthogonal (error {error:.2g}).")
+
+
+for _shape in [(5, 5), (4, 6), (6, 4)]:
+    _check_orthogonal("Question 6", *_shape, 1.0)
+_check_orthogonal("Question 6", 3, 3, 2.0)
+_first, _second = orthogonal_weight(8, 8), orthogonal_weight(8, 8)
+assert not torch.allclose(_first, _second), "Question 6: two calls gave the same matrix; draw a random one each time."
+print("Question 6: passes the visible checks.")
+### BEGIN HIDDEN TESTS
+with checks.quiet():
+    for _shape, _gain in [((1, 1), 1.0), ((1, 7), 1.0), ((7, 1), 3.0), ((30, 50), math.sqrt(2)), ((50, 30), 0.5),
+                          ((64, 64), 1.0)]:
+        _check_orthogonal("Question 6 (hidden)", *_shape, _gain)
+    _W = orthogonal_weight(40, 40).double()
+    _s = torch.linalg.svdvals(_W)
+    assert (_s - 1).abs().max() < 1e-4, "Question 6: singular values of a square orthogonal matrix must all be 1"
+    assert _W.abs().max() < 0.999, "Question 6: the matrix should be a random rotation, not a permutation"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Summary
+#
+# - Each layer multiplies the variance of the activations by $n_\text{in}\operatorname{Var}(W)\,\mathbb E[f(z)^2]/\operatorname{Var}(z)$
+#   and of the gradients by $n_\text{out}\operatorname{Var}(W)\,\mathbb E[f'(z)^2]$; through $L$
+#   layers these factors are raised to the power $L$.
+# - Zero or constant weights keep every unit of a layer identical: random init breaks the symmetry.
+# - PyTorch's default `nn.Linear` init gives $\sigma_w^2 = 1/3$: a 30-layer ReLU net shrinks its
+#   activations by $6^{-15}$.
+# - Xavier/Glorot ($2/(n_\text{in}+n_\text{out})$) suits tanh and sigmoid; He/Kaiming ($2/n_\text{in}$)
+#   suits ReLU: at 30 layers Xavier does not train, He does.
+# - Orthogonal weights keep every singular value of a deep linear network at 1, not just the average.
+# - For tanh the critical $\sigma_w^2$ (1.76 for $\sigma_b^2 = 0.05$) puts the network at the edge
+#   of chaos, where 40 layers train; both sides of it stall.
+#
+# Next: notebook 06 keeps activations healthy *during* training, not just at
+# the start, with batch and layer normalization.
+#
+# ## References
+#
+# - Y. LeCun, L. Bottou, G. Orr, K.-R. Müller (1998). Efficient BackProp. In *Neural Networks: Tricks of the Trade*, Springer.
+# - X. Glorot, Y. Bengio (2010). Understanding the difficulty of training deep feedforward neural networks. *AISTATS.*
+# - A. Saxe, J. McClelland, S. Ganguli (2013). Exact solutions to the nonlinear dynamics of learning in deep linear neural networks. *arXiv:1312.6120* (ICLR 2014).
+# - K. He, X. Zhang, S. Ren, J. Sun (2015). Delving deep into rectifiers: surpassing human-level performance on ImageNet classification. *ICCV.*
+# - B. Poole, S. Lahiri, M. Raghu, J. Sohl-Dickstein, S. Ganguli (2016). Exponential expressivity in deep neural networks through transient chaos. *NeurIPS.*
+# - S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein (2017). Deep information propagation. *ICLR.*
+# - J. Pennington, S. Schoenholz, S. Ganguli (2017). Resurrecting the sigmoid in deep learning through dynamical isometry: theory and practice. *NeurIPS.*

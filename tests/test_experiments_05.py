@@ -1,0 +1,129 @@
+"""Notebook 05's experiments (E3, E4, E11 and the rest) re-run over several seeds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.models import build_mlp
+from course_lib.seeding import one_torch_thread
+from course_lib.variance import (chi_1, critical_sigma_w2, deep_linear_singular_values, default_init_shrinkage,
+                                 gradient_curve, layer_statistics, random_network, symmetry_experiment,
+                                 train_at_sigma, train_deep_relu, variance_curve)
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_variance_propagation_matches_simulation(seed):
+    X = torch.randn(256, 256, generator=torch.Generator().manual_seed(seed))
+    for activation, sigma_w2 in [("relu", 1.0), ("relu", 2.0), ("relu", 3.0), ("tanh", 1.0)]:
+        stats = layer_statistics(random_network(activation, depth=30, width=256, sigma_w2=sigma_w2, seed=seed), X)
+        ratio = stats["pre_std"] / np.sqrt(variance_curve(activation, sigma_w2=sigma_w2, depth=30))
+        grad_ratio = stats["grad_std"] / np.sqrt(gradient_curve(activation, sigma_w2=sigma_w2, depth=30))
+        assert 0.4 < ratio.min() and ratio.max() < 2.5, (activation, sigma_w2, ratio)
+        assert 0.67 < grad_ratio.min() and grad_ratio.max() < 1.5, (activation, sigma_w2, grad_ratio)
+        if activation == "relu":
+            per_layer = (stats["pre_std"][-1] / stats["pre_std"][0]) ** (1 / 29)
+            assert abs(per_layer / math.sqrt(sigma_w2 / 2) - 1) < 0.05
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_zero_and_constant_init_cannot_break_symmetry(seed):
+    zeros = symmetry_experiment("zeros", seed=seed)
+    constant = symmetry_experiment(0.1, seed=seed)
+    random = symmetry_experiment("he", seed=seed)
+    assert not zeros["changed"].any()
+    assert constant["changed"].all() and constant["row_spread"].max() < 1e-6
+    assert random["row_spread"].min() > 0.5
+    assert min(zeros["final_loss"], constant["final_loss"]) > 2.2 and random["final_loss"] < 0.2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_default_init_shrinks_a_30_layer_relu_net_by_6_to_the_minus_15(seed):
+    shrink = default_init_shrinkage(depth=30, width=64, seed=seed)
+    assert abs(math.log10(shrink["rms"][-1] / shrink["rms_in"]) - math.log10(6**-15)) < 1
+    with_bias = default_init_shrinkage(depth=30, width=64, biases=True, seed=seed)
+    assert with_bias["rms"][-1] > 0.01 and with_bias["input_std"][-1] / with_bias["input_std_in"] < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_e3_xavier_stalls_he_trains_at_30_layers(seed):
+    xavier = train_deep_relu("xavier", seed=seed)
+    he = train_deep_relu("he", seed=seed)
+    assert 1e-6 < xavier["std_ratio"] < 1e-3 and 0.1 < he["std_ratio"] < 10
+    assert xavier["final_loss"] > 2.2 and he["final_loss"] < 0.8
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_e4_orthogonal_gives_dynamical_isometry(seed):
+    for depth in (10, 30, 100):
+        orthogonal = deep_linear_singular_values("orthogonal", depth=depth, width=100, seed=seed)
+        gaussian = deep_linear_singular_values("lecun", depth=depth, width=100, seed=seed)
+        assert np.abs(orthogonal - 1).max() < 1e-8
+        assert gaussian.max() > 3 and np.median(gaussian) < 0.1
+
+
+def test_e11_critical_point():
+    critical = critical_sigma_w2("tanh", sigma_b2=0.05)
+    assert abs(critical - 1.76) < 0.01
+    assert chi_1("tanh", sigma_w2=1.0, sigma_b2=0.05) < 0.8 < 1.3 < chi_1("tanh", sigma_w2=4.0, sigma_b2=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_e11_only_the_critical_network_trains(seed):
+    critical = critical_sigma_w2("tanh", sigma_b2=0.05)
+    losses = [train_at_sigma(s, sigma_b2=0.05, depth=40, width=64, lr=0.003, momentum=0.9, num_steps=300,
+                             seed=seed)["final_loss"] for s in (1.0, critical, 4.0)]
+    ordered, at_edge, chaotic = losses
+    assert at_edge < 0.3 and ordered > 1.5 and chaotic > 1.5, losses
+
+
+@pytest.mark.parametrize("seed", [3, 0, 1, 2])
+def test_question_3_measurement_is_close_to_the_answer(seed):
+    """Practice question 3 checks 2^-10 against 16 random networks (seed 3) with 25% tolerance."""
+    generator = torch.Generator().manual_seed(seed)
+    mean_squares = []
+    for _ in range(16):
+        h = torch.randn(32, 256, generator=generator)
+        for _ in range(20):
+            h = torch.relu(h @ (torch.randn(256, 256, generator=generator) / 16.0).T)
+        mean_squares.append(h.pow(2).mean().item())
+    assert math.sqrt(np.mean(mean_squares)) == pytest.approx(2.0**-10, rel=0.12 if seed == 3 else 0.2)
+
+
+def test_question_5_networks_fall_at_their_predicted_rates():
+    X = torch.randn(512, 64, generator=torch.Generator().manual_seed(5))
+    rates = {}
+    for scheme, gain in [("default", None), ("he", None), ("xavier", 1.0)]:
+        net = build_mlp(30, 64, activation="relu", init=scheme, gain=gain, seed=11)
+        with torch.no_grad():
+            for block in net.blocks:
+                block.linear.bias.zero_()
+        stds = layer_statistics(net, X)["act_std"]
+        rates[scheme] = (stds[-1] / stds[0]) ** (1 / 29)
+    assert rates["default"] == pytest.approx(1 / math.sqrt(6), rel=0.1)
+    assert rates["xavier"] == pytest.approx(1 / math.sqrt(2), rel=0.1)
+    assert rates["he"] == pytest.approx(1.0, rel=0.1)
+
+
+def test_explorer_marks_the_phases():
+    from course_lib.widgets import variance_explorer
+
+    explorer = variance_explorer(activation="tanh", sigma_w2=1.0, depth=30)
+    assert explorer.last["phase"] == "ordered" and explorer.last["ratio"] < 0.1
+    assert abs(explorer.last["critical"] - 1.76) < 0.01
+    assert explorer.update(sigma_w2=4.0)["phase"] == "chaotic" and explorer.last["ratio"] > 10
+    assert abs(explorer.update(sigma_w2=1.75)["chi_1"] - 1) < 0.02
+    relu = explorer.update(activation="relu", sigma_w2=2.0, depth=40)
+    assert abs(relu["critical"] - 2.0) < 1e-6 and 0.1 < relu["ratio"] < 10
+    assert explorer.png.startswith(b"\x89PNG")
