@@ -2,6 +2,8 @@
 
     python -m autograder build [--check] [NAMES...]   student notebooks from the authored sources
     python -m autograder run NAMES... [--grading]      execute solution notebooks, report time and errors
+    python -m autograder grade SUBMISSIONS             grade a class (isolated, parallel, resumable)
+    python -m autograder grade-one | report | feedback | export    (see --help of each)
 """
 
 import argparse
@@ -9,6 +11,7 @@ import sys
 
 from .build import main_build
 from .execute import main_run
+from .grade import add_commands
 
 
 def main(argv=None) -> int:
@@ -23,6 +26,7 @@ def main(argv=None) -> int:
     run.add_argument("names", nargs="+", help="assignments to run, e.g. 01_chain_rule")
     run.add_argument("--grading", action="store_true", help="skip demo cells, as grading does")
     run.set_defaults(run=main_run)
+    add_commands(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

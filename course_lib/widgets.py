@@ -22,9 +22,10 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
 - results are cached per setting, and subclasses cache what a control does
   not touch (`GradientFlowExplorer` keeps the batch and the network);
 - subclasses may implement `redraw` to move existing artists (set_data)
-  instead of rebuilding the figure; the layout is recomputed only when an
-  axis range changes, and the PNG is rendered by Agg at 72 dpi and encoded
-  with light compression.
+  instead of rebuilding the figure, and mark the moving artists animated
+  so the static rest is rendered once and blitted; the layout is recomputed
+  only when the y tick labels change width; the PNG is rendered by Agg at
+  72 dpi and encoded with light compression.
 """
 
 import base64
@@ -49,7 +50,7 @@ from torch.nn import functional as F
 
 from .chains import orthogonal_chain_gradients
 from .models import build_mlp
-from .monitoring import EXPLODING_RATIO, VANISHING_RATIO, GradientMonitor
+from .monitoring import GradientMonitor
 from .plotting import OKABE_ITO, plot_gradient_norms
 
 
@@ -341,7 +342,9 @@ class GradientFlowExplorer(Explorer):
     layer's activations (log scale) and the fraction of its units that are
     saturated (sigmoid, tanh) or dead (ReLU). The verdict is the monitor's
     `diagnose()`: layer 1 against the last layer, vanishing below 1e-2,
-    exploding above 1e2 (on whichever of the two norms is more extreme).
+    exploding above 1e2 (on whichever of the two norms is more extreme);
+    ``last["ratio"]`` is that ratio (the ||dL/dW|| ratio when healthy, and the
+    smallest non-zero one when a norm underflowed to 0 in float32).
 
     `show` picks the controls (the others stay at the given settings), which
     is how notebooks build smaller explorers from this one. The batch and the
@@ -350,8 +353,8 @@ class GradientFlowExplorer(Explorer):
     """
 
     title = "Gradient flow through a deep network"
-    defaults = {"depth": 20, "width": 64, "activation": "tanh", "init": "default", "weight_scale": 1.0,
-                "norm": "none", "residual": False, "seed": 0}
+    defaults = {"depth": 20, "width": 64, "weight_scale": 1.0, "seed": 0,  # sliders first, then choices
+                "activation": "tanh", "init": "default", "norm": "none", "residual": False}
     activations = (("sigmoid", "sigmoid"), ("tanh", "tanh"), ("ReLU", "relu"), ("Leaky ReLU", "leaky_relu"),
                    ("GELU", "gelu"))
     inits = (("default", "default"), ("small normal", "small_normal"), ("Xavier", "xavier"), ("He", "he"),
@@ -444,8 +447,10 @@ class GradientFlowExplorer(Explorer):
                        None)
         kind = finding.kind if finding else "healthy"
         with np.errstate(all="ignore"):
-            ratio = finding.value if finding and kind != "non-finite" else \
-                float(grads[0] / grads[-1]) if grads[-1] > 0 else float("nan")
+            ratios = [float(v[0] / v[-1]) for v in (grads, flow) if np.isfinite(v[[0, -1]]).all() and v[-1] > 0]
+        ratio = finding.value if finding and kind != "non-finite" else ratios[0] if ratios else float("nan")
+        if ratio == 0 and any(r > 0 for r in ratios):
+            ratio = min(r for r in ratios if r > 0)  # one norm underflowed to 0 in float32; quote the other
         if ratio == 0:
             summary = "layer 1 receives 0 of the last layer's gradient (it underflowed): vanishing"
         elif kind == "non-finite" or not np.isfinite(ratio):
@@ -909,6 +914,7 @@ def recurrent_explorer(**settings) -> RecurrentExplorer:
 # -- notebook 06: normalization --------------------------------------------------------
 
 from .normalization import layer_statistics_at_init  # noqa: E402
+from .monitoring import EXPLODING_RATIO, VANISHING_RATIO  # noqa: E402
 
 
 class NormalizationExplorer(Explorer):
@@ -987,6 +993,7 @@ def normalization_explorer(**settings) -> NormalizationExplorer:
 # -- notebook 07: ResNets --------------------------------------------------------------
 
 from .residual import resnet_gradient_norms  # noqa: E402
+from .monitoring import EXPLODING_RATIO, VANISHING_RATIO  # noqa: E402,F811
 
 
 class ResidualExplorer(Explorer):

@@ -1,0 +1,374 @@
+"""Plain data across the sandbox boundary: the only thing the grader accepts from student code.
+
+"The kernel computes, the grader judges" (design/AUTOGRADER.md): the student's
+process hands back numbers, arrays, strings and containers of them, and the
+trusted judge rebuilds fresh objects of known types from the bytes it
+receives. Nothing a student defines (a float subclass whose ``__eq__`` lies,
+an array subclass, a pickled object) survives the trip: the decoder builds
+only ``None, bool, int, float, complex, str, bytes, list, tuple, dict, set,
+frozenset, range, slice``, NumPy arrays and scalars of numeric dtypes and
+CPU torch tensors, within size limits, and rejects anything else.
+
+Callables are not data: they cross as *handles* (an id that the other side
+resolves in its own process), see ``Handle``.
+
+Messages are length-prefixed JSON on a stream socket. JSON (not pickle) so
+that decoding can never run code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import socket
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_MESSAGE_BYTES = 64 * 2**20  # an answer bigger than this is refused, not transferred
+MAX_DEPTH = 40
+MAX_ITEMS = 2_000_000
+MAX_INT_DIGITS = 4300  # CPython's own default limit for int <-> str conversion
+NUMERIC_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "float16", "float32", "float64", "complex64", "complex128"}
+TORCH_DTYPES = NUMERIC_DTYPES - {"uint16", "uint32", "uint64"} | {"bfloat16"}
+
+
+class WireError(ValueError):
+    """Bytes that are not a valid plain-data message (a broken or tampered channel)."""
+
+
+class NotPlainData(TypeError):
+    """An object that cannot cross the boundary as data (and is not callable)."""
+
+
+class ChannelClosed(EOFError):
+    """The other side of the socket is gone (its process ended or was killed)."""
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A reference to a callable that lives in the *other* process.
+
+    `owner` is "kernel" (an object in the student's process: resolved by
+    `name` in its namespace, or by `id` for objects its code returned) or
+    "judge" (a function of the trusted grader, e.g. a lambda a test passes in).
+    """
+
+    owner: str
+    id: int = 0
+    name: str = ""
+    label: str = ""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text) -> bytes:
+    if not isinstance(text, str):
+        raise WireError("expected base64 text")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as error:
+        raise WireError(f"bad base64: {error}") from None
+
+
+def encode(value, *, callable_to_handle=None, lenient: bool = False, depth: int = 0):
+    """Turn `value` into a JSON-able tagged tree; callables go through `callable_to_handle`.
+
+    With `lenient` (the student's side), subclasses of the plain types (a
+    namedtuple, an OrderedDict, a torch Parameter) are sent as their base type:
+    the receiver rebuilds base types anyway. Raises NotPlainData naming the
+    first object that is neither data nor callable.
+    """
+    if depth > MAX_DEPTH:
+        raise NotPlainData("nested more than 40 levels deep")
+    recurse = lambda v: encode(v, callable_to_handle=callable_to_handle, lenient=lenient, depth=depth + 1)  # noqa: E731
+    if lenient:
+        value = _plain_base(value)
+    if value is None:
+        return ["n"]
+    if isinstance(value, Handle):
+        return ["h", value.owner, value.id, value.name, value.label]
+    kind = type(value)
+    if kind is bool:
+        return ["b", value]
+    if kind is int:
+        if abs(value).bit_length() > MAX_INT_DIGITS * 3.33:
+            raise NotPlainData("an int with more than 4300 digits")
+        return ["i", str(value)]
+    if kind is float:
+        return ["f", repr(value)]
+    if kind is complex:
+        return ["c", repr(value.real), repr(value.imag)]
+    if kind is str:
+        return ["s", value]
+    if kind in (bytes, bytearray):
+        return ["y", _b64(bytes(value))]
+    if kind is list:
+        return ["l", [recurse(v) for v in value]]
+    if kind is tuple:
+        return ["t", [recurse(v) for v in value]]
+    if kind is dict:
+        return ["d", [[recurse(k), recurse(v)] for k, v in value.items()]]
+    if kind in (set, frozenset):
+        return ["set" if kind is set else "fs", [recurse(v) for v in value]]
+    if kind is range:
+        return ["r", value.start, value.stop, value.step]
+    if kind is slice:
+        return ["sl", recurse(value.start), recurse(value.stop), recurse(value.step)]
+    if value is Ellipsis:
+        return ["e"]
+    if isinstance(value, np.generic) and type(value).__module__ == "numpy":
+        dtype = value.dtype.name
+        if dtype not in NUMERIC_DTYPES:
+            raise NotPlainData(f"a NumPy scalar of dtype {dtype}")
+        return ["ns", dtype, _b64(np.asarray(value).astype(value.dtype.newbyteorder("<")).tobytes())]
+    if kind is np.ndarray:
+        dtype = value.dtype.name
+        if dtype not in NUMERIC_DTYPES:
+            raise NotPlainData(f"a NumPy array of dtype {dtype}")
+        little = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+        return ["nd", dtype, list(value.shape), _b64(little.tobytes())]
+    if kind is np.dtype or isinstance(value, np.dtype):
+        if value.name not in NUMERIC_DTYPES:
+            raise NotPlainData(f"the NumPy dtype {value.name}")
+        return ["ndt", value.name]
+    torch = _torch()
+    if torch is not None and kind is torch.Size:
+        return ["tsz", [int(n) for n in value]]
+    if torch is not None and kind is torch.dtype:
+        name = str(value).replace("torch.", "")
+        if name not in TORCH_DTYPES:
+            raise NotPlainData(f"the torch dtype {name}")
+        return ["tdt", name]
+    if torch is not None and kind is torch.device:
+        if value.type != "cpu":
+            raise NotPlainData(f"the device {value}")
+        return ["tdv", "cpu"]
+    if torch is not None and kind is torch.Generator:
+        if value.device.type != "cpu":
+            raise NotPlainData("a generator that is not on the CPU")
+        return ["tgn", encode(value.get_state().numpy())]
+    if torch is not None and kind in (torch.Tensor, torch.nn.Parameter):
+        tensor = value.detach()
+        if tensor.layout != torch.strided or tensor.is_quantized:
+            raise NotPlainData("a sparse or quantized tensor")
+        dtype = str(tensor.dtype).replace("torch.", "")
+        if dtype not in TORCH_DTYPES:
+            raise NotPlainData(f"a tensor of dtype {dtype}")
+        cpu = tensor.to("cpu").contiguous()
+        if dtype == "bfloat16":
+            raw = cpu.view(torch.int16).numpy().astype("<i2").tobytes()
+        else:
+            raw = np.ascontiguousarray(cpu.numpy(), dtype=cpu.numpy().dtype.newbyteorder("<")).tobytes()
+        return ["pt", dtype, list(tensor.shape), _b64(raw), bool(value.requires_grad)]
+    if callable(value) and callable_to_handle is not None:
+        return encode(callable_to_handle(value), depth=depth)
+    raise NotPlainData(f"an object of type {_type_name(value)}")
+
+
+_BASES = (bool, int, float, complex, str, bytes, tuple, list, dict, frozenset, set)
+
+
+def _plain_base(value):
+    """A subclass instance of a plain type as an instance of the base type itself."""
+    kind = type(value)
+    if kind in _BASES or value is None or isinstance(value, np.generic):
+        return value
+    for base in _BASES:
+        if isinstance(value, base):
+            if base is dict:
+                return dict(value.items())
+            return base(value) if base is not bool else bool(int(value))
+    if isinstance(value, np.ndarray) and kind is not np.ndarray:
+        return np.array(value)
+    return value
+
+
+def _type_name(value) -> str:
+    kind = type(value)
+    module = getattr(kind, "__module__", "") or ""
+    name = getattr(kind, "__qualname__", "?")
+    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+
+
+_TORCH = []
+
+
+def _torch():
+    if not _TORCH:
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is pinned
+            torch = None
+        _TORCH.append(torch)
+    return _TORCH[0]
+
+
+class _Budget:
+    def __init__(self):
+        self.items = 0
+
+    def spend(self, n: int = 1):
+        self.items += n
+        if self.items > MAX_ITEMS:
+            raise WireError("too many items")
+
+
+def decode(tree, *, handle_to_callable=None, _depth: int = 0, _budget: _Budget | None = None):
+    """Rebuild a value from `encode`'s tree, accepting only plain-data tags; raises WireError otherwise."""
+    budget = _budget or _Budget()
+    budget.spend()
+    if _depth > MAX_DEPTH + 1:
+        raise WireError("nested too deep")
+    recurse = lambda t: decode(t, handle_to_callable=handle_to_callable, _depth=_depth + 1, _budget=budget)  # noqa: E731
+    if not isinstance(tree, list) or not tree or not isinstance(tree[0], str):
+        raise WireError("malformed value")
+    tag, args = tree[0], tree[1:]
+    try:
+        if tag == "n" and not args:
+            return None
+        if tag == "b" and len(args) == 1 and isinstance(args[0], bool):
+            return args[0]
+        if tag == "i" and len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= MAX_INT_DIGITS + 1:
+            return int(args[0])
+        if tag == "f" and len(args) == 1 and isinstance(args[0], str) and len(args[0]) < 40:
+            return float(args[0])
+        if tag == "c" and len(args) == 2 and all(isinstance(a, str) and len(a) < 40 for a in args):
+            return complex(float(args[0]), float(args[1]))
+        if tag == "s" and len(args) == 1 and isinstance(args[0], str):
+            budget.spend(len(args[0]) // 64)
+            return str(args[0])
+        if tag == "y" and len(args) == 1:
+            return _unb64(args[0])
+        if tag in ("l", "t", "set", "fs") and len(args) == 1 and isinstance(args[0], list):
+            budget.spend(len(args[0]))
+            items = [recurse(t) for t in args[0]]
+            if tag == "l":
+                return items
+            if tag == "t":
+                return tuple(items)
+            return set(items) if tag == "set" else frozenset(items)
+        if tag == "d" and len(args) == 1 and isinstance(args[0], list):
+            budget.spend(len(args[0]))
+            out = {}
+            for pair in args[0]:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise WireError("malformed dict item")
+                out[recurse(pair[0])] = recurse(pair[1])
+            return out
+        if tag == "r" and len(args) == 3 and all(type(a) is int for a in args):
+            return range(*args)
+        if tag == "sl" and len(args) == 3:
+            return slice(*(recurse(a) for a in args))
+        if tag == "e" and not args:
+            return Ellipsis
+        if tag == "ns" and len(args) == 2 and args[0] in NUMERIC_DTYPES:
+            dtype = np.dtype(args[0]).newbyteorder("<")
+            raw = _unb64(args[1])
+            if len(raw) != dtype.itemsize:
+                raise WireError("bad scalar size")
+            return np.frombuffer(raw, dtype=dtype).astype(np.dtype(args[0]))[0]
+        if tag == "nd" and len(args) == 3 and args[0] in NUMERIC_DTYPES:
+            return _array(args[0], args[1], args[2], budget)
+        if tag == "pt" and len(args) == 4 and args[0] in TORCH_DTYPES and isinstance(args[3], bool):
+            torch = _torch()
+            if args[0] == "bfloat16":
+                tensor = torch.from_numpy(_array("int16", args[1], args[2], budget)).view(torch.bfloat16).clone()
+            else:
+                tensor = torch.from_numpy(_array(args[0], args[1], args[2], budget))
+            if args[3] and tensor.is_floating_point():
+                tensor.requires_grad_(True)
+            return tensor
+        if tag == "ndt" and len(args) == 1 and args[0] in NUMERIC_DTYPES:
+            return np.dtype(args[0])
+        if tag == "tsz" and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= 32 \
+                and all(type(n) is int and 0 <= n < 2**62 for n in args[0]):
+            return _torch().Size(args[0])
+        if tag == "tdt" and len(args) == 1 and args[0] in TORCH_DTYPES:
+            return getattr(_torch(), args[0])
+        if tag == "tdv" and args == ["cpu"]:
+            return _torch().device("cpu")
+        if tag == "tgn" and len(args) == 1:
+            state = decode(args[0], _depth=_depth + 1, _budget=budget)
+            torch = _torch()
+            if not isinstance(state, np.ndarray) or state.dtype != np.uint8 or state.ndim != 1 or state.size > 10000:
+                raise WireError("bad generator state")
+            generator = torch.Generator()
+            try:
+                generator.set_state(torch.from_numpy(state.copy()))
+            except RuntimeError as error:
+                raise WireError(f"bad generator state: {error}") from None
+            return generator
+        if tag == "h" and len(args) == 4:
+            owner, ident, name, label = args
+            if owner not in ("kernel", "judge") or type(ident) is not int or not isinstance(name, str) \
+                    or not isinstance(label, str) or len(name) > 200 or len(label) > 200:
+                raise WireError("malformed handle")
+            handle = Handle(owner, ident, name, label)
+            return handle_to_callable(handle) if handle_to_callable else handle
+    except (TypeError, ValueError, OverflowError) as error:
+        if isinstance(error, WireError):
+            raise
+        raise WireError(f"bad {tag!r} value: {error}") from None
+    raise WireError(f"unknown or malformed tag {tag!r}")
+
+
+def _array(dtype_name, shape, data, budget: _Budget):
+    if not isinstance(shape, list) or len(shape) > 32 or not all(type(n) is int and n >= 0 for n in shape):
+        raise WireError("bad array shape")
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    raw = _unb64(data)
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(raw):
+        raise WireError("array size does not match its shape")
+    budget.spend(len(raw) // 4096)
+    return np.frombuffer(raw, dtype=dtype).astype(np.dtype(dtype_name)).reshape(shape).copy()
+
+
+# ---- framing -------------------------------------------------------------------------------
+
+def _json_default(value):
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def send(sock: socket.socket, message: dict) -> None:
+    """Send one message (a dict of JSON values; encoded values inside)."""
+    payload = json.dumps(message, separators=(",", ":"), default=_json_default).encode("utf-8")
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise NotPlainData(f"a message of {len(payload) / 2**20:.0f} MB (limit {MAX_MESSAGE_BYTES / 2**20:.0f} MB)")
+    sock.sendall(struct.pack("<I", len(payload)) + payload)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise ChannelClosed("the other process closed the channel")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv(sock: socket.socket) -> dict:
+    """Receive one message; raises ChannelClosed on EOF and WireError on anything malformed."""
+    (size,) = struct.unpack("<I", _recv_exact(sock, 4))
+    if size > MAX_MESSAGE_BYTES:
+        raise WireError(f"a message of {size} bytes is over the limit")
+    payload = _recv_exact(sock, size)
+    try:
+        message = json.loads(payload.decode("utf-8"), parse_constant=_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise WireError(f"not a JSON message: {error}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise WireError("a message must be an object with an 'op'")
+    return message
+
+
+def _constant(name):
+    raise WireError(f"unexpected JSON constant {name}")

@@ -1,0 +1,316 @@
+"""Grading jobs, and the warm worker that forks one per submission.
+
+One job grades one submission (one student, one assignment, its notebooks)
+and writes one result file. It is a plain function of a JSON job spec, so the
+same job runs three ways:
+
+- in the pool of ``python -m autograder grade``: a *zygote* process imports
+  torch, numpy, IPython, nbconvert and course_lib once, then forks a job per
+  submission (milliseconds, nothing re-imported);
+- as ``python -m autograder grade-one``, one process per submission, e.g. one
+  job per submission on a cluster scheduler;
+- in the tests, in-process.
+
+A job forks the student's sandboxes *first*, before it reads any source
+notebook, so no solution or hidden test is ever in a sandbox's memory. The
+job itself is trusted, marked undumpable, and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+PRELOAD_MODULES = ("numpy", "torch", "matplotlib.pyplot", "IPython.core.interactiveshell",
+                   "IPython.core.inputtransformer2", "ipywidgets", "sklearn.datasets", "nbformat",
+                   "nbconvert.exporters.html", "tqdm.auto")
+
+
+def preload() -> None:
+    """Import what every job needs, once, in the process that will fork the jobs."""
+    os.environ.setdefault("MPLBACKEND", "agg")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import importlib
+    import pkgutil
+
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - optional extras
+            pass
+    import torch
+
+    torch.set_num_threads(1)  # one job per core; also keeps forked children free of thread pools
+    try:
+        import course_lib
+
+        for info in pkgutil.iter_modules(course_lib.__path__):
+            try:
+                importlib.import_module(f"course_lib.{info.name}")
+            except Exception:  # noqa: BLE001 - a module being edited by an author right now
+                pass
+    except ImportError:
+        pass
+    from . import feedback, integrity, judge, kernel, sandbox, wire  # noqa: F401
+
+    try:  # compile the feedback template once, so forked jobs render fast
+        import nbformat
+
+        feedback.render_html(nbformat.v4.new_notebook(), notebook="warm-up", scores={})
+    except Exception:  # noqa: BLE001
+        pass
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    TransformerManager().transform_cell("x = 1\n")
+
+
+def read_bytes(location: dict) -> bytes:
+    """A submitted file's bytes: {"path": ...} or {"zip": ..., "member": ...}."""
+    if "zip" in location:
+        with zipfile.ZipFile(location["zip"]) as archive:
+            info = archive.getinfo(location["member"])
+            from .judge import MAX_NOTEBOOK_BYTES
+
+            if info.file_size > MAX_NOTEBOOK_BYTES:
+                return b"\0" * (MAX_NOTEBOOK_BYTES + 1)
+            return archive.read(info)
+    return Path(location["path"]).read_bytes()
+
+
+def run_job(spec: dict) -> dict:
+    """Grade one submission; returns the result (also written to spec["result_path"] when given)."""
+    from . import feedback, judge, sandbox
+
+    sandbox.make_undumpable()
+    start = time.perf_counter()
+    limits = sandbox.Limits(**spec.get("limits", {}))
+    isolation = sandbox.Isolation(**spec["isolation"])
+    notebooks = spec["notebooks"]  # name -> location or None (missing)
+    submitted = {}
+    for name, location in notebooks.items():
+        if location is None:
+            submitted[name] = None
+            continue
+        try:
+            submitted[name] = read_bytes(location)
+        except (OSError, KeyError, zipfile.BadZipFile) as error:
+            submitted[name] = error
+    # sandboxes first: forked before any source notebook is read into this process
+    boxes = {}
+    for name, data in submitted.items():
+        if isinstance(data, bytes):
+            try:
+                boxes[name] = sandbox.Sandbox(isolation, limits, hide=spec.get("hide", []),
+                                              notebook_name=f"{name}.ipynb", notebook_bytes=data).start()
+            except sandbox.SandboxError as error:
+                boxes[name] = error
+    results = {}
+    for name, data in submitted.items():
+        source = judge.read_submission(Path(spec["sources"][name]).read_bytes())
+        model = judge.SourceModel.from_notebook(name, source)
+        plan = judge.Plan(**spec["plans"].get(name, {}))
+        if plan.prune:
+            model.prune()
+        if data is None:
+            result = judge.zero_result(model, name, "notebook not submitted")
+        elif isinstance(data, Exception):
+            result = judge.zero_result(model, name, f"could not read the submitted file: {data}")
+        elif isinstance(boxes.get(name), Exception):
+            result = judge.zero_result(model, name, f"grader problem: the sandbox did not start ({boxes[name]})")
+        else:
+            try:
+                result = judge.grade_notebook(data, model, plan, boxes[name], cell_timeout=spec["cell_timeout"],
+                                              notebook=name, cache_dir=spec.get("cache_dir"))
+            except Exception as error:  # noqa: BLE001 - a bug of ours must not cost the batch
+                boxes[name].kill()
+                result = judge.zero_result(model, name, f"grader problem: {type(error).__name__}: {error}")
+                result.notes.append(traceback.format_exc()[-4000:])
+        if spec.get("feedback", True) and result.feedback is not None:
+            try:
+                scores = {gid: (s.score, s.points) for gid, s in result.scores.items()}
+                result_html = feedback.render_html(result.feedback, notebook=name, scores=scores)
+            except Exception as error:  # noqa: BLE001
+                result_html = None
+                result.notes.append(f"feedback page not rendered: {error}")
+        else:
+            result_html = None
+        payload = result.to_json()
+        payload["feedback_html"] = result_html
+        results[name] = payload
+    out = {"job_id": spec.get("job_id"), "student": spec.get("student"), "assignment": spec.get("assignment"),
+           "key": spec.get("key"), "notebooks": results, "seconds": time.perf_counter() - start,
+           "isolation": spec["isolation"]["mode"]}
+    if spec.get("result_path"):
+        from .feedback import write_atomic
+
+        write_atomic(Path(spec["result_path"]), json.dumps(out))
+    return out
+
+
+# ---- the zygote ------------------------------------------------------------------------------
+
+def zygote_main() -> None:
+    """Read job specs (JSON lines) on stdin, fork a job for each, report when each ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when to stop
+    from . import sandbox
+
+    sandbox._prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+    preload()
+    out = sys.stdout
+    out.write(json.dumps({"ready": os.getpid()}) + "\n")
+    out.flush()
+    running: dict[int, str] = {}
+    buffer = b""
+    stdin = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([stdin], [], [], 0.02)
+        if ready:
+            chunk = os.read(stdin, 1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                if "run" in request:
+                    spec = request["run"]
+                    pid = os.fork()
+                    if pid == 0:
+                        _job_child(spec)
+                    running[pid] = spec["job_id"]
+                    out.write(json.dumps({"started": spec["job_id"], "pid": pid}) + "\n")
+                    out.flush()
+                elif "kill" in request:
+                    for pid, job in list(running.items()):
+                        if job == request["kill"]:
+                            _kill_tree(pid)
+        while running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            job = running.pop(pid, None)
+            if job is not None:
+                out.write(json.dumps({"done": job, "code": os.waitstatus_to_exitcode(status)}) + "\n")
+                out.flush()
+    for pid in running:
+        _kill_tree(pid)
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _job_child(spec: dict) -> None:
+    code = 0
+    try:
+        from . import sandbox
+
+        os.setpgid(0, 0)  # the job and anything it starts outside a sandbox die together
+        sandbox._prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        run_job(spec)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+class Pool:
+    """The grader's handle on one zygote: submit specs, collect finished job ids, kill stragglers."""
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=None, preexec_fn=_die_with_parent, cwd=str(Path(__file__).resolve().parent.parent))
+        self._buffer = b""
+        self.started: dict[str, float] = {}
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the worker has imported everything (it starts importing as soon as it is spawned)."""
+        if not self.ready:
+            messages = self._read(timeout=600)
+            if not messages or "ready" not in messages[0]:
+                raise RuntimeError("the grading worker did not start")
+            self.ready = True
+
+    def _read(self, timeout: float) -> list[dict]:
+        messages, deadline = [], time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                try:
+                    messages.append(json.loads(line))
+                except ValueError:
+                    continue
+            if messages:
+                return messages
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return messages
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return messages
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise RuntimeError("the grading worker exited")
+            self._buffer += chunk
+
+    def submit(self, spec: dict) -> None:
+        self.wait_ready()
+        self.process.stdin.write((json.dumps({"run": spec}) + "\n").encode())
+        self.process.stdin.flush()
+        self.started[spec["job_id"]] = time.monotonic()
+
+    def kill(self, job_id: str) -> None:
+        self.process.stdin.write((json.dumps({"kill": job_id}) + "\n").encode())
+        self.process.stdin.flush()
+
+    def finished(self, timeout: float = 0.2) -> list[tuple[str, int]]:
+        done = []
+        for message in self._read(timeout):
+            if "done" in message:
+                self.started.pop(message["done"], None)
+                done.append((message["done"], message["code"]))
+        return done
+
+    def close(self) -> None:
+        if not self.ready:
+            self.process.kill()  # still importing: nothing to finish
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _die_with_parent() -> None:
+    from .sandbox import PR_SET_PDEATHSIG, _prctl
+
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    zygote_main()

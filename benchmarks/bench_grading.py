@@ -1,0 +1,211 @@
+"""Grade one simulated class twice: plain `nbgrader autograde`, then `python -m autograder grade`.
+
+    python benchmarks/bench_grading.py [--students 30] [--workers 2] [--seed 0]
+
+The class: every notebook in autograder/source, each student's notebook one
+of full (all answers right, 40%), partial (each answer right, the authored
+typical mistake, or left empty, 40%) or empty (as handed out, 20%). Both
+graders get the same files in their own course root, with the assignment
+already generated (nbgrader generate_assignment, not timed). "Plain nbgrader"
+is nbgrader 0.9's default autograde: one kernel per notebook, every cell run
+(the course's demo-skipping preprocessor removed from its config). Timed:
+wall clock of the whole command, from start to the last grade in the
+gradebook; ours includes its calibration run, its feedback pages and CSV.
+Then every grade of every student is compared.
+
+Writes the "grading" section of benchmarks/README.md. Target: >= 10x faster
+on 2 cores, identical grades.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autograder import COURSE_ROOT, REPO_ROOT, ensure_tools_on_path  # noqa: E402
+from autograder.build import assignment_names, read_source, solution_cells  # noqa: E402
+from benchmarks.sections import write_section  # noqa: E402
+
+PLAIN_CONFIG = '''c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "vanishing-gradients"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+c.Execute.timeout = 300
+'''
+
+
+def simulate(students: int, seed: int, names: list[str]) -> tuple[dict, dict]:
+    """(sources, class): sources[name] = (source nb, student nb); class[student][name] = (kind, answers)."""
+    sources = {}
+    for name in names:
+        source, mistakes = read_source(name)
+        student_nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        sources[name] = (source, student_nb, solution_cells(source), {m.grade_id: m.source for m in mistakes})
+    rng = random.Random(seed)
+    roster = {}
+    for index in range(students):
+        student = f"student{index:03d}"
+        roster[student] = {}
+        for name, (_, _, answers, mistakes) in sources.items():
+            kind = rng.choices(["full", "partial", "empty"], weights=[4, 4, 2])[0]
+            if kind == "full":
+                filled = dict(answers)
+            elif kind == "empty":
+                filled = {}
+            else:
+                filled = {}
+                for grade_id, answer in answers.items():
+                    pick = rng.choice(["right", "mistake", "empty"])
+                    if pick == "right" or (pick == "mistake" and grade_id not in mistakes):
+                        filled[grade_id] = answer
+                    elif pick == "mistake":
+                        filled[grade_id] = mistakes[grade_id]
+            roster[student][name] = (kind, filled)
+    return sources, roster
+
+
+def write_course(root: Path, sources: dict, roster: dict, *, plain: bool) -> None:
+    (root / "source").mkdir(parents=True)
+    if plain:
+        (root / "nbgrader_config.py").write_text(PLAIN_CONFIG)
+    else:
+        shutil.copy(COURSE_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name, (source, *_rest) in sources.items():
+        (root / "source" / name).mkdir()
+        nbformat.write(source, root / "source" / name / f"{name}.ipynb")
+    for student, notebooks in roster.items():
+        for name, (_, filled) in notebooks.items():
+            nb = nbformat.from_dict(json.loads(json.dumps(sources[name][1])))
+            for cell in nb.cells:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if grade_id in filled and cell.metadata["nbgrader"].get("solution"):
+                    cell.source = filled[grade_id]
+            folder = root / "submitted" / student / name
+            folder.mkdir(parents=True)
+            nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def nbgrader(root: Path, *args: str, timeout: float = 36000) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def grades(root: Path) -> dict:
+    """(student, notebook, grade cell) -> score, from a gradebook."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        out[(submission.student_id, notebook.name, grade.cell.name)] = grade.score
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", help="keep the two course roots in this folder")
+    parser.add_argument("--notebooks", nargs="*", help="only these notebooks (a smoke test; the README needs all)")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/README.md")
+    args = parser.parse_args()
+    ensure_tools_on_path()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sources, roster = simulate(args.students, args.seed, args.notebooks or assignment_names())
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    plain_root, ours_root = base / "nbgrader", base / "autograder"
+    for root in (plain_root, ours_root):
+        shutil.rmtree(root, ignore_errors=True)
+    write_course(plain_root, sources, roster, plain=True)
+    write_course(ours_root, sources, roster, plain=False)
+    kinds = [kind for notebooks in roster.values() for kind, _ in notebooks.values()]
+    print(f"{args.students} students x {len(sources)} notebooks = {len(kinds)} notebooks to grade "
+          f"({kinds.count('full')} full, {kinds.count('partial')} partial, {kinds.count('empty')} empty)", flush=True)
+    for name in sources:  # not timed: instructors do this once, when they release the assignment
+        nbgrader(plain_root, "generate_assignment", name, "--force")
+        nbgrader(ours_root, "generate_assignment", name, "--force")
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    for name in sources:
+        t0 = time.perf_counter()
+        nbgrader(plain_root, "autograde", name, "--force")
+        print(f"  plain nbgrader autograde {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    plain_seconds = time.perf_counter() - start
+    print(f"plain nbgrader: {plain_seconds:.0f} s", flush=True)
+    load_between = os.getloadavg()
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(ours_root / "submitted"),
+                             "--course-root", str(ours_root), "--workers", str(args.workers), "--no-progress"],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    ours_seconds = time.perf_counter() - start
+    load_after = os.getloadavg()
+    print(result.stdout[-2000:], result.stderr[-2000:] if result.returncode else "", flush=True)
+    if result.returncode not in (0, 1):
+        raise RuntimeError("python -m autograder grade failed")
+    print(f"python -m autograder grade: {ours_seconds:.0f} s", flush=True)
+    theirs, ours = grades(plain_root), grades(ours_root)
+    mismatches = sorted((key, theirs.get(key), ours.get(key)) for key in set(theirs) | set(ours)
+                        if theirs.get(key) != ours.get(key))
+    ratio = plain_seconds / ours_seconds
+    count = len(kinds)
+    print(f"ratio {ratio:.1f}x; {len(theirs)} grades compared, {len(mismatches)} differ")
+    for key, a, b in mismatches[:20]:
+        print(f"  {key}: nbgrader {a}, autograder {b}")
+    lines = [
+        "## Grading",
+        "",
+        "`python benchmarks/bench_grading.py` grades one simulated class with plain `nbgrader autograde` and with "
+        "`python -m autograder grade`, on the same files, one after the other.",
+        "",
+        f"- Class: {args.students} students x {len(sources)} notebooks ({', '.join(sources)}) = {count} notebooks: "
+        f"{kinds.count('full')} full, {kinds.count('partial')} partial (each answer right, the authored typical "
+        f"mistake, or empty), {kinds.count('empty')} as handed out (seed {args.seed}).",
+        f"- Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}; load average (1 min) {load_before[0]:.1f} before, {load_between[0]:.1f} "
+        f"between, {load_after[0]:.1f} after (the machine is shared: other jobs ran at the same time).",
+        "",
+        "| grader | wall time | per notebook |",
+        "|---|---|---|",
+        f"| plain `nbgrader autograde` (one kernel per notebook, every cell, sequential) | {plain_seconds:.0f} s | "
+        f"{plain_seconds / count:.1f} s |",
+        f"| `python -m autograder grade --workers {args.workers}` (sandboxed, demo cells and unneeded cells "
+        f"skipped, warm forked workers, judged outside the kernel; includes calibration, feedback pages, CSV) | "
+        f"{ours_seconds:.0f} s | {ours_seconds / count:.2f} s |",
+        "",
+        f"**Speed-up: {ratio:.1f}x** (target: at least 10x on 2 cores).",
+        "",
+        f"Grades: {len(theirs)} grade cells compared, "
+        + ("**all identical**." if not mismatches else f"**{len(mismatches)} differ**:"),
+    ]
+    for key, a, b in mismatches[:20]:
+        lines.append(f"- {key[0]} {key[1]} {key[2]}: nbgrader {a}, autograder {b}")
+    if not args.no_write:
+        write_section("grading", "\n".join(lines))
+        print("wrote the grading section of benchmarks/README.md")
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0 if not mismatches else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Every explorer in every notebook renders and responds to a slider, in JupyterLab in headless Chromium.
+
+For each notebook in notebooks/ with explorer cells (demo cells that build an
+explorer from course_lib.widgets), the source solution notebook is copied to
+a scratch folder, opened in JupyterLab and run with Run All Cells, as a
+student would. Then, for each explorer on the page: its controls and figure
+render, a slider moved with the keyboard changes the figure and the verdict.
+A scratch notebook showing every explorer factory with its defaults covers
+explorers no notebook uses yet. Screenshots go to tests/artifacts/browser/.
+Any error shown in a cell, in an explorer or on the page fails the test.
+Chromium missing is a failure, never a skip: CI installs it (.ci/run).
+"""
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.build import read_source
+from conftest import REPO
+from jupyterlab_session import Notebook, chromium_page, explorer_cells, lab_server, notebook_copy
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+
+ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
+ALL_EXPLORERS = "all_explorers"
+
+
+def notebooks_with_explorers() -> list[str]:
+    names = [path.stem for path in sorted((REPO / "notebooks").glob("*.ipynb"))
+             if (REPO / "autograder" / "source" / path.stem / f"{path.stem}.py").is_file()]
+    return [name for name in names if explorer_cells(read_source(name)[0])] + [ALL_EXPLORERS]
+
+
+def all_explorers_notebook() -> nbformat.NotebookNode:
+    """Every factory in course_lib.widgets, displayed with its defaults, one demo cell each."""
+    import inspect
+
+    from course_lib import widgets
+
+    factories = sorted(name for name, f in inspect.getmembers(widgets, inspect.isfunction)
+                       if name.endswith("_explorer") and f.__module__ == widgets.__name__)
+    cells = [nbformat.v4.new_code_cell("from course_lib import widgets")]
+    cells += [nbformat.v4.new_code_cell(f"widgets.{name}()", metadata={"tags": ["demo"]}) for name in factories]
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}})
+
+
+def notebook(name: str) -> nbformat.NotebookNode:
+    return all_explorers_notebook() if name == ALL_EXPLORERS else read_source(name)[0]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root, work = tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-work")
+    with lab_server(root, work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def page():
+    with chromium_page() as (_, page):
+        yield page
+
+
+def test_chromium_is_installed():
+    from jupyterlab_session import require_chromium
+
+    assert Path(require_chromium()).is_file()
+
+
+# Keys tried on each slider until the verdict changes: one step may leave its rounded numbers as they were
+# (or a gradient that underflowed to 0 stays 0), so go right twice, then left past the start.
+KEYS = ["ArrowRight", "ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowLeft", "ArrowLeft"]
+
+
+def move_until_the_verdict_changes(book: Notebook, index: int, sliders: int, where: str) -> bool:
+    """Every key press must bring a new figure; some press on some slider must bring a new verdict."""
+    seen = []
+    for slider in range(sliders):
+        for key in KEYS:
+            before = book.explorers()[index]
+            if book.press(index, slider, key) is None:
+                continue
+            after = book.wait_for_change(index, before)
+            assert after["src"] != before["src"] and after["loaded"], \
+                f"{where}: {key} on slider {slider} did not change the figure within the time limit"
+            assert not after["error"], f"{where}: {after['verdict']}"
+            if after["verdict"] != before["verdict"]:
+                return True
+            seen.append(after["verdict"])
+    raise AssertionError(f"{where}: no slider changed the verdict: {seen}")
+
+
+@pytest.mark.parametrize("name", notebooks_with_explorers())
+def test_every_explorer_renders_and_responds_to_a_slider(lab, page, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nb = notebook(name)
+    expected = explorer_cells(nb)
+    assert expected, f"{name}: no explorer cells found"
+    book = Notebook(lab, page, notebook_copy(nb, lab.root, name))
+    page.errors.clear()
+    try:
+        book.open(workspace=name)
+        cells = book.run_all()
+        errors = [f"cell {i}: {text}" for i, cell in enumerate(cells) for text in cell["errors"]]
+        assert not errors, f"{name}: errors shown in cells:\n" + "\n".join(errors)
+        explorers = book.explorers()
+        shown = {state["cell"] for state in explorers}
+        missing = [i for i in expected if i not in shown]
+        assert not missing, f"{name}: explorer cells {missing} show no explorer (found in cells {sorted(shown)})"
+        for index, state in enumerate(explorers):
+            where = f"{name}, explorer {index} (cell {state['cell']})"
+            assert state["controls"] >= 1, f"{where}: no controls rendered"
+            assert state["loaded"] and state["width"] > 100, f"{where}: no figure rendered"
+            assert state["verdict"].strip() and not state["error"], f"{where}: verdict {state['verdict']!r}"
+            assert state["sliders"] >= 1, f"{where}: no slider to move"
+            book.explorer(index).scroll_into_view_if_needed()
+            book.explorer(index).screenshot(path=ARTIFACTS / f"{name}-explorer{index}-before.png")
+            assert move_until_the_verdict_changes(book, index, state["sliders"], where)
+            book.explorer(index).screenshot(path=ARTIFACTS / f"{name}-explorer{index}-after.png")
+        errors = [f"cell {i}: {text}" for i, cell in enumerate(book.cells()) for text in cell["errors"]]
+        assert not errors, f"{name}: errors shown after moving sliders:\n" + "\n".join(errors)
+        assert not page.errors, f"{name}: errors in the page:\n" + "\n".join(page.errors)
+    finally:
+        page.screenshot(path=ARTIFACTS / f"{name}-page.png", full_page=True)
+        book.shutdown_kernels()
+        time.sleep(0.5)

@@ -1,0 +1,86 @@
+"""Notebook 07's experiments re-run over several seeds, asserting the thresholds the notebook asserts.
+
+E9 (the expensive one, about 11 s of CPU per seed) runs on three seeds other
+than the notebook's.
+"""
+
+import numpy as np
+import pytest
+
+from course_lib.residual import (block_jacobians, input_gradients, jacobian_product_norms, lag1_autocorrelation,
+                                 resnet_gradient_norms, train_resnet, transformer_gradient_norms)
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_residual_jacobian_is_identity_plus_branch_and_its_product_does_not_vanish(seed):
+    J = block_jacobians(width=16, activation="tanh", gain=1.0, seed=seed)
+    assert np.abs(J["residual"] - J["plain"] - J["identity"]).max() < 1e-12
+    assert np.linalg.svd(J["plain"], compute_uv=False).min() < 0.1
+    plain = jacobian_product_norms(50, residual=False, gain=0.5, seed=seed)
+    residual = jacobian_product_norms(50, residual=True, gain=0.5, seed=seed)
+    assert plain[0] < 1e-10
+    assert 0.1 < residual[0] < 1e3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_e9_degradation_plain_56_trains_worse_than_plain_20_residual_56_does_not(seed):
+    """E9 (He et al. 2016): digits, width 32, BN-ReLU blocks, He init, SGD momentum 0.9, lr 0.05, 300 steps."""
+    error = {name: train_resnet(depth, residual=residual, num_steps=300, seed=seed)["train_error"]
+             for name, depth, residual in [("plain-20", 20, False), ("plain-56", 56, False), ("residual-56", 56, True)]}
+    assert error["plain-56"] - error["plain-20"] > 0.3, error
+    assert error["residual-56"] < 0.05, error
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_e10_shattered_gradients(seed):
+    """E10 (Balduzzi et al. 2017): lag-1 autocorrelation of d(output)/d(input), width 200, BN."""
+    autocorrelation = {(depth, residual): lag1_autocorrelation(input_gradients(depth, residual=residual, seed=seed)[1])
+                       for depth, residual in [(1, False), (24, False), (24, True)]}
+    assert autocorrelation[(1, False)] > 0.85
+    assert abs(autocorrelation[(24, False)]) < 0.2
+    assert autocorrelation[(24, True)] > 0.6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_e10_by_depth(seed):
+    depths = [1, 2, 4, 8, 12, 16, 24]
+    plain = [lag1_autocorrelation(input_gradients(d, residual=False, seed=seed)[1]) for d in depths]
+    residual = [lag1_autocorrelation(input_gradients(d, residual=True, seed=seed)[1]) for d in depths]
+    assert plain[-1] < plain[0] - 0.7
+    assert min(residual) > 0.6
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_transformer_needs_residuals_and_layernorm(seed):
+    ratio = {}
+    for residual, norm in [(True, True), (True, False), (False, True), (False, False)]:
+        grads = transformer_gradient_norms(24, residual=residual, norm=norm, seed=seed)
+        ratio[(residual, norm)] = grads[0] / grads[-1]
+    assert 1e-2 < ratio[(True, True)] < 1e2 and 1e-2 < ratio[(True, False)] < 1e2
+    assert ratio[(False, True)] < 0.5
+    assert ratio[(False, False)] < 1e-10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_question_5_diagnosis_holds_for_other_seeds(seed):
+    """Practice question 5: plain-8 healthy, plain-56 exploding (BatchNorm), residual-56 healthy."""
+    expected = {(8, False): "healthy", (56, False): "exploding", (56, True): "healthy"}
+    for (depth, residual), verdict in expected.items():
+        grads = resnet_gradient_norms(depth, residual=residual, seed=seed)
+        ratio = grads[0] / grads[-1]
+        assert ("exploding" if ratio > 1e2 else "vanishing" if ratio < 1e-2 else "healthy") == verdict, ratio
+        assert ratio > 1e3 or ratio < 50, ratio  # far from the boundary
+
+
+def test_residual_explorer_verdicts():
+    from course_lib.widgets import residual_explorer
+
+    explorer = residual_explorer(depth=56, architecture="plain")
+    assert explorer.last["kind"] == "exploding"
+    data = explorer.update(architecture="residual")
+    assert data["kind"] == "healthy" and len(data["grad_norms"]) == 27
+    assert explorer.update(depth=8, architecture="plain")["kind"] == "healthy"
+    assert explorer.png.startswith(b"\x89PNG") and "block 1 receives" in explorer.verdict.value
