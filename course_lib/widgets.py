@@ -19,13 +19,14 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
 - a slider change from the browser only marks the explorer stale; one
   background thread recomputes it with the newest values, so a burst of
   events never queues a backlog (changes made from code run synchronously);
-- results are cached per setting, and subclasses cache what a control does
-  not touch (`GradientFlowExplorer` keeps the batch and the network);
+- results and their figures are cached per setting (going back to a value
+  costs nothing), and subclasses cache what a control does not touch
+  (`GradientFlowExplorer` keeps the batch and the network);
 - subclasses may implement `redraw` to move existing artists (set_data)
   instead of rebuilding the figure, and mark the moving artists animated
   so the static rest is rendered once and blitted; the layout is recomputed
   only when the y tick labels change width; the PNG is rendered by Agg at
-  72 dpi and encoded with light compression.
+  72 dpi and encoded with fast run-length compression.
 """
 
 import base64
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 
 import ipywidgets as w
@@ -128,7 +129,10 @@ class Explorer:
     ``set_animated(True)`` are blitted: the rest of the figure is rendered
     once per look (axis limits, positions, labels, legend texts) and reused,
     so `redraw` must change nothing else that is drawn. ``timings`` holds the
-    seconds the last refresh spent in compute, draw and render (PNG).
+    seconds the last refresh spent in compute, draw and render (PNG);
+    ``timeline`` the same for the last 200 refreshes, with their end time and
+    the CPU time of the refreshing thread (wall time minus CPU time = waiting
+    for a core on a busy machine).
     """
 
     title = ""
@@ -147,13 +151,17 @@ class Explorer:
         self.last: dict = {}
         self.png = b""
         self.timings: dict[str, float] = {}
+        self.timeline: deque = deque(maxlen=200)  # (wall clock, timings) of recent refreshes
         self.refreshes = 0
         self._cache: OrderedDict = OrderedDict()
+        self._pngs: dict = {}
         self._lock = threading.RLock()
         self._drawn = False
         self._holding = False
         self._generation = 0
         self._backgrounds: dict = {}
+        self._layout_key: tuple | None = None
+        self._positions: list = []
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self._header = [w.HTML(f"<b>{self.title}</b>")] if self.title else []
@@ -197,18 +205,30 @@ class Explorer:
     def refresh(self) -> dict:
         """Run the network for the current control values and redraw the figure in place."""
         with self._lock:
-            start = time.perf_counter()
-            data = self._compute_cached(self.values)
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            values = self.values
+            data = self._compute_cached(values)
             computed = time.perf_counter()
-            self._draw(data)
-            drawn = time.perf_counter()
-            self.png = self._render()
+            key = self._key(values)
+            png = self._pngs.get(key) if key is not None and self._cache.get(key) is data else None
+            if png is None:  # a setting seen before shows its figure again without drawing it
+                self._draw(data)
+                drawn = time.perf_counter()
+                png = self._render()
+                if key is not None and key in self._cache:
+                    self._pngs[key] = png
+                    for stale in [k for k in self._pngs if k not in self._cache]:
+                        del self._pngs[stale]
+            else:
+                drawn = computed
+            self.png = png
             self.image.value = self.png
             self.verdict.value = self.describe(data)
             self.last = data
             self.refreshes += 1
             self.timings = {"compute": computed - start, "draw": drawn - computed,
                             "render": time.perf_counter() - drawn}
+            self.timeline.append({"at": time.time(), "cpu": time.thread_time() - start_cpu, **self.timings})
             return data
 
     def wait(self, timeout: float | None = 30) -> bool:
@@ -216,8 +236,9 @@ class Explorer:
         return _refresher.wait(self, timeout)
 
     def clear_cache(self) -> None:
-        """Forget cached results (call after changing settings that are not controls)."""
+        """Forget cached results and figures (call after changing settings that are not controls)."""
         self._cache.clear()
+        self._pngs.clear()
 
     def close(self) -> None:
         """Close the widgets (frees their front-end models)."""
@@ -226,12 +247,17 @@ class Explorer:
             widget.close()
 
     # -- plumbing --------------------------------------------------------------
-    def _compute_cached(self, values: dict) -> dict:
+    @staticmethod
+    def _key(values: dict) -> tuple | None:
         try:
             key = tuple(sorted(values.items()))
             hash(key)
         except TypeError:
-            key = None
+            return None
+        return key
+
+    def _compute_cached(self, values: dict) -> dict:
+        key = self._key(values)
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -245,24 +271,52 @@ class Explorer:
     def _draw(self, data: dict) -> None:
         before = self._tick_label_lengths()
         if self._drawn and self.redraw(self.figure, data):
-            relayout = self._tick_label_lengths() != before  # wider y tick labels need new margins
+            if self._tick_label_lengths() != before:  # wider y tick labels need new margins
+                self._run_layout()
+            return
+        self.figure.clear()
+        self._backgrounds.clear()
+        self._generation += 1
+        self.draw(self.figure, data)
+        self._drawn = True
+        # Drawn from scratch: when the figure has the same parts and labels as last time, the
+        # constrained layout (often half the cost of a redraw) would put the axes where they were.
+        if self._layout_key is not None and self._layout_key == self._layout_signature():
+            for ax, position in zip(self.figure.axes, self._positions):
+                ax.set_position(position)
         else:
-            self.figure.clear()
-            self._backgrounds.clear()
-            self._generation += 1
-            self.draw(self.figure, data)
-            self._drawn = relayout = True
-        if relayout:
-            self._layout.execute(self.figure)
+            self._run_layout()
 
-    def _tick_label_lengths(self) -> list[int]:
-        """The longest y tick label of each axes, in characters (cheap: formats, does not draw)."""
+    def _run_layout(self) -> None:
+        self._layout_key = self._layout_signature()
+        self._layout.execute(self.figure)
+        self._positions = [ax.get_position() for ax in self.figure.axes]
+
+    def _layout_signature(self) -> tuple:
+        """What the constrained layout depends on: the axes grid, their labels and tick label sizes."""
+        parts = [len(self.figure.axes), self.figure.get_suptitle(), len(self.figure.legends)]
+        for ax, lengths in zip(self.figure.axes, self._tick_label_lengths(both=True)):
+            spec = ax.get_subplotspec()
+            legend = ax.get_legend()
+            parts.append((spec.get_geometry() if spec else None, ax.get_xlabel(), ax.get_ylabel(),
+                          ax.get_title("left"), ax.get_title(), ax.get_title("right"), lengths,
+                          tuple(t.get_text() for t in legend.get_texts()) if legend else None))
+        return tuple(parts)
+
+    def _tick_label_lengths(self, *, both: bool = False) -> list:
+        """The longest y (and x) tick label of each axes, in characters (cheap: formats, does not draw)."""
         lengths = []
         for ax in self.figure.axes:
-            low, high = sorted(ax.get_ylim())
-            ticks = [t for t in ax.yaxis.get_majorticklocs() if low <= t <= high]
-            labels = ax.yaxis.get_major_formatter().format_ticks(ticks) if ticks else []
-            lengths.append(max((len(label) for label in labels), default=0))
+            sizes = []
+            for axis, limits in ((ax.yaxis, ax.get_ylim()), (ax.xaxis, ax.get_xlim()))[:2 if both else 1]:
+                if not axis.get_visible():
+                    sizes.append(-1)
+                    continue
+                low, high = sorted(limits)
+                ticks = [t for t in axis.get_majorticklocs() if low <= t <= high]
+                labels = axis.get_major_formatter().format_ticks(ticks) if ticks else []
+                sizes.append(max((len(label) for label in labels), default=0))
+            lengths.append(tuple(sizes) if both else sizes[0])
         return lengths
 
     def _static_key(self) -> tuple:
@@ -295,7 +349,9 @@ class Explorer:
         size = self.canvas.get_width_height()
         image = Image.frombuffer("RGBA", size, self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="png", compress_level=1)
+        # zlib level 1 with run-length matching: a plot is mostly runs of one colour, so this is
+        # 2-3x faster than the default and the PNG is about as small (~30 kB)
+        image.save(buffer, format="png", compress_level=1, compress_type=3)
         return buffer.getvalue()
 
     @contextmanager
@@ -470,14 +526,24 @@ class GradientFlowExplorer(Explorer):
         return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
     @staticmethod
-    def _decades(values, *, span: int = 3) -> tuple[float, float]:
-        """Log-axis limits on whole decades around the finite positive values (at least `span` decades)."""
+    def _decades(values, *, span: int = 3, current: tuple[float, float] | None = None) -> tuple[float, float]:
+        """Log-axis limits on whole decades around the finite positive values (at least `span` decades).
+
+        With `current` limits, keep them while they hold the data and waste at most 3 decades:
+        a small step then leaves the axes (and the blitted background) as they were. New limits
+        get one decade of room on each side for the next steps.
+        """
         values = values[np.isfinite(values)]
         if not values.size:
-            return 1e-3, 1e1
+            return current or (1e-3, 1e1)
         low, high = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
         missing = max(0, span - (high - low))
         low, high = low - np.ceil(missing / 2), high + np.floor(missing / 2)
+        if current is not None:
+            now_low, now_high = np.log10(current)
+            if now_low <= low and high <= now_high and (now_high - now_low) - (high - low) <= 3:
+                return current
+            low, high = low - 1, high + 1
         return 10.0 ** max(low, -300), 10.0 ** min(high, 300)
 
     def _unhealthy(self, data: dict) -> np.ndarray:
@@ -506,6 +572,7 @@ class GradientFlowExplorer(Explorer):
         fraction_ax.set_ylim(-0.03, 1.03)
         fraction_ax.set_ylabel("", color=OKABE_ITO[1])
         self._axes = (grads_ax, acts_ax, fraction_ax)
+        self._ylims = [None, None]  # fresh axes: limits fitted to the data, then kept while they fit
         for ax in self._axes:
             for line in ax.lines:
                 line.set_animated(True)  # only the data lines move; the rest is blitted
@@ -522,10 +589,15 @@ class GradientFlowExplorer(Explorer):
         fraction_ax.lines[0].set_data(layers, self._unhealthy(data))
         fraction_ax.set_ylabel("dead fraction" if data["activation"] in ("relu", "leaky_relu")
                                else "saturated fraction")
+        # x range snapped to 5, 10, 15, 20, 30, 40, 50 layers: most depth steps then keep the axes
+        # (and their blitted background) as they are
+        right = next((n for n in (5, 10, 15, 20, 30, 40, 50) if n >= data["depth"]), data["depth"])
         for ax in (grads_ax, acts_ax):
-            ax.set_xlim(0.5, data["depth"] + 0.5)
-        grads_ax.set_ylim(*self._decades(np.concatenate([grads, flow])))
-        acts_ax.set_ylim(*self._decades(stds))
+            ax.set_xlim(0.5, right + 0.5)
+        self._ylims = [self._decades(np.concatenate([grads, flow]), current=self._ylims[0]),
+                       self._decades(stds, current=self._ylims[1])]
+        grads_ax.set_ylim(*self._ylims[0])
+        acts_ax.set_ylim(*self._ylims[1])
         return True
 
     def describe(self, data: dict) -> str:

@@ -201,13 +201,13 @@ EXPLORER_STATE_JS = """
 })
 """
 
-CELL_STATE_JS = """
+CELL_STATE_JS = r"""
 () => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell => ({
     code: cell.classList.contains('jp-CodeCell'),
     prompt: (cell.querySelector('.jp-InputArea-prompt') || {}).innerText || '',
     errors: [...cell.querySelectorAll('.jp-OutputArea-output')]
         .filter(o => o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr'
-                     && /Traceback|Error/.test(o.innerText)
+                     && /Traceback \(most recent call last\)|^\w*(Error|Exception):/m.test(o.innerText)
                      || /Error displaying widget|Error rendering/.test(o.innerText))
         .map(o => o.innerText.slice(0, 3000)),
 }))

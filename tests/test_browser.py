@@ -54,8 +54,13 @@ def notebook(name: str) -> nbformat.NotebookNode:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root, work = tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-work")
-    with lab_server(root, work) as server:
-        yield server
+    try:
+        with lab_server(root, work) as server:
+            yield server
+    finally:
+        if (work / "jupyterlab.log").exists():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            (ARTIFACTS / "jupyterlab.log").write_bytes((work / "jupyterlab.log").read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +128,10 @@ def test_every_explorer_renders_and_responds_to_a_slider(lab, page, name):
         errors = [f"cell {i}: {text}" for i, cell in enumerate(book.cells()) for text in cell["errors"]]
         assert not errors, f"{name}: errors shown after moving sliders:\n" + "\n".join(errors)
         assert not page.errors, f"{name}: errors in the page:\n" + "\n".join(page.errors)
-    finally:
-        page.screenshot(path=ARTIFACTS / f"{name}-page.png", full_page=True)
-        book.shutdown_kernels()
+    finally:  # keep the evidence, free the CPU for the next notebook; never hide the real failure
+        for cleanup in (lambda: page.screenshot(path=ARTIFACTS / f"{name}-page.png"), book.shutdown_kernels):
+            try:
+                cleanup()
+            except Exception as error:  # noqa: BLE001
+                print(f"cleanup after {name}: {error!r}")
         time.sleep(0.5)

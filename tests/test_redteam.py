@@ -622,6 +622,7 @@ def runs(tmp_path_factory):
         attacks = attack_cases(mixed_course, server.port)
         cases = {**honest, **attacks}
         submissions = write_submissions(base / "mixed-submissions", cases)
+        add_kernel_only_assignment(mixed_course, submissions)
         started = time.time()
         process = subprocess.Popen(grade_command(submissions, mixed_course), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT)
@@ -699,6 +700,8 @@ def test_nothing_reached_the_network_or_survived_or_wrote_the_gradebook(runs):
 def test_no_hidden_test_reaches_any_feedback_page(runs):
     secret = integrity.hidden_lines([c.source for c in SOURCE.cells if c.metadata.get("nbgrader", {}).get("grade")])
     assert len(secret) > 10
+    kernel_only = nbformat.read(runs["mixed_course"] / "source" / KERNEL_ONLY / f"{KERNEL_ONLY}.ipynb", as_version=4)
+    secret |= integrity.hidden_lines([c.source for c in kernel_only.cells])
     pages = list((runs["mixed_course"] / "feedback").rglob("*.html")) + \
         list((runs["clean_course"] / "feedback").rglob("*.html"))
     assert len(pages) >= len(runs["cases"]) - 5
@@ -728,6 +731,7 @@ def test_kill_the_grader_mid_batch_then_resume(runs):
     killed = runs["killed"]
     assert not killed["finished_first"], "the grader finished before it could be killed"
     assert 8 <= killed["done"] < len(runs["cases"]), f"killed too late to test resuming ({killed['done']} done)"
+    assert len(list((runs["mixed_course"] / "autograded").glob("*/*/.grading.json"))) == len(runs["cases"]) + 3
     assert killed["leftovers"] == [], f"processes survived the killed grader: {killed['leftovers']}"
     assert killed["broken"] == [], f"half-written submissions in the gradebook: {killed['broken']}"
     assert "Resuming" in runs["log"], runs["log"][-2000:]
@@ -736,8 +740,12 @@ def test_kill_the_grader_mid_batch_then_resume(runs):
 
 # ---- a test that cannot be judged outside the kernel ----------------------------------------------------------
 
-def _kernel_only_course(root: Path) -> Path:
-    """A one-question course whose test needs the student's nn.Module itself (autograd through it)."""
+KERNEL_ONLY = "mod"  # a second, one-question assignment graded in the mixed batch
+
+
+def add_kernel_only_assignment(course: Path, submissions: Path) -> None:
+    """A question whose test needs the student's nn.Module itself (autograd through it), so it must run
+    inside the kernel; three students answer it: right, wrong, and wrong but tampering."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     setup = nbformat.v4.new_code_cell("import torch")
@@ -751,35 +759,33 @@ def _kernel_only_course(root: Path) -> Path:
     test.metadata["nbgrader"] = {"grade_id": "q1_test", "grade": True, "points": 2.0, "solution": False,
                                  "locked": True, "schema_version": 3, "task": False}
     nb.cells = [setup, answer, test]
-    (root / "source" / "mod").mkdir(parents=True)
-    shutil.copy(COURSE_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
-    nbformat.write(nb, root / "source" / "mod" / "mod.ipynb")
-    return root
-
-
-def test_tests_that_need_the_kernel_fall_back_and_tampering_voids_them(tmp_path):
-    from nbgrader.api import Gradebook
-
-    course = _kernel_only_course(tmp_path / "course")
-    source = nbformat.read(course / "source" / "mod" / "mod.ipynb", as_version=4)
+    (course / "source" / KERNEL_ONLY).mkdir(parents=True)
+    nbformat.write(nb, course / "source" / KERNEL_ONLY / f"{KERNEL_ONLY}.ipynb")
     variants = {"honest": "model = torch.nn.Linear(3, 1)", "wrong": "model = 3",
                 "tamper": "import builtins, types\nbuiltins.isinstance = lambda *a: True\n"
                           "class _Any:\n    def __call__(self, x):\n        return torch.zeros(1, requires_grad=True)\n"
                           "    def __getattr__(self, name):\n        return types.SimpleNamespace(grad=torch.ones(1, 3))\n"
                           "model = _Any()"}  # would pass inside the kernel: its credit must be voided
     for student, code in variants.items():
-        nb = nbformat.from_dict(json.loads(json.dumps(source)))
-        nb.cells[1].source = code
-        nb.cells[2].source = integrity.released_source(nb.cells[2].source)
-        folder = tmp_path / "submitted" / student / "mod"
+        copy_ = nbformat.from_dict(json.loads(json.dumps(nb)))
+        copy_.cells[1].source = code
+        copy_.cells[2].source = integrity.released_source(copy_.cells[2].source)
+        folder = submissions / f"{KERNEL_ONLY}_{student}" / KERNEL_ONLY
         folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "mod.ipynb")
-    result = run_grader(tmp_path / "submitted", course)
-    assert "kernel tests: ['q1_test']" in result.stdout, result.stdout
-    grades = read_grades(course)
-    assert grades["honest"]["scores"] == {"q1": 2.0} and grades["honest"]["status"] == "graded"
-    assert grades["wrong"]["scores"] == {"q1": 0.0}
-    assert grades["tamper"]["scores"] == {"q1": 0.0} and grades["tamper"]["status"] == "flagged"
-    assert "ran inside the kernel" in grades["tamper"]["reason"]
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        assert gb.find_submission_notebook("mod", "mod", "tamper").flagged
+        nbformat.write(copy_, folder / f"{KERNEL_ONLY}.ipynb")
+
+
+def test_tests_that_need_the_kernel_fall_back_and_tampering_voids_them(runs):
+    from nbgrader.api import Gradebook
+
+    plan = json.loads((runs["mixed_course"] / "autograded" / ".calibration" / f"{KERNEL_ONLY}.plan.json").read_text())
+    assert plan["plan"]["kernel_tests"] == ["q1_test"]
+    grades = runs["mixed"]
+    assert grades[f"{KERNEL_ONLY}_honest"]["scores"] == {"q1": 2.0}
+    assert grades[f"{KERNEL_ONLY}_honest"]["status"] == "graded"
+    assert grades[f"{KERNEL_ONLY}_wrong"]["scores"] == {"q1": 0.0}
+    tamper = grades[f"{KERNEL_ONLY}_tamper"]
+    assert tamper["scores"] == {"q1": 0.0} and tamper["status"] == "flagged", tamper
+    assert "ran inside the kernel" in tamper["reason"]
+    with Gradebook(f"sqlite:///{runs['mixed_course'] / 'gradebook.db'}") as gb:
+        assert gb.find_submission_notebook(KERNEL_ONLY, KERNEL_ONLY, f"{KERNEL_ONLY}_tamper").flagged
