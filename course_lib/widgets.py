@@ -32,6 +32,7 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
 import base64
 import html
 import io
+import math
 import re
 import sys
 import threading
@@ -119,6 +120,32 @@ def format_ratio(x: float) -> str:
     if x == 0 or 1e-2 <= abs(x) < 1e2:
         return f"{x:.2g}"
     return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{x:.0e}")
+
+
+def decade_limits(values, *, span: int = 3, current: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Log-axis limits on whole decades around the finite positive `values` (at least `span` decades).
+
+    With `current` limits, keep them while they hold the data and waste at most 3 decades:
+    a small step of a slider then leaves the axes (and an explorer's blitted background) as
+    they were. New limits get one decade of room on each side for the next steps.
+
+    >>> decade_limits(np.array([3e-9, 0.02]))
+    (1e-09, 0.1)
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return current or (1e-3, 1e1)
+    # a point within 5% of a decade line gets the next decade, so it does not sit on the frame
+    low, high = np.floor(np.log10(values.min()) - 0.02), np.ceil(np.log10(values.max()) + 0.02)
+    missing = max(0, span - (high - low))
+    low, high = low - np.ceil(missing / 2), high + np.floor(missing / 2)
+    if current is not None:
+        now_low, now_high = np.log10(current)
+        if now_low <= low and high <= now_high and (now_high - now_low) - (high - low) <= 3:
+            return current
+        low, high = low - 1, high + 1
+    return float(10.0 ** max(low, -300)), float(10.0 ** min(high, 300))
 
 
 class Explorer:
@@ -507,8 +534,12 @@ class GradientFlowExplorer(Explorer):
         ratio = finding.value if finding and kind != "non-finite" else ratios[0] if ratios else float("nan")
         if ratio == 0 and any(r > 0 for r in ratios):
             ratio = min(r for r in ratios if r > 0)  # one norm underflowed to 0 in float32; quote the other
-        if ratio == 0:
+        if ratio == 0 and kind != "non-finite":
             summary = "layer 1 receives 0 of the last layer's gradient (it underflowed): vanishing"
+            alive = np.flatnonzero(np.isfinite(grads) & (grads > 0))
+            if len(alive) > 1:  # the first layer whose gradient norm did not underflow, for scale
+                summary = (f"layer 1 receives 0 of the last layer's gradient (float32 underflow; layer "
+                           f"{alive[0] + 1} receives {format_ratio(grads[alive[0]] / grads[-1])}): vanishing")
         elif kind == "non-finite" or not np.isfinite(ratio):
             summary = finding.message if finding else "the last layer receives no gradient at all: vanishing"
         elif kind == "exploding":
@@ -525,26 +556,6 @@ class GradientFlowExplorer(Explorer):
         values = np.asarray(values, dtype=float)
         return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
-    @staticmethod
-    def _decades(values, *, span: int = 3, current: tuple[float, float] | None = None) -> tuple[float, float]:
-        """Log-axis limits on whole decades around the finite positive values (at least `span` decades).
-
-        With `current` limits, keep them while they hold the data and waste at most 3 decades:
-        a small step then leaves the axes (and the blitted background) as they were. New limits
-        get one decade of room on each side for the next steps.
-        """
-        values = values[np.isfinite(values)]
-        if not values.size:
-            return current or (1e-3, 1e1)
-        low, high = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
-        missing = max(0, span - (high - low))
-        low, high = low - np.ceil(missing / 2), high + np.floor(missing / 2)
-        if current is not None:
-            now_low, now_high = np.log10(current)
-            if now_low <= low and high <= now_high and (now_high - now_low) - (high - low) <= 3:
-                return current
-            low, high = low - 1, high + 1
-        return 10.0 ** max(low, -300), 10.0 ** min(high, 300)
 
     def _unhealthy(self, data: dict) -> np.ndarray:
         kind = "dead" if data["activation"] in ("relu", "leaky_relu") else "saturated"
@@ -589,13 +600,13 @@ class GradientFlowExplorer(Explorer):
         fraction_ax.lines[0].set_data(layers, self._unhealthy(data))
         fraction_ax.set_ylabel("dead fraction" if data["activation"] in ("relu", "leaky_relu")
                                else "saturated fraction")
-        # x range snapped to 5, 10, 15, 20, 30, 40, 50 layers: most depth steps then keep the axes
-        # (and their blitted background) as they are
-        right = next((n for n in (5, 10, 15, 20, 30, 40, 50) if n >= data["depth"]), data["depth"])
+        # x range snapped to a multiple of 5 layers: most depth steps then keep the axes (and their
+        # blitted background) as they are
+        right = 5 * math.ceil(data["depth"] / 5)
         for ax in (grads_ax, acts_ax):
             ax.set_xlim(0.5, right + 0.5)
-        self._ylims = [self._decades(np.concatenate([grads, flow]), current=self._ylims[0]),
-                       self._decades(stds, current=self._ylims[1])]
+        self._ylims = [decade_limits(np.concatenate([grads, flow]), current=self._ylims[0]),
+                       decade_limits(stds, current=self._ylims[1])]
         grads_ax.set_ylim(*self._ylims[0])
         acts_ax.set_ylim(*self._ylims[1])
         return True
@@ -603,8 +614,9 @@ class GradientFlowExplorer(Explorer):
     def describe(self, data: dict) -> str:
         if data["kind"] == "non-finite" or not np.isfinite(data["ratio"]):
             text = html.escape(data["summary"], quote=False)
-        elif data["ratio"] == 0:
-            text = "layer 1 receives <b>0</b> of the last layer's gradient (it underflowed): <b>vanishing</b>"
+        elif data["ratio"] == 0:  # "(float32 underflow; layer 3 receives 4e-16)" from the summary
+            detail = data["summary"].split("gradient (", 1)[1].rsplit("): ", 1)[0]
+            text = f"layer 1 receives <b>0</b> of the last layer's gradient ({detail}): <b>vanishing</b>"
         else:
             share = "times" if data["kind"] == "exploding" else "of"
             text = (f"layer 1 receives <b>{format_ratio(data['ratio'])}</b> {share} the last layer's gradient: "
@@ -661,8 +673,25 @@ class ChainExplorer(Explorer):
         ax.set_yscale("log")
         ax.set_xlabel("layer (0 = input, right = output)")
         ax.set_ylabel("gradient norm ||dL/dh||")
-        ax.legend(frameon=False, loc="best")
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2)
         ax.grid(True, alpha=0.3)
+        for line in ax.lines:
+            line.set_animated(True)  # only the two curves move; axes, ticks and labels are blitted
+        self._ylim = None
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        ax = figure.axes[0]
+        layers = np.arange(len(data["grad_norms"]))
+        measured, formula = ax.lines[:2]
+        measured.set_data(layers, data["grad_norms"])
+        formula.set_data(layers, data["formula"])
+        formula.set_label(f"formula: {data['factor']:.2f}^k")
+        ax.get_legend().get_texts()[1].set_text(formula.get_label())
+        ax.set_xlim(-0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+        self._ylim = decade_limits(np.concatenate([data["grad_norms"], data["formula"]]), current=self._ylim)
+        ax.set_ylim(*self._ylim)
+        return True
 
     def describe(self, data: dict) -> str:
         return (f"The input receives <b>{data['ratio']:.1e}</b> of the output's gradient "

@@ -171,6 +171,8 @@ def test_no_figure_or_memory_growth_over_200_updates(explorers, name):
     values = sweep(control, 8) * 33
     for value in values[:64]:  # warm up: caches fill, allocator settles
         explorer.update(**{control_name: value})
+    explorer._pngs.clear()  # draw the first setting (a cached figure would skip drawing)
+    explorer.update(**{control_name: values[0]})
     gc.collect()
     artists, axes, children = (plotted(explorer.figure), len(explorer.figure.axes),
                                len(explorer.widget.children))
@@ -179,6 +181,8 @@ def test_no_figure_or_memory_growth_over_200_updates(explorers, name):
         if count % 50 == 0:
             explorer.clear_cache()
         explorer.update(**{control_name: value})
+    explorer._pngs.clear()
+    explorer.update(**{control_name: values[0]})
     gc.collect()
     assert len(explorer.figure.axes) == axes and len(explorer.widget.children) == children
     # the same setting as at the start: as many lines, bars and texts (tick objects, which
@@ -260,7 +264,7 @@ def test_gradient_flow_matches_a_fresh_network_and_monitor(explorers, settings):
     if ratio > 0:
         assert f"<b>{widgets.format_ratio(ratio)}</b>" in explorer.verdict.value
     else:
-        assert "underflowed" in explorer.verdict.value
+        assert "underflow" in explorer.verdict.value
     assert len(data["grad_norms"]) == data["depth"]
 
 
@@ -273,8 +277,11 @@ def test_gradient_flow_verdicts_span_the_three_cases(explorers):
     assert data["kind"] in ("exploding", "non-finite")
     assert data["kind"] in explorer.verdict.value
     explorer.update(activation="sigmoid", init="default", norm="none", residual=False, weight_scale=1.0, depth=40)
-    assert explorer.verdict.value.startswith("layer 1 receives <b>0</b>")  # float32 underflow, said so
-    assert "underflowed" in explorer.verdict.value and "<b>vanishing</b>" in explorer.verdict.value
+    assert explorer.verdict.value.startswith("layer 1 receives <b>0</b>")  # float32 underflow, said so...
+    assert "underflow" in explorer.verdict.value and "<b>vanishing</b>" in explorer.verdict.value
+    grads = explorer.last["grad_norms"]  # ...with the first layer whose gradient norm is still > 0
+    first = int(np.flatnonzero(grads > 0)[0])
+    assert f"layer {first + 1} receives {widgets.format_ratio(grads[first] / grads[-1])})" in explorer.verdict.value
     data = explorer.update(depth=10)
     assert 0 < data["ratio"] < 1e-2
     assert explorer.verdict.value == (f"layer 1 receives <b>{widgets.format_ratio(data['ratio'])}</b> of the last "
@@ -400,16 +407,17 @@ def test_an_error_in_the_background_is_shown_and_the_thread_survives(explorers, 
 
 def test_results_are_cached_per_setting(explorers):
     explorer = explorers("chain_explorer")
-    calls, draws = [], []
-    compute, draw = explorer.compute, explorer.draw
+    calls, renders = [], []
+    compute, render = explorer.compute, explorer._render
     explorer.compute = lambda **v: calls.append(v) or compute(**v)
-    explorer.draw = lambda figure, data: draws.append(data) or draw(figure, data)
+    explorer._render = lambda: renders.append(1) or render()
     first = explorer.update(depth=12)
     png = explorer.png
     explorer.update(depth=13)
     again = explorer.update(depth=12)
     assert again is first and len(calls) == 2
-    assert explorer.png == png and explorer.image.value == png and len(draws) == 2, "the figure is cached too"
+    assert explorer.png == png and explorer.image.value == png, "the figure is cached too"
+    assert len(renders) == 2, "a cached setting must not be drawn again"
     explorer.clear_cache()
     explorer.update(depth=12)
     assert len(calls) == 3
