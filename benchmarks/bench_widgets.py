@@ -196,15 +196,20 @@ def bench_browser(count: int) -> tuple[list[dict], list[dict]]:
             output.filter(has_text="explorers").first.wait_for(timeout=60_000)
             timelines = json.loads(output.first.inner_text())["explorers"]
             for row in rows:
-                kernel, cpu = [], []
+                kernel, cpu, parts = [], [], {"compute": [], "draw": [], "render": []}
                 for event in row.pop("events"):
                     done = [r for r in timelines[row["explorer"]]
                             if event["key"] / 1e3 <= r["at"] <= event["painted"] / 1e3]
                     if done:
-                        kernel.append(sum(done[-1][part] for part in ("compute", "draw", "render")))
+                        kernel.append(sum(done[-1][part] for part in parts))
                         cpu.append(done[-1]["cpu"])
+                        for part in parts:
+                            parts[part].append(done[-1][part])
                 row["kernel"] = median_ms(kernel) if kernel else float("nan")
                 row["kernel_cpu"] = median_ms(cpu) if cpu else float("nan")
+                for part, values in parts.items():
+                    row[f"kernel_{part}"] = median_ms(values) if values else float("nan")
+                print({k: v for k, v in row.items() if k.startswith("kernel")}, flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return rows, bursts
