@@ -239,11 +239,13 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
                   "is the explorer's own refresh time (compute + draw + render) for those same changes, the rest "
                   "is the event's way to the kernel, waking the refresh thread, the PNG's way back, decoding "
                   "and painting.", "",
-                  "| setting | control | end to end, median ms | p90 ms | in the kernel: wall (CPU) ms | changes |",
-                  "|---|---|---:|---:|---:|---:|"]
+                  "| setting | control | end to end, median ms | p90 ms | in the kernel: wall (CPU) ms | "
+                  "compute / draw / render ms | changes |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
         for r in browser:
             lines.append(f"| {r['setting']} | {LABELS[r['control']]} | {r['median']:.0f} | {r['p90']:.0f} | "
-                         f"{r['kernel']:.0f} ({r['kernel_cpu']:.0f}) | {r['n']} |")
+                         f"{r['kernel']:.0f} ({r['kernel_cpu']:.0f}) | {r['kernel_compute']:.0f} / "
+                         f"{r['kernel_draw']:.1f} / {r['kernel_render']:.1f} | {r['n']} |")
         lines += ["", "Bursts (10 key presses 30 ms apart; the kernel computes only the newest value):", "",
                   "| setting | control | presses | figures sent | final figure after the last key, ms |",
                   "|---|---|---:|---:|---:|"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.models import build_mlp
+from course_lib.models import activation_derivative, build_mlp
 from course_lib.monitoring import METRICS, GradientMonitor
 
 
@@ -26,7 +26,7 @@ def hook_count(net):
     return count
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu", "leaky_relu"])
 def test_norms_equal_autograd(activation):
     net = build_mlp(4, 10, activation=activation, in_features=6, out_features=3, seed=0)
     X, y = batch()
@@ -49,6 +49,11 @@ def test_norms_equal_autograd(activation):
     assert np.allclose(monitor.latest("act_std"), [o.std().item() for o in outputs], rtol=1e-5)
     assert np.allclose(monitor.latest("grad_data"),
                        [g.std().item() / w.std().item() for g, w in zip(w_grads, weights)], rtol=1e-5)
+    # dead: no example gives the unit a slope >= 1e-6 (layers are stacked by shape: 6->10, then 10->10)
+    pre = [b.norm(b.linear(x)) for b, x in zip(net.blocks, [X] + outputs[:-1])]
+    slopes = [activation_derivative(activation, z.detach()).abs() for z in pre]
+    expected_dead = [(s.amax(dim=0) < 1e-6).float().mean().item() for s in slopes]
+    assert np.allclose(monitor.latest("dead"), expected_dead)
 
 
 def test_update_ratio_matches_the_optimizer_step():
