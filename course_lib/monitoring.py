@@ -111,12 +111,19 @@ class GradientMonitor:
     an error. ``layers`` may be a list or a dict name -> module (default: the
     blocks of a `build_mlp` network, else every Linear/Conv/RNN module);
     ``every=k`` records one step in k (cheaper on long runs); ``keep_values``
-    keeps the latest activations and output gradients for histograms.
+    keeps the latest activations and output gradients for histograms;
+    ``metrics`` limits the work to the listed metrics (the others stay NaN):
+    an explorer that runs one pass and never steps skips ``update_data``.
     """
 
-    def __init__(self, model: nn.Module, *, layers=None, every: int = 1, keep_values: bool = True):
+    def __init__(self, model: nn.Module, *, layers=None, every: int = 1, keep_values: bool = True,
+                 metrics=METRICS):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
+        unknown = sorted(set(metrics) - set(METRICS)) if not isinstance(metrics, str) else [metrics]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+        self.metrics = frozenset(metrics)
         self.model = model
         self.layers = _find_layers(model, layers)
         self.names = [layer.name for layer in self.layers]
@@ -166,9 +173,8 @@ class GradientMonitor:
             self._snapshots = None
 
     # -- hooks ---------------------------------------------------------------
-    # Hooks only keep references; statistics are computed in a few batched
-    # operations per step (layers of equal shape are stacked), because a
-    # dozen small tensor operations per layer would cost more than the step.
+    # Hooks only keep references; statistics are computed once backward is
+    # complete, in one pass with a single sync, and only for `metrics`.
     def _on_model_forward(self, module, args) -> None:
         if not torch.is_grad_enabled():
             self._recording = False
@@ -182,7 +188,7 @@ class GradientMonitor:
             self._seen.append(np.zeros((len(self.layers), len(METRICS)), dtype=bool))
             self._pending = {"acts": {}, "inputs": {}, "out_grads": {}, "weight_grads": {}}
             self._snapshots = {i: self._sample(i) for i, layer in enumerate(self.layers)
-                               if layer.weight is not None}
+                               if layer.weight is not None} if "update_data" in self.metrics else None
 
     def _sample(self, index: int) -> torch.Tensor:
         """A copy of the layer's weights at fixed sampled positions (all of them for small layers)."""
@@ -245,6 +251,8 @@ class GradientMonitor:
         entries: list[tuple[int, str]] = []
         values: list[torch.Tensor] = []
 
+        wanted = self.metrics
+
         def put(index, metric, value):
             entries.append((index, metric))
             values.append(value.float().reshape(()))
@@ -252,24 +260,27 @@ class GradientMonitor:
         with torch.no_grad():
             for index, acts in pending["acts"].items():
                 kind = self.layers[index].activation
-                mean = acts.mean()  # mean and norm of the centred values: far cheaper than var_mean on CPU
-                put(index, "act_mean", mean)
-                put(index, "act_std", torch.linalg.vector_norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
-                if kind == "sigmoid":
+                if wanted & {"act_mean", "act_std"}:
+                    mean = acts.mean()  # mean and norm of the centred values: far cheaper than var_mean on CPU
+                    put(index, "act_mean", mean)
+                    put(index, "act_std", torch.linalg.vector_norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
+                if kind == "sigmoid" and "saturated" in wanted:
                     put(index, "saturated", ((acts < 0.03) | (acts > 0.97)).float().mean())
-                elif kind == "tanh":
+                elif kind == "tanh" and "saturated" in wanted:
                     put(index, "saturated", (acts.abs() > 0.97).float().mean())
-                dead = self._dead_fraction(kind, acts, pending["inputs"].get(index))
+                dead = self._dead_fraction(kind, acts, pending["inputs"].get(index)) if "dead" in wanted else None
                 if dead is not None:
                     put(index, "dead", dead)
-            for index, grad in pending["out_grads"].items():
-                put(index, "out_grad_norm", torch.linalg.vector_norm(grad))
+            if "out_grad_norm" in wanted:
+                for index, grad in pending["out_grads"].items():
+                    put(index, "out_grad_norm", torch.linalg.vector_norm(grad))
             for index, grad in pending["weight_grads"].items():
-                weight = self.layers[index].weight.detach()
-                grad_std = _std(grad)
-                put(index, "grad_norm", torch.linalg.vector_norm(grad))
-                put(index, "grad_std", grad_std)
-                put(index, "grad_data", grad_std / (_std(weight) + 1e-30))
+                if "grad_norm" in wanted:
+                    put(index, "grad_norm", torch.linalg.vector_norm(grad))
+                if wanted & {"grad_std", "grad_data"}:
+                    grad_std = _std(grad)
+                    put(index, "grad_std", grad_std)
+                    put(index, "grad_data", grad_std / (_std(self.layers[index].weight.detach()) + 1e-30))
             numbers = torch.stack(values).tolist() if values else []
         for (index, metric), number in zip(entries, numbers):
             self._store(step, index, metric, number)

@@ -443,6 +443,8 @@ class GradientFlowExplorer(Explorer):
     inits = (("default", "default"), ("small normal", "small_normal"), ("Xavier", "xavier"), ("He", "he"),
              ("orthogonal", "orthogonal"))
     norms = (("none", "none"), ("BatchNorm", "batch"), ("LayerNorm", "layer"))
+    # what the figure and the verdict read: one pass and no optimizer step, so no update:data
+    metrics = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated", "dead")
 
     def __init__(self, *, show=None, batch_size: int = 256, num_classes: int = 10, **settings):
         unknown = set(settings) - set(self.defaults)
@@ -519,7 +521,7 @@ class GradientFlowExplorer(Explorer):
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
             net.zero_grad(set_to_none=True)
-            with GradientMonitor(net, keep_values=False) as monitor:
+            with GradientMonitor(net, keep_values=False, metrics=self.metrics) as monitor:
                 loss = F.cross_entropy(net(X), y)
                 loss.backward()
             net.zero_grad(set_to_none=True)

@@ -136,3 +136,22 @@ def test_clear_errors():
         monitor.latest("gradnorm")
     with pytest.raises(ValueError, match="no layers to watch"):
         GradientMonitor(torch.nn.ReLU())
+    with pytest.raises(ValueError, match="unknown metrics"):
+        GradientMonitor(net, metrics=("grad_norm", "gradnorm"))
+
+
+def test_metrics_limits_the_work_and_leaves_the_rest_nan():
+    net = build_mlp(3, 10, activation="sigmoid", in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    with GradientMonitor(net) as full:
+        loss_of(net, X, y).backward()
+    opt.zero_grad()
+    with GradientMonitor(net, metrics=("grad_norm", "saturated")) as few:
+        loss_of(net, X, y).backward()
+        opt.step()
+    for metric in METRICS:
+        if metric in ("grad_norm", "saturated"):
+            np.testing.assert_allclose(few.latest(metric), full.latest(metric), rtol=1e-6)
+        else:
+            assert np.isnan(few.latest(metric)).all(), metric
