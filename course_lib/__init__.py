@@ -1,8 +1,12 @@
 """course_lib: the helper library of "Vanishing Gradients, hands-on".
 
-Small modules, one noun each (see ../README.md, "Author guide"):
-models, initialization, monitoring, datasets, training, plotting, widgets,
-checks, gradcheck, seeding. Notebooks import what they need explicitly, e.g.
+Small modules, one noun each (see ../README.md, "Author guide").
+
+Shared by every notebook: models, initialization, monitoring, datasets,
+training, plotting, widgets, checks, gradcheck, chains, seeding.
+One notebook's experiments each: saturation (02), recurrent (03),
+activations (04), variance (05), normalization (06), residual (07),
+mysteries (08). Notebooks import what they need explicitly, e.g.
 ``from course_lib.models import build_mlp``.
 """
 
@@ -18,4 +22,4 @@ NOTEBOOKS = (
     "07_resnets",
     "08_diagnosing",
 )
-"""The course's notebooks in teaching order (planned; `autograder` builds the ones that exist)."""
+"""The course's notebooks in teaching order (tests/test_build.py checks autograder/source/ holds exactly these)."""

@@ -43,7 +43,8 @@ def activation_derivative(name: str, z: torch.Tensor, *, negative_slope: float =
     if name == "relu":
         return (z > 0).to(z.dtype)
     if name == "leaky_relu":
-        return torch.where(z > 0, 1.0, negative_slope).to(z.dtype)
+        # the slope in z's own dtype (python scalars in torch.where would round it to float32)
+        return torch.ones_like(z).masked_fill_(z <= 0, negative_slope)
     if name == "elu":
         return torch.where(z > 0, torch.ones_like(z), torch.exp(z))
     if name == "gelu":  # d/dz [z * Phi(z)] = Phi(z) + z * phi(z)

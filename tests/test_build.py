@@ -13,10 +13,11 @@ from autograder.build import BuildError, build, main_build, read_source, source_
 from conftest import NAMES
 
 
-def test_every_course_notebook_name_is_known():
+def test_the_sources_are_exactly_the_course_notebooks():
     from course_lib import NOTEBOOKS
 
-    assert set(NAMES) <= set(NOTEBOOKS), f"unknown notebooks {set(NAMES) - set(NOTEBOOKS)}"
+    assert list(NAMES) == list(NOTEBOOKS), (
+        f"autograder/source/ has {list(NAMES)}, course_lib.NOTEBOOKS (the teaching order) lists {list(NOTEBOOKS)}")
 
 
 @pytest.mark.parametrize("name", NAMES)

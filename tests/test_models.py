@@ -15,7 +15,8 @@ def test_activation_derivative_matches_autograd(name):
     expected = grad.detach()
     got = activation_derivative(name, z.detach())
     mask = z.detach() != 0  # ReLU-family derivatives are conventions at exactly 0
-    assert torch.allclose(got[mask], expected[mask], atol=1e-12)
+    assert got.dtype == torch.float64
+    assert torch.allclose(got[mask], expected[mask], rtol=1e-12, atol=1e-12)
 
 
 def test_build_mlp_shapes_and_structure():
