@@ -45,10 +45,16 @@ UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights 
 _DEAD_FROM_INPUT = ("elu", "gelu", "silu")  # their derivative is not a function of the output
 
 
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """||x|| summed in float64: squares of float32 gradients below 1e-19 would underflow (or be
+    flushed to 0, see `seeding.flush_denormals`) and report a vanishing gradient as exactly 0."""
+    return torch.linalg.vector_norm(x, dtype=torch.float64)
+
+
 def _std(x: torch.Tensor) -> torch.Tensor:
     """Sample std as the norm of the centred values (torch.std is several times slower on CPU)."""
     x = x.float()
-    return torch.linalg.vector_norm(x - x.mean()) / max(x.numel() - 1, 1) ** 0.5
+    return _norm(x - x.mean()) / max(x.numel() - 1, 1) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,7 @@ class GradientMonitor:
 
         def put(index, metric, value):
             entries.append((index, metric))
-            values.append(value.float().reshape(()))
+            values.append(value.double().reshape(()))  # float64: a tiny norm must not flush to 0
 
         with torch.no_grad():
             for index, acts in pending["acts"].items():
@@ -263,7 +269,7 @@ class GradientMonitor:
                 if wanted & {"act_mean", "act_std"}:
                     mean = acts.mean()  # mean and norm of the centred values: far cheaper than var_mean on CPU
                     put(index, "act_mean", mean)
-                    put(index, "act_std", torch.linalg.vector_norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
+                    put(index, "act_std", _norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
                 if kind == "sigmoid" and "saturated" in wanted:
                     put(index, "saturated", ((acts < 0.03) | (acts > 0.97)).float().mean())
                 elif kind == "tanh" and "saturated" in wanted:
@@ -273,10 +279,10 @@ class GradientMonitor:
                     put(index, "dead", dead)
             if "out_grad_norm" in wanted:
                 for index, grad in pending["out_grads"].items():
-                    put(index, "out_grad_norm", torch.linalg.vector_norm(grad))
+                    put(index, "out_grad_norm", _norm(grad))
             for index, grad in pending["weight_grads"].items():
                 if "grad_norm" in wanted:
-                    put(index, "grad_norm", torch.linalg.vector_norm(grad))
+                    put(index, "grad_norm", _norm(grad))
                 if wanted & {"grad_std", "grad_data"}:
                     grad_std = _std(grad)
                     put(index, "grad_std", grad_std)

@@ -129,7 +129,7 @@ def resnet_gradient_norms(depth: int, *, residual: bool, width: int = 32, batch_
     finally:
         for hook in hooks:
             hook.remove()
-    return np.array([out.grad.norm().item() for out in outputs])
+    return np.array([torch.linalg.vector_norm(out.grad, dtype=torch.float64).item() for out in outputs])
 
 
 # -- Jacobians --------------------------------------------------------------------------
@@ -326,4 +326,4 @@ def transformer_gradient_norms(depth: int, *, residual: bool = True, norm: bool 
             inputs.append(h)
             h = block(h)
         (net[-1](h) * upstream / upstream.norm()).sum().backward()
-    return np.array([state.grad.norm().item() for state in inputs])
+    return np.array([torch.linalg.vector_norm(state.grad, dtype=torch.float64).item() for state in inputs])

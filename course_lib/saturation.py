@@ -54,7 +54,7 @@ def backprop_gradient_stds(init: str, *, depth: int = 5, width: int = 500, n: in
     net = build_mlp(depth, width, activation=activation, init=init, gain=gain, out_features=classes, seed=seed)
     with one_torch_thread(), GradientMonitor(net) as monitor:
         nn.functional.cross_entropy(net(X), y).backward()
-    return {"activation_grad": np.array([g.std().item() for g in monitor.output_grads]),
+    return {"activation_grad": np.array([g.double().std().item() for g in monitor.output_grads]),
             "weight_grad": monitor.latest("grad_std")}
 
 

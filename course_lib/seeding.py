@@ -47,3 +47,25 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(saved)
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (the CPU flag is per thread)."""
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0  # 1e-39 is below float32's smallest normal
+
+
+@contextlib.contextmanager
+def flush_denormals(flush: bool = True):
+    """Run the block with denormal floats flushed to zero (or not), then restore the thread's mode.
+
+    The mode changes results in exactly the regime this course studies: a
+    gradient below float32's smallest normal (1.2e-38) is 0 when flushed and
+    a slow, imprecise denormal when not. Fixing it makes a measurement the
+    same whatever ran before it in the thread (`set_seed` and `train` flush).
+    """
+    saved = flushing_denormals()
+    torch.set_flush_denormal(flush)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(saved)

@@ -197,7 +197,7 @@ def layer_statistics(model: MLP, X: torch.Tensor, *, seed: int = 0) -> dict[str,
             "pre_std": np.array([z.std().item() for z in pre]),
             "act_std": np.array([o.detach().std().item() for o in outs]),
             "act_rms": np.array([o.detach().pow(2).mean().sqrt().item() for o in outs]),
-            "grad_std": np.array([o.grad.std().item() for o in outs])}
+            "grad_std": np.array([o.grad.double().std().item() for o in outs])}
 
 
 @one_torch_thread()

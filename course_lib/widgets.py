@@ -54,6 +54,7 @@ from .chains import orthogonal_chain_gradients
 from .models import build_mlp
 from .monitoring import GradientMonitor
 from .plotting import OKABE_ITO, plot_gradient_norms
+from .seeding import flush_denormals
 
 
 class _Refresher:
@@ -517,7 +518,8 @@ class GradientFlowExplorer(Explorer):
     # -- the explorer contract -------------------------------------------------
     def compute(self, **values) -> dict:
         s = {**self.fixed, **values}
-        with torch.random.fork_rng(devices=[]), _one_torch_thread():
+        # denormals flushed as in set_seed and train: fast, and the same result in any thread
+        with torch.random.fork_rng(devices=[]), _one_torch_thread(), flush_denormals():
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
             net.zero_grad(set_to_none=True)

@@ -155,3 +155,32 @@ def test_metrics_limits_the_work_and_leaves_the_rest_nan():
             np.testing.assert_allclose(few.latest(metric), full.latest(metric), rtol=1e-6)
         else:
             assert np.isnan(few.latest(metric)).all(), metric
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_tiny_gradients_are_measured_not_rounded_to_zero(flush):
+    """Gradients of 1e-24 are normal float32 numbers; their squares (1e-48) are not."""
+    from course_lib.seeding import flush_denormals
+
+    net = build_mlp(3, 10, activation="tanh", in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    with flush_denormals(flush), GradientMonitor(net) as monitor:
+        (1e-24 * loss_of(net, X, y)).backward()
+    w_grads = [b.linear.weight.grad for b in net.blocks]
+    assert all(g.abs().max() > 1e-30 for g in w_grads)  # the oracle itself did not underflow
+    np.testing.assert_allclose(monitor.latest("grad_norm"), [g.double().norm().item() for g in w_grads], rtol=1e-6)
+    np.testing.assert_allclose(monitor.latest("grad_std"), [g.double().std().item() for g in w_grads], rtol=1e-5)
+    assert (monitor.latest("out_grad_norm") > 0).all()
+
+
+def test_flush_denormals_restores_the_threads_mode():
+    from course_lib.seeding import flush_denormals, flushing_denormals
+
+    torch.set_flush_denormal(False)
+    with flush_denormals():
+        assert flushing_denormals() and (torch.tensor([1e-39]) * 1).item() == 0
+    assert not flushing_denormals()
+    torch.set_flush_denormal(True)
+    with flush_denormals(False):
+        assert not flushing_denormals()
+    assert flushing_denormals()

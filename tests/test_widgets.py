@@ -25,6 +25,7 @@ from PIL import Image
 from course_lib import widgets
 from course_lib.models import build_mlp
 from course_lib.monitoring import GradientMonitor
+from course_lib.seeding import flush_denormals, flushing_denormals
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -234,7 +235,7 @@ def reference(settings: dict, batch_size=256, num_classes=10) -> GradientMonitor
     net = build_mlp(s["depth"], s["width"], activation=s["activation"], init=s["init"],
                     norm=None if s["norm"] == "none" else s["norm"], residual=s["residual"],
                     out_features=num_classes, weight_scale=s["weight_scale"], seed=s["seed"])
-    with GradientMonitor(net) as monitor:
+    with flush_denormals(), GradientMonitor(net) as monitor:  # as the explorer computes
         torch.nn.functional.cross_entropy(net(X), y).backward()
     return monitor
 
@@ -269,14 +270,17 @@ def test_gradient_flow_matches_a_fresh_network_and_monitor(explorers, settings):
 
 
 def test_gradient_flow_verdicts_span_the_three_cases(explorers):
-    torch.set_flush_denormal(True)  # as set_seed does in every notebook
     explorer = explorers("gradient_flow_explorer")
     assert explorer.update(depth=30, activation="sigmoid", init="default")["kind"] == "vanishing"
     assert explorer.update(activation="relu", init="he", norm="batch", residual=True)["kind"] == "healthy"
     data = explorer.update(activation="relu", init="he", norm="none", residual=True, weight_scale=3.0, depth=50)
     assert data["kind"] in ("exploding", "non-finite")
     assert data["kind"] in explorer.verdict.value
-    explorer.update(activation="sigmoid", init="default", norm="none", residual=False, weight_scale=1.0, depth=40)
+    # depth 40: layer 1 gets ~1e-34 of the gradient, measured (float32 holds it; its square would not)
+    data = explorer.update(activation="sigmoid", init="default", norm="none", residual=False, weight_scale=1.0,
+                           depth=40)
+    assert 0 < data["ratio"] < 1e-30 and (data["grad_norms"] > 0).all()
+    explorer.update(depth=50)  # below float32's smallest normal (1.2e-38): flushed to 0
     assert explorer.verdict.value.startswith("layer 1 receives <b>0</b>")  # float32 underflow, said so...
     assert "underflow" in explorer.verdict.value and "<b>vanishing</b>" in explorer.verdict.value
     grads = explorer.last["grad_norms"]  # ...with the first layer whose gradient norm is still > 0
@@ -286,6 +290,16 @@ def test_gradient_flow_verdicts_span_the_three_cases(explorers):
     assert 0 < data["ratio"] < 1e-2
     assert explorer.verdict.value == (f"layer 1 receives <b>{widgets.format_ratio(data['ratio'])}</b> of the last "
                                       "layer's gradient: <b>vanishing</b>")
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_gradient_flow_does_not_depend_on_the_threads_denormal_mode(explorers, flush):
+    torch.set_flush_denormal(flush)  # set_seed and train leave it on; a fresh kernel has it off
+    explorer = explorers("gradient_flow_explorer")
+    data = explorer.update(activation="sigmoid", init="default", depth=45)
+    assert data["grad_norms"][0] == 0 and data["grad_norms"][-1] > 0  # flushed while computing...
+    assert flushing_denormals() == flush  # ...and the mode is restored
+    torch.set_flush_denormal(True)
 
 
 def test_gradient_flow_leaves_global_state_alone(explorers):
