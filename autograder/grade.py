@@ -493,8 +493,12 @@ def job_key(submission: lms.Submission, sources: dict, plans: dict, settings: di
 def grade(path: Path, *, course: Course, assignment: str | None = None, workers: int | None = None,
           cell_timeout: float = 60.0, limits: sandbox.Limits | None = None, unsafe: bool = False,
           force: bool = False, feedback: bool = True, csv_path: Path | None = None, progress: bool = True,
-          isolation_mode: str | None = None, log=print) -> dict:
-    """Grade every submission under `path` into `course`; returns a summary (see main_grade)."""
+          isolation_mode: str | None = None, test_cache: bool = True, log=print) -> dict:
+    """Grade every submission under `path` into `course`; returns a summary (see main_grade).
+
+    With `test_cache`, a test that reads only plain answers and makes no call into the kernel
+    runs once per distinct answer in the batch (judge.TestCache); without it, once per submission.
+    """
     start = time.perf_counter()
     isolation = require_isolation(unsafe=unsafe, force_mode=isolation_mode, log=log)
     limits = limits or sandbox.Limits()
@@ -527,7 +531,7 @@ def grade(path: Path, *, course: Course, assignment: str | None = None, workers:
     settings = {"limits": asdict(limits), "cell_timeout": cell_timeout}
     base_spec = {"isolation": asdict(isolation), "limits": asdict(limits), "cell_timeout": cell_timeout,
                  "hide": hide}
-    graded_spec = dict(base_spec, cache_dir=str(scratch / "test-cache"))  # calibration runs do not share it
+    graded_spec = dict(base_spec, cache_dir=str(scratch / "test-cache") if test_cache else None)  # not calibration
     max_cells = max(len(nbformat.read(s["path"], as_version=4).cells) for s in sources.values())
     runner.job_timeout = cell_timeout * (max_cells + 10) + 120
     try:
@@ -626,7 +630,8 @@ def main_grade(args) -> int:
         summary = grade(Path(args.submissions), course=course, assignment=args.assignment, workers=args.workers,
                         cell_timeout=args.timeout, limits=limits, unsafe=args.unsafe_no_sandbox, force=args.force,
                         feedback=not args.no_feedback, csv_path=Path(args.csv) if args.csv else None,
-                        progress=not args.no_progress, isolation_mode=args.isolation)
+                        progress=not args.no_progress, isolation_mode=args.isolation,
+                        test_cache=not args.no_test_cache)
     except (GradingError, FileNotFoundError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
@@ -767,6 +772,9 @@ def add_commands(commands) -> None:
     grade_.add_argument("--no-feedback", action="store_true", help="skip the feedback pages")
     grade_.add_argument("--csv", help="grades CSV path (default: <course root>/grades.csv)")
     grade_.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade_.add_argument("--no-test-cache", action="store_true",
+                        help="run every test for every submission (default: a test that reads only plain answers "
+                             "runs once per distinct answer in the batch)")
     course_root(grade_)
     limits(grade_)
     grade_.set_defaults(run=main_grade)
