@@ -254,7 +254,7 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
              f"Medians over {count} changes, each to a new value (no cached result). "
              f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
              f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) when the run started "
-             "(other jobs shared the 2 cores: wall times include waiting for the CPU).", "",
+             "(nothing else ran; in the browser runs the kernel, the Jupyter server and Chromium share the 2 cores). Depth goes up one layer per change (21 to 41 layers at the defaults), so each change builds a deeper network; weight scale rescales the cached network; seed builds a new one and a new batch.", "",
              "### In the kernel (`explorer.update(...)`)", "",
              "| setting | control | wall ms | CPU ms | compute | draw | render (Agg + PNG) | "
              "old draw + render |", "|---|---|---:|---:|---:|---:|---:|---:|"]
