@@ -126,7 +126,9 @@ class GradientMonitor:
                  metrics=METRICS):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
-        unknown = sorted(set(metrics) - set(METRICS)) if not isinstance(metrics, str) else [metrics]
+        if isinstance(metrics, str):
+            raise ValueError(f"metrics takes a list of names, e.g. [{metrics!r}], not a string")
+        unknown = sorted(set(metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
         self.metrics = frozenset(metrics)
@@ -260,6 +262,8 @@ class GradientMonitor:
         wanted = self.metrics
 
         def put(index, metric, value):
+            if metric not in wanted:  # computed along with a wanted one (act_mean for act_std, say)
+                return
             entries.append((index, metric))
             values.append(value.double().reshape(()))  # float64: a tiny norm must not flush to 0
 

@@ -138,6 +138,8 @@ def test_clear_errors():
         GradientMonitor(torch.nn.ReLU())
     with pytest.raises(ValueError, match="unknown metrics"):
         GradientMonitor(net, metrics=("grad_norm", "gradnorm"))
+    with pytest.raises(ValueError, match="not a string"):
+        GradientMonitor(net, metrics="grad_norm")
 
 
 def test_metrics_limits_the_work_and_leaves_the_rest_nan():
@@ -147,11 +149,11 @@ def test_metrics_limits_the_work_and_leaves_the_rest_nan():
     with GradientMonitor(net) as full:
         loss_of(net, X, y).backward()
     opt.zero_grad()
-    with GradientMonitor(net, metrics=("grad_norm", "saturated")) as few:
+    with GradientMonitor(net, metrics=("grad_norm", "saturated", "act_std")) as few:
         loss_of(net, X, y).backward()
         opt.step()
     for metric in METRICS:
-        if metric in ("grad_norm", "saturated"):
+        if metric in ("grad_norm", "saturated", "act_std"):
             np.testing.assert_allclose(few.latest(metric), full.latest(metric), rtol=1e-6)
         else:
             assert np.isnan(few.latest(metric)).all(), metric
