@@ -560,7 +560,6 @@ class GradientFlowExplorer(Explorer):
         values = np.asarray(values, dtype=float)
         return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
-
     def _unhealthy(self, data: dict) -> np.ndarray:
         kind = "dead" if data["activation"] in ("relu", "leaky_relu") else "saturated"
         return np.nan_to_num(data[kind], nan=0.0)
