@@ -115,6 +115,14 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
 
 
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent dies, and exit now if `parent` (its pid before the fork)
+    already died: PR_SET_PDEATHSIG set after that moment would never fire."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(75)
+
+
 def _drop_capabilities() -> None:
     """capset(all zero): no capability left in any user namespace (so no umount of the hiding mounts)."""
 
@@ -386,9 +394,11 @@ class Sandbox:
         status_r, status_w = os.pipe()
         name = f"s{os.getpid()}-{time.monotonic_ns()}"
         self._cgroups = _Cgroups(self.isolation.cgroups, name, self.limits)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # keeper
             try:
+                die_with_parent(parent)
                 os.close(status_r)
                 judge_sock.close()
                 self._keeper(kernel_sock, status_w)

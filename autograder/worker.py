@@ -182,9 +182,10 @@ def zygote_main() -> None:
                 request = json.loads(line)
                 if "run" in request:
                     spec = request["run"]
+                    parent = os.getpid()
                     pid = os.fork()
                     if pid == 0:
-                        _job_child(spec)
+                        _job_child(spec, parent)
                     running[pid] = spec["job_id"]
                     out.write(json.dumps({"started": spec["job_id"], "pid": pid}) + "\n")
                     out.flush()
@@ -217,13 +218,13 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def _job_child(spec: dict) -> None:
+def _job_child(spec: dict, parent: int) -> None:
     code = 0
     try:
         from . import sandbox
 
+        sandbox.die_with_parent(parent)  # the zygote may have died (killed grader) since the fork
         os.setpgid(0, 0)  # the job and anything it starts outside a sandbox die together
-        sandbox._prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         run_job(spec)
     except BaseException:  # noqa: BLE001
