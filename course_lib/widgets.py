@@ -54,7 +54,7 @@ from .chains import orthogonal_chain_gradients
 from .models import build_mlp
 from .monitoring import GradientMonitor
 from .plotting import OKABE_ITO, plot_gradient_norms
-from .seeding import flush_denormals
+from .seeding import flush_denormals, one_torch_thread
 
 
 class _Refresher:
@@ -101,17 +101,6 @@ class _Refresher:
 
 
 _refresher = _Refresher()
-
-
-@contextmanager
-def _one_torch_thread():
-    """Run small tensor work on one thread: faster than waking a thread pool, robust on busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def format_ratio(x: float) -> str:
@@ -519,7 +508,7 @@ class GradientFlowExplorer(Explorer):
     def compute(self, **values) -> dict:
         s = {**self.fixed, **values}
         # denormals flushed as in set_seed and train: fast, and the same result in any thread
-        with torch.random.fork_rng(devices=[]), _one_torch_thread(), flush_denormals():
+        with torch.random.fork_rng(devices=[]), one_torch_thread(), flush_denormals():
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
             net.zero_grad(set_to_none=True)
@@ -714,7 +703,6 @@ import torch  # noqa: E402
 
 from .activations import build_digits_net, gradient_norms, unit_activity  # noqa: E402
 from .datasets import load_digits  # noqa: E402
-from .seeding import one_torch_thread  # noqa: E402
 
 ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
 
@@ -914,7 +902,7 @@ class SaturationExplorer(Explorer):
         super().__init__(controls, figsize=(7.6, 3.0))
 
     def compute(self, *, depth: int, weight_scale: float, activation: str) -> dict:
-        with _one_torch_thread():
+        with one_torch_thread():
             result = layer_gradients(depth, activation=activation, weight_scale=weight_scale, seed=self.seed)
         grads, saturated = result["grad_norm"], result["saturated"]
         ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
@@ -983,7 +971,7 @@ class RecurrentExplorer(Explorer):
         super().__init__(controls)
 
     def compute(self, *, radius: float, length: int, nonlinearity: str) -> dict:
-        with _one_torch_thread():
+        with one_torch_thread():
             norms = orthogonal_rnn_gradients(radius, length, nonlinearity=nonlinearity, seed=self.seed)
         formula = radius ** (length - np.arange(length + 1))
         ratio = float(norms[0] / norms[-1])
