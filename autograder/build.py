@@ -35,12 +35,18 @@ class BuildError(Exception):
 
 
 @dataclass(frozen=True)
-class Mistake:
-    """A typical wrong answer to a question, authored next to it and used only by the tests."""
+class Variant:
+    """An authored answer to a question, kept out of every notebook and used only by the tests.
+
+    A mistake (``right=False``) is a typical wrong answer and must lose exactly its
+    question's points; a right variant is another correct solution (another
+    library, a loop, extra prints, a warning) and must keep full marks, unflagged.
+    """
 
     grade_id: str
     label: str
     source: str
+    right: bool = False
 
 
 def shown(path: Path) -> str:
@@ -66,29 +72,32 @@ def _where(name: str, index: int, cell) -> str:
     return f"{shown(source_path(name))}, cell {index + 1} ({first!r})"
 
 
-def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Mistake]]:
-    """Parse the authored `.py` into the nbgrader source notebook and its typical mistakes.
+def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Variant]]:
+    """Parse the authored `.py` into the nbgrader source notebook and its answer variants.
 
-    Cells with ``mistake="q_id"`` in their header are typical wrong answers:
-    they are taken out of the notebook and returned separately. Shorthand
-    nbgrader metadata (``{"solution": true, "grade_id": ...}``) is completed.
+    Cells with ``mistake="q_id"`` (a typical wrong answer) or ``right="q_id"`` (another
+    correct answer) in their header, each with ``label="..."``, are taken out of the
+    notebook and returned separately. Shorthand nbgrader metadata
+    (``{"solution": true, "grade_id": ...}``) is completed.
     """
     path = source_path(name)
     if not path.is_file():
         raise BuildError(f"no authored source at {path}; expected autograder/source/{name}/{name}.py")
     nb = jupytext.read(path, fmt="py:percent")
-    cells, mistakes, ids = [], [], set()
+    cells, variants, ids = [], [], set()
     for index, cell in enumerate(nb.cells):
         meta = cell.metadata
-        if "mistake" in meta:
-            if not meta.get("label"):
-                raise BuildError(f"{_where(name, index, cell)}: a mistake cell needs label=\"what is wrong\"")
-            mistakes.append(Mistake(meta["mistake"], meta["label"], cell.source))
+        kinds = [kind for kind in ("mistake", "right") if kind in meta]
+        if kinds:
+            if len(kinds) > 1 or not meta.get("label"):
+                raise BuildError(f"{_where(name, index, cell)}: a variant cell is either mistake=\"q_id\" or "
+                                 "right=\"q_id\", with label=\"what it does\"")
+            variants.append(Variant(meta[kinds[0]], meta["label"], cell.source, right=kinds[0] == "right"))
             continue
         unknown = set(meta) - set(KEPT_CELL_METADATA) - {"lines_to_next_cell", "title", "cell_marker"}
         if unknown:
             raise BuildError(f"{_where(name, index, cell)}: unknown cell metadata {sorted(unknown)}; "
-                             f"allowed: {list(KEPT_CELL_METADATA)} and mistake/label")
+                             f"allowed: {list(KEPT_CELL_METADATA)} and mistake/right/label")
         cell.metadata = {k: v for k, v in meta.items() if k in KEPT_CELL_METADATA}
         if "nbgrader" in cell.metadata:
             cell.metadata["nbgrader"] = _complete_nbgrader(name, index, cell)
@@ -99,14 +108,14 @@ def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Mistake]]:
         cell.id = grade_id if grade_id else f"cell-{position:03d}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    for mistake in mistakes:
-        if mistake.grade_id not in ids:
-            raise BuildError(f"{shown(path)}: mistake {mistake.label!r} names "
-                             f"{mistake.grade_id!r}, which is no solution cell's grade_id")
+    for variant in variants:
+        if variant.grade_id not in ids:
+            raise BuildError(f"{shown(path)}: variant {variant.label!r} names "
+                             f"{variant.grade_id!r}, which is no solution cell's grade_id")
     nb.cells = cells
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     nb.nbformat, nb.nbformat_minor = 4, 5
-    return nb, mistakes
+    return nb, variants
 
 
 def _complete_nbgrader(name: str, index: int, cell) -> dict:

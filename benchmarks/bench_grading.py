@@ -59,7 +59,8 @@ def simulate(students: int, seed: int, names: list[str]) -> tuple[dict, dict]:
     for name in names:
         source, mistakes = read_source(name)
         student_nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-        sources[name] = (source, student_nb, solution_cells(source), {m.grade_id: m.source for m in mistakes})
+        sources[name] = (source, student_nb, solution_cells(source),
+                         {m.grade_id: m.source for m in reversed(mistakes) if not m.right})
     rng = random.Random(seed)
     roster = {}
     for index in range(students):

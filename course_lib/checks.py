@@ -2,15 +2,22 @@
 
 Each check raises `CheckFailed` (an AssertionError, so nbgrader counts it as
 a failed test) with a message a student can act on, and prints one line when
-the answer passes. Known wrong answers ("mistakes") are recognised and
-explained. This module holds no answers: the notebook passes the expected
-values in, and hidden tests live only in the autograder's sources.
+the answer passes. In a notebook a failed check shows only its message, never
+a traceback; an answer not yet given says which name to set. Known wrong
+answers ("mistakes") are recognised and explained.
+
+What a check may say (README, "Writing questions"): a visible check explains
+the kind of mistake on its public example; it never states what the hidden
+tests grade. So `check_prediction` says whether a prediction is close, never
+the measured value. This module holds no answers: the notebook passes the
+expected values in, and hidden tests live only in the autograder's sources.
 """
 
 import contextlib
 import copy
 import hashlib
 import math
+import re
 
 import numpy as np
 
@@ -18,11 +25,55 @@ import numpy as np
 class CheckFailed(AssertionError):
     """A practice answer is wrong; the message explains how."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: the message is all a student needs."""
+        return [f"\x1b[31m{line}\x1b[0m" if index == 0 else line
+                for index, line in enumerate(str(self).splitlines())]
 
-def digest(answer) -> str:
-    """A short fingerprint of an answer, so a visible check can confirm it without showing it."""
+
+ANSWER_NAME = re.compile(r"^q(\d+)_\w+$")
+"""Answers are named after their question: q3_layers, q5_answer, ..."""
+
+
+def missing_answer_message(name: str) -> str | None:
+    """What to tell a student whose check cell names an answer they have not set yet."""
+    match = ANSWER_NAME.match(name or "")
+    if not match:
+        return None
+    return (f"Question {int(match.group(1))}: set `{name}` first (it is still missing). Write your answer in "
+            "the cell marked # YOUR CODE HERE above, run that cell, then run this check again.")
+
+
+def _show_missing_answers(shell, etype, value, tb, tb_offset=None):
+    """IPython custom exception handler: a short line for a missing answer, the usual traceback otherwise."""
+    message = missing_answer_message(getattr(value, "name", None))
+    if message is None:
+        return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    print(message)
+    return None
+
+
+def _install_notebook_messages() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to install
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "set_custom_exc"):
+        shell.set_custom_exc((NameError,), _show_missing_answers)
+
+
+_install_notebook_messages()
+
+
+def digest(answer, salt: str) -> str:
+    """A short fingerprint of an answer, so a visible check can confirm it without printing it.
+
+    `salt` is the question's own key (e.g. "01_q5"), so equal answers to different
+    questions have different fingerprints.
+    """
     text = answer.strip().upper() if isinstance(answer, str) else repr(answer)
-    return hashlib.sha256(f"vanishing-gradients:{text}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"vanishing-gradients:{salt}:{text}".encode()).hexdigest()[:16]
 
 
 def _fail(name: str, lines: list[str]) -> None:
@@ -123,31 +174,36 @@ def check_integer(name: str, got, expected: int | None = None, *, mistakes=None,
 
 
 def check_choice(name: str, got, options, *, expected=None, expected_digest: str | None = None,
-                 explanations=None) -> None:
+                 salt: str = "", explanations=None) -> None:
     """Check a multiple-choice answer: one of `options`, and the right one.
 
-    Give the right option as `expected`, or as `expected_digest` (see `digest`)
+    Give the right option as `expected`, or as `expected_digest` (`digest(option, salt)`)
     in a visible check that should not print the answer. `explanations` maps
-    a wrong option to why it is wrong.
+    a wrong option to why it is wrong. A visible verdict per option can be found
+    by trying each, so choice questions are formative: few points (README).
     """
+    if expected_digest is not None and not salt:
+        raise ValueError("check_choice: give the question's salt with expected_digest")
     _missing(name, got)
     normalized = got.strip().upper() if isinstance(got, str) else got
     if normalized not in options:
         _fail(name, [f"answer with one of {list(options)} (a string), got {got!r}."])
     right = normalized == expected if expected is not None else \
-        digest(normalized) == expected_digest if expected_digest is not None else True
+        digest(normalized, salt) == expected_digest if expected_digest is not None else True
     if not right:
         _fail(name, [f"{normalized!r} is not the best answer.", (explanations or {}).get(normalized, "")])
     _passed(name)
 
 
-def check_labels(name: str, got, keys, allowed, *, expected=None, expected_digests=None,
+def check_labels(name: str, got, keys, allowed, *, expected=None, expected_digests=None, salt: str = "",
                  explanations=None) -> None:
     """Check a dict of labels (a diagnosis per item): every key in `keys`, each value in `allowed`.
 
     The right labels come as `expected` (a dict) or `expected_digests` (key ->
-    `digest` of the label); `explanations` maps (key, wrong label) to a hint.
+    `digest(label, salt + key)`); `explanations` maps (key, wrong label) to a hint.
     """
+    if expected_digests is not None and not salt:
+        raise ValueError("check_labels: give the question's salt with expected_digests")
     _missing(name, got)
     if not isinstance(got, dict):
         _fail(name, [f"expected a dict like {{{keys[0]!r}: {allowed[0]!r}, ...}}, got {type(got).__name__}."])
@@ -163,7 +219,7 @@ def check_labels(name: str, got, keys, allowed, *, expected=None, expected_diges
     if expected is not None:
         wrong = [k for k in keys if got[k] != expected[k]]
     elif expected_digests is not None:
-        wrong = [k for k in keys if digest(got[k]) != expected_digests[k]]
+        wrong = [k for k in keys if digest(got[k], salt + str(k)) != expected_digests[k]]
     else:
         wrong = []
     if wrong:
@@ -259,7 +315,11 @@ def check_verdicts(name: str, fn, cases, *, allowed, mistakes=None, hint: str = 
 
 def check_prediction(name: str, got, measured: float, *, rtol: float = 0.01, mistakes=None,
                      hint: str = "") -> None:
-    """Compare a predicted number with what an experiment measured (within `rtol`)."""
+    """Compare a predicted number with what an experiment measured (within `rtol`).
+
+    A miss never shows the measured value (one wrong try would reveal it): it says
+    the prediction is off, and explains a recognised mistake.
+    """
     _missing(name, got)
     a = _to_array(got)
     if a is None or a.ndim != 0:
@@ -269,6 +329,6 @@ def check_prediction(name: str, got, measured: float, *, rtol: float = 0.01, mis
         _fail(name, [f"the prediction is {value}; give a finite number."])
     if not math.isclose(value, measured, rel_tol=rtol, abs_tol=0.0):
         why = _diagnose(value, mistakes, rtol, 0.0)
-        _fail(name, [f"you predicted {value:.6g}; the experiment measures {measured:.6g} "
-                     f"(within {rtol:.0%} counts).", why or hint])
+        _fail(name, [f"you predicted {value:.6g}, which is not within {rtol:.2g} (relative) of what the "
+                     "experiment measures.", why or hint])
     _passed(name, "the check against the experiment")

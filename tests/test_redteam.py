@@ -43,7 +43,8 @@ from autograder.build import read_source, solution_cells
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder-redteam")]
 
 NAME = "01_chain_rule"
-SOURCE, MISTAKES = read_source(NAME)
+SOURCE, VARIANTS = read_source(NAME)
+MISTAKES = [v for v in VARIANTS if not v.right]
 ANSWERS = solution_cells(SOURCE)
 MISTAKE = {m.grade_id: m.source for m in MISTAKES}
 STUDENT_NB = nbformat.read(REPO_ROOT / "notebooks" / f"{NAME}.ipynb", as_version=4)

@@ -33,7 +33,8 @@ def grade_class(name: str, root) -> dict:
     """Build, submit every variant, autograde with nbgrader; returns student -> {question: score}."""
     from nbgrader.api import Gradebook
 
-    source, mistakes = read_source(name)
+    source, variants = read_source(name)
+    mistakes = {v.grade_id: v for v in reversed(variants) if not v.right}.values()  # the first per question
     student_nb = nbformat.reads(generate_student_notebooks({name: source}, root)[name], as_version=4)
     shutil.copy(COURSE_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     answers = solution_cells(source)
