@@ -1,0 +1,130 @@
+"""Every notebook's mutation suite, graded for real by `python -m autograder grade`.
+
+Per notebook, one course root and one grading run hold these submissions of the
+student notebook (answers taken from the authored source):
+  solution    every answer filled in                        -> full marks, unflagged
+  untouched   the notebook as handed out                    -> 0
+  mistake_i   all answers right but one, which holds an authored mistake
+              (`mistake=` cell)                              -> exactly that question's points lost
+  right_i     all answers right, one of them an authored alternative
+              (`right=` cell)                                -> full marks, unflagged
+The plain-nbgrader round trip lives in test_roundtrip.py.
+"""
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder import COURSE_ROOT, REPO_ROOT
+from autograder.build import read_source, solution_cells
+from conftest import NAMES, cached, source_key
+
+pytestmark = pytest.mark.slow
+
+
+def make_submission(student_nb, answers: dict[str, str]) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(student_nb)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers and cell.metadata["nbgrader"].get("solution"):
+            cell.source = answers[grade_id]
+    return nb
+
+
+def question_points(source) -> dict[str, float]:
+    return {cell.metadata["nbgrader"]["grade_id"][:-len("_test")]: float(cell.metadata["nbgrader"]["points"])
+            for cell in source.cells if cell.metadata.get("nbgrader", {}).get("grade")}
+
+
+def read_grades(path) -> dict[str, dict]:
+    """student -> {"scores": {question: score}, "flags": [reasons of flagged rows]} from grades.csv."""
+    out = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            entry = out.setdefault(row["student_id"], {"scores": {}, "flags": []})
+            entry["scores"][row["question"][:-len("_test")]] = float(row["score"]) if row["score"] else None
+            if row["status"] != "graded":
+                entry["flags"].append(f"{row['question']}: {row['status']} ({row['reason']}) {row['detail']}"[:400])
+    return out
+
+
+def grade_variants(name: str, root) -> dict:
+    """Grade every variant of notebook `name` in one run; returns points, variants and grades."""
+    source, variants = read_source(name)
+    student_nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    answers = solution_cells(source)
+    course = root / "course"
+    (course / "source" / name).mkdir(parents=True)
+    shutil.copy(COURSE_ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    nbformat.write(source, course / "source" / name / f"{name}.ipynb")
+    cases = {"solution": ("solution", None, answers), "untouched": ("untouched", None, {})}
+    for index, variant in enumerate(variants):
+        kind = "right" if variant.right else "mistake"
+        cases[f"{kind}{index:02d}"] = (kind, variant, {**answers, variant.grade_id: variant.source})
+    submitted = root / "submitted"
+    for student, (_, _, filled) in cases.items():
+        folder = submitted / student / name
+        folder.mkdir(parents=True)
+        nbformat.write(make_submission(student_nb, filled), folder / f"{name}.ipynb")
+    command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--course-root", str(course),
+               "--workers", "2", "--no-progress", "--no-feedback"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    log = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, f"{name}: grade exited {result.returncode}\n{log}"
+    return {"points": question_points(source), "grades": read_grades(course / "grades.csv"), "log": log,
+            "cases": {student: (kind, variant) for student, (kind, variant, _) in cases.items()}}
+
+
+@pytest.fixture(scope="session")
+def mutations(shared_cache, tmp_path_factory):
+    def run(name):
+        return cached(shared_cache, f"mutations:{source_key(name)}",
+                      lambda: grade_variants(name, tmp_path_factory.mktemp(f"mutations-{name}")))
+    return run
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_full_and_untouched_zero(mutations, name):
+    result = mutations(name)
+    points, grades = result["points"], result["grades"]
+    solution = grades["solution"]
+    lost = {q: (solution["scores"].get(q), full) for q, full in points.items() if solution["scores"].get(q) != full}
+    assert not lost and not solution["flags"], \
+        f"{name}: the solution lost points (got, max) {lost} or was flagged {solution['flags']}\n{result['log']}"
+    untouched = grades["untouched"]["scores"]
+    assert sum(s or 0 for s in untouched.values()) == 0, f"{name}: the untouched notebook earned {untouched}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_mistake_loses_exactly_its_question(mutations, name):
+    result = mutations(name)
+    points, problems = result["points"], []
+    for student, (kind, variant) in result["cases"].items():
+        if kind != "mistake":
+            continue
+        scores = result["grades"][student]["scores"]
+        what = f"{variant.grade_id} mistake {variant.label!r}"
+        if scores.get(variant.grade_id) != 0:
+            problems.append(f"{what}: earned {scores.get(variant.grade_id)} of {points[variant.grade_id]}")
+        others = {q: s for q, s in scores.items() if q != variant.grade_id and s != points[q]}
+        if others:
+            problems.append(f"{what}: also cost other questions {others}")
+    assert not problems, f"{name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_right_variant_keeps_full_marks_unflagged(mutations, name):
+    result = mutations(name)
+    points, problems = result["points"], []
+    for student, (kind, variant) in result["cases"].items():
+        if kind != "right":
+            continue
+        entry = result["grades"][student]
+        lost = {q: s for q, s in entry["scores"].items() if s != points[q]}
+        if lost or entry["flags"]:
+            problems.append(f"{variant.grade_id} right variant {variant.label!r}: lost {lost}, flags {entry['flags']}")
+    assert not problems, f"{name}:\n" + "\n".join(problems)
