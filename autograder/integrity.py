@@ -86,8 +86,17 @@ LYING_DUNDERS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__
                  "__iter__", "__getitem__", "__contains__", "__str__", "__repr__", "__format__", "__matmul__",
                  "__rmatmul__", "__lt__", "__isnan__", "__init_subclass__", "__set_name__", "__del__",
                  "__enter__", "__exit__", "__call__", "__new__"}
+# IPython's public display API: what `display(Markdown(...))` needs, nothing that reaches the shell.
+PUBLIC_IPYTHON = ("IPython.display", "IPython.core.display", "IPython.core.display_functions", "IPython.lib.display",
+                  "IPython.utils.capture", "IPython.version_info", "IPython.__version__")
+# Magics that behave in the grader as in Jupyter and change nothing the tests rely on; for the first
+# three the argument (and a cell magic's body) is Python that runs, and is inspected as such.
+PYTHON_MAGICS = {"time", "timeit", "prun", "capture"}
+HARMLESS_MAGICS = PYTHON_MAGICS | {"matplotlib", "precision", "pprint", "who", "whos", "who_ls", "pwd", "pinfo",
+                                   "pinfo2", "pdoc", "pdef", "psource", "psearch", "lsmagic", "magic", "quickref",
+                                   "page", "history"}
 SHELL_PATTERNS = [(re.compile(r"^\s*!"), "runs a shell command (!)"),
-                  (re.compile(r"^\s*%%(writefile|bash|sh|script|python|capture|html|javascript|js)\b"),
+                  (re.compile(r"^\s*%%(writefile|bash|sh|script|python|html|javascript|js)\b"),
                    "uses a cell magic that runs or writes outside Python"),
                   (re.compile(r"^\s*%(run|load|store|env|alias|sx|system|load_ext|reload_ext|autoreload|"
                               r"xmode|config|killbgscripts|pdb|debug|reset|rerun|recall|macro|edit)\b"),
@@ -107,29 +116,54 @@ class Finding:
         return f"cell {self.cell + 1}, line {self.line}: {self.reason} ({self.code})"
 
 
-def _python_source(source: str) -> str:
-    """The cell as Python (IPython magics and shell escapes turned into calls), or the raw text."""
+def _python_source(source: str) -> tuple[str, str]:
+    """The cell after IPython's cleanup (leading blank lines dropped, prompts stripped), and as Python
+    (magics, help and shell escapes turned into calls, line for line), or the raw text twice."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        return TransformerManager().transform_cell(source)
+        manager = TransformerManager()
+        lines = source.splitlines(keepends=True)
+        for transform in manager.cleanup_transforms:
+            lines = transform(lines)
+        return "".join(lines), manager.transform_cell(source)
     except Exception:  # noqa: BLE001 - a cell IPython cannot transform is inspected as is
-        return source
+        return source, source
+
+
+def _magic_arguments(text: str) -> str | None:
+    """The Python in a %time/%timeit/%prun argument (leading options dropped), if it parses."""
+    words = text.split(" ")
+    for start in range(len(words) + 1):
+        if start and not (words[start - 1].startswith("-") or words[start - 1].lstrip("-").isdigit()):
+            return None
+        code = " ".join(words[start:])
+        try:
+            ast.parse(code)
+            return code
+        except SyntaxError:
+            continue
+    return None
 
 
 class _Inspector(ast.NodeVisitor):
-    def __init__(self, cell: int, lines: list[str], module_names: dict[str, str], magic_lines: set[int]):
+    def __init__(self, cell: int, lines: list[str], module_names: dict[str, str], rewritten: set[int],
+                 offset: int = 0):
         self.cell, self.lines, self.findings = cell, lines, []
         self.modules = module_names  # local name -> module imported under it (shared across cells)
-        self.magic_lines = magic_lines  # lines that were %magics or !commands (judged on their raw text)
+        self.rewritten = rewritten  # lines IPython rewrote (%magics, help, !commands): judged by the magic
+        self.offset = offset  # lines before the inspected text in the cell (IPython's dropped blank lines)
+        self.python_code: list[tuple[int, str]] = []  # (line, code) that magics on rewritten lines run
 
     def _flag(self, node, reason: str | None):
-        if reason and reason == SUSPICIOUS_CALLS["get_ipython"] and getattr(node, "lineno", 0) in self.magic_lines:
-            return  # IPython's own rewrite of a %magic line; the magic itself is checked by SHELL_PATTERNS
         if reason:
             line = getattr(node, "lineno", 1)
             text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
-            self.findings.append(Finding(self.cell, line, text[:120], reason))
+            self.findings.append(Finding(self.cell, line + self.offset, text[:120], reason))
+
+    def _ipython_rewrite(self, node) -> bool:
+        """`get_ipython()` that IPython itself wrote for a %magic, a help request or a !command."""
+        return getattr(node, "lineno", 0) in self.rewritten
 
     def _root_module(self, node) -> str | None:
         """The module an attribute chain starts from (np.linalg.norm -> numpy), if any."""
@@ -143,12 +177,17 @@ class _Inspector(ast.NodeVisitor):
         for alias in node.names:
             top = alias.name.split(".")[0]
             self.modules[alias.asname or top] = alias.name if alias.asname else top
+            if top == "IPython":  # `import IPython` itself is harmless; what it reaches is checked
+                self._flag(node, None if alias.name == "IPython" or _public_ipython(alias.name)
+                           else SUSPICIOUS_MODULES[top])
+                continue
             self._flag(node, SUSPICIOUS_MODULES.get(top))
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node):
         top = (node.module or "").split(".")[0]
-        self._flag(node, SUSPICIOUS_MODULES.get(top))
+        if top != "IPython":
+            self._flag(node, SUSPICIOUS_MODULES.get(top))
         if node.level:
             self._flag(node, "relative import (a module shipped next to the notebook)")
         for alias in node.names:
@@ -156,14 +195,26 @@ class _Inspector(ast.NodeVisitor):
             self.modules[alias.asname or alias.name] = full
             if top in ("sys", "os"):
                 self._flag(node, SUSPICIOUS_ATTRIBUTES.get((top, alias.name)))
-            if alias.name == "*":
-                continue
+            if top == "IPython" and not (_public_ipython(full) or _public_ipython(node.module)):
+                self._flag(node, SUSPICIOUS_MODULES[top])
+            if alias.name == "get_ipython":
+                self._flag(node, SUSPICIOUS_CALLS["get_ipython"])
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
         if node.attr in DUNDER_ATTRIBUTES:
             self._flag(node, f"reaches into interpreter internals ({node.attr})")
+        if node.attr == "get_ipython":
+            self._flag(node, SUSPICIOUS_CALLS["get_ipython"])
         root = self._root_module(node)
+        if root and root.split(".")[0] == "IPython" and not getattr(node, "_chain_checked", False):
+            inner, path = node, []
+            while isinstance(inner, ast.Attribute):
+                inner._chain_checked = True
+                path.insert(0, inner.attr)
+                inner = inner.value
+            if not _public_ipython(".".join([root, *path])):
+                self._flag(node, SUSPICIOUS_MODULES["IPython"])
         if root:
             top = root.split(".")[0]
             if isinstance(node.value, ast.Name) and top in ("sys", "os"):
@@ -180,10 +231,12 @@ class _Inspector(ast.NodeVisitor):
     def visit_Name(self, node):
         if node.id in ("__builtins__", "__import__", "__loader__", "__spec__"):
             self._flag(node, f"uses {node.id}")
+        if node.id == "get_ipython" and node.id not in self.modules and not self._ipython_rewrite(node):
+            self._flag(node, SUSPICIOUS_CALLS["get_ipython"])  # called, or aliased (`shell = get_ipython`)
         self.generic_visit(node)
 
     def visit_Call(self, node):
-        if isinstance(node.func, ast.Name) and node.func.id not in self.modules:
+        if isinstance(node.func, ast.Name) and node.func.id not in self.modules and node.func.id != "get_ipython":
             self._flag(node, SUSPICIOUS_CALLS.get(node.func.id))
             if node.func.id == "open" and _writes(node):
                 target = node.args[0] if node.args else None
@@ -193,12 +246,21 @@ class _Inspector(ast.NodeVisitor):
                                "writes a file whose name is computed")
         if isinstance(node.func, ast.Attribute) and node.func.attr in ("run_line_magic", "run_cell_magic", "system",
                                                                        "getoutput"):
-            magic = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else ""
+            strings = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None
+                       for a in node.args]
+            magic = strings[0] if strings else ""
             if node.func.attr in ("system", "getoutput"):
                 self._flag(node, "runs a shell command (!)")
-            elif magic in ("writefile", "bash", "sh", "script", "run", "load_ext", "env", "sx", "system", "capture",
-                           "reset", "debug", "pdb", "load", "alias", "store", "config", "xmode", "autoreload"):
-                self._flag(node, f"uses the %{magic} magic")
+            elif magic not in HARMLESS_MAGICS or None in strings:
+                self._flag(node, f"uses the %{magic} magic" if magic else "runs a magic whose name is computed")
+            elif magic in PYTHON_MAGICS:
+                for position, text in enumerate(strings[1:], start=1):
+                    code = _magic_arguments(text)
+                    if code is None:
+                        self._flag(node, f"runs code through %{magic} that the grader cannot inspect")
+                    elif code:  # a cell magic's body starts on the line after the magic
+                        body = position == 2 and node.func.attr == "run_cell_magic"
+                        self.python_code.append((node.lineno + body, code))
         if isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "touch",
                                                                        "symlink_to", "rename", "replace"):
             self._flag(node, f"writes or moves files ({node.func.attr})")
@@ -273,24 +335,39 @@ def _writes(call: ast.Call) -> bool:
     return isinstance(mode, str) and any(c in mode for c in "wax+")
 
 
+def _public_ipython(path: str | None) -> bool:
+    return bool(path) and any(path == p or path.startswith(p + ".") for p in PUBLIC_IPYTHON)
+
+
+def _inspect_source(index: int, source: str, modules: dict, offset: int = 0, depth: int = 0) -> list[Finding]:
+    findings = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        for pattern, reason in SHELL_PATTERNS:
+            if pattern.search(line):
+                findings.append(Finding(index, number + offset, line.strip()[:120], reason))
+    cleaned, python = _python_source(source)
+    try:
+        tree = ast.parse(python)
+    except SyntaxError:
+        return findings  # a cell that does not parse cannot run either: it just fails
+    # Line numbers are the cleaned cell's (IPython drops leading blank lines before it rewrites magics).
+    dropped = len(source.splitlines()) - len(cleaned.splitlines())
+    rewritten = {number for number, (before, after) in enumerate(
+        zip(cleaned.splitlines(), python.splitlines()), start=1) if before != after}
+    inspector = _Inspector(index, python.splitlines(), modules, rewritten, offset + dropped)
+    inspector.visit(tree)
+    findings += inspector.findings
+    for line, code in inspector.python_code:  # what %time, %%timeit, %%capture run: Python like the rest
+        if depth < 3:
+            findings += _inspect_source(index, code, modules, offset + dropped + line - 1, depth + 1)
+    return findings
+
+
 def inspect_cells(cells: list[tuple[int, str]]) -> list[Finding]:
     """Findings for the student's code cells, given as (cell index, source) in notebook order."""
     findings, modules = [], {}
     for index, source in cells:
-        for number, line in enumerate(source.splitlines(), start=1):
-            for pattern, reason in SHELL_PATTERNS:
-                if pattern.search(line):
-                    findings.append(Finding(index, number, line.strip()[:120], reason))
-        python = _python_source(source)
-        try:
-            tree = ast.parse(python)
-        except SyntaxError:
-            continue  # a cell that does not parse cannot run either: it just fails
-        magic_lines = {number for number, line in enumerate(source.splitlines(), start=1)
-                       if line.lstrip().startswith(("%", "!"))}
-        inspector = _Inspector(index, python.splitlines(), modules, magic_lines)
-        inspector.visit(tree)
-        findings += inspector.findings
+        findings += _inspect_source(index, source, modules)
     unique, seen = [], set()
     for finding in findings:
         key = (finding.cell, finding.line, finding.reason)

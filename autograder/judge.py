@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import hashlib
+import importlib.util
 import json
 import linecache
 import math
 import os
 import re
 import signal
+import symtable
 import sys
 import time
 import traceback
@@ -48,8 +51,26 @@ from . import integrity, wire
 from .kernel import CappedWriter
 from .preprocessors import DEMO_TAG, SKIPPED_SOURCE
 
-GRADER_VERSION = "1"
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+VERDICT_MODULES = ("judge", "integrity", "wire", "kernel", "preprocessors")
+
+
+def _grader_version() -> str:
+    """A hash of the code that decides a verdict: the judge, the inspection, the wire, the kernel's side,
+    the grading mode, and course_lib (the checks and reference functions the tests call). Calibrations,
+    test-cache entries and finished-job markers carry it, so none survives a change of that code."""
+    here = Path(__file__).resolve().parent
+    files = [here / f"{name}.py" for name in VERDICT_MODULES]
+    spec = importlib.util.find_spec("course_lib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        files += sorted(Path(folder).glob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+GRADER_VERSION = _grader_version()
 
 
 class KernelDied(RuntimeError):
@@ -74,7 +95,7 @@ class SourceCell:
     grade_id: str | None
     kind: str  # test | solution | manual | locked | plain | demo | markdown
     points: float = 0.0
-    needed: bool = True
+    needed: bool = True  # a trusted cell the judge runs (demo cells: only when a test needs one)
     exports: bool = True  # a test cell that binds names a later cell uses (then its outcome is never cached)
 
 
@@ -122,7 +143,9 @@ class SourceModel:
                     cell.exports = bool(_bound_names(cell.source) & later_uses) or "*" in later_uses
                 later_uses |= _free_names(cell.source)
         digest = hashlib.sha256(nbformat.writes(nb).encode()).hexdigest()
-        return cls(name, cells, answers, digest)
+        model = cls(name, cells, answers, digest)
+        model._mark_demos()
+        return model
 
     def by_id(self, grade_id: str) -> SourceCell | None:
         return next((c for c in self.cells if c.grade_id == grade_id), None)
@@ -132,29 +155,56 @@ class SourceModel:
         return [c for c in self.cells if c.kind in ("test", "manual")]
 
     def prune(self) -> None:
-        """Mark the trusted code cells no test needs (by names defined and used), so the judge skips them."""
-        needed = set()
-        for cell in reversed(self.cells):
-            if cell.kind == "test":
-                needed |= _used_names(cell.source)
-            elif cell.kind in ("plain", "locked") and cell.cell_type == "code":
-                cell.needed = bool(_bound_names(cell.source) & needed)
-                if cell.needed:
+        """Mark the trusted code cells no test needs (by names defined and used), so the judge skips them;
+        a demo cell runs when a test or a needed cell reads a name only that demo cell defines."""
+        for cell in self.cells:
+            if cell.kind == "demo":
+                cell.needed = False
+        while True:
+            needed = set()
+            for cell in reversed(self.cells):
+                if cell.kind == "test" or (cell.kind == "demo" and cell.needed):
                     needed |= _used_names(cell.source)
+                elif cell.kind in ("plain", "locked") and cell.cell_type == "code":
+                    cell.needed = bool(_bound_names(cell.source) & needed)
+                    if cell.needed:
+                        needed |= _used_names(cell.source)
+            before = {c.index for c in self.cells if c.kind == "demo" and c.needed}
+            self._mark_demos()
+            if {c.index for c in self.cells if c.kind == "demo" and c.needed} == before:
+                return
+
+    def _mark_demos(self) -> None:
+        """Mark the demo cells the judge must run: what its tests (and the trusted cells it runs) read
+        that only a demo cell defines. Answers count as defined (they come from the kernel)."""
+        kinds = ["demo" if c.kind == "demo" else "code" if c.cell_type == "code" and c.kind in (
+            "plain", "locked", "test", "solution") else "" for c in self.cells]
+        consumers = [c.index for c in self.cells if c.kind == "test" or (
+            c.kind in ("plain", "locked") and c.cell_type == "code" and c.needed)]
+        demos, _ = demo_dependencies(kinds, [c.source for c in self.cells], consumers)
+        for cell in self.cells:
+            if cell.kind == "demo":
+                cell.needed = cell.index in demos
 
     def hidden_test_lines(self) -> set[str]:
         return integrity.hidden_lines([c.source for c in self.cells if c.kind == "test"])
 
 
-def _parse(source: str):
+@functools.lru_cache(maxsize=4096)
+def _python(source: str) -> str:
+    """The cell as Python, after IPython's transformations (magics become calls)."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        source = TransformerManager().transform_cell(source)
+        return TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001
-        pass
+        return source
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(source: str):
     try:
-        return ast.parse(source)
+        return ast.parse(_python(source))
     except SyntaxError:
         return None
 
@@ -163,7 +213,8 @@ MUTATORS = {"append", "extend", "insert", "update", "add", "pop", "popitem", "re
             "discard", "sort", "reverse", "fill", "resize", "put", "itemset", "setflags", "__setitem__"}
 
 
-def _bound_names(source: str, *, imports: bool = True) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def _bound_names(source: str, *, imports: bool = True) -> frozenset[str]:
     """Names a cell binds at its top level (def, class, assignment, for/with targets; imports with `imports`)."""
     tree = _parse(source)
     names = set()
@@ -222,27 +273,31 @@ def _bound_names(source: str, *, imports: bool = True) -> set[str]:
                     names.add(func.value.id)
 
     walk(tree.body)
-    return names
+    return frozenset(names)
 
 
-def _free_names(source: str) -> set[str]:
-    """Names a cell may read from earlier cells: loaded before the cell binds them (conservative:
-    inside functions, lambdas and comprehensions every name not bound by the cell counts)."""
+@functools.lru_cache(maxsize=4096)
+def _free_names(source: str) -> frozenset[str]:
+    """Names a cell may read from earlier cells: at its top level, loaded before the cell binds them;
+    inside functions, lambdas, classes and comprehensions, the globals they read (Python's own symbol
+    table) that the cell does not bind."""
     tree = _parse(source)
     if tree is None:
-        return {"*"}
+        return frozenset({"*"})
     top = _bound_names(source)
-    free: set[str] = set()
+    free: set[str] = set(_nested_globals(_python(source)) - top)
 
     class Visitor(ast.NodeVisitor):
         def __init__(self):
             self.bound, self.depth = set(), 0
 
         def visit_Name(self, node):
+            if self.depth:
+                return  # nested scopes: see _nested_globals
             if isinstance(node.ctx, ast.Load):
-                if (self.depth == 0 and node.id not in self.bound) or (self.depth and node.id not in top):
+                if node.id not in self.bound:
                     free.add(node.id)
-            elif self.depth == 0:
+            else:
                 self.bound.add(node.id)
 
         def visit_Assign(self, node):
@@ -291,6 +346,7 @@ def _free_names(source: str) -> set[str]:
             self._scope(node, ["body"])
 
         def _comprehension(self, node):
+            self.visit(node.generators[0].iter)  # evaluated in the enclosing scope
             self._scope(node, ["generators", "elt", "key", "value"])
 
         visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
@@ -312,14 +368,54 @@ def _free_names(source: str) -> set[str]:
                 self.bound |= {a.asname or a.name for a in node.names}
 
     Visitor().visit(tree)
-    return free
+    return frozenset(free)
 
 
-def _used_names(source: str) -> set[str]:
+def demo_dependencies(kinds: list[str], sources: list[str], consumers) -> tuple[set[int], dict[str, int]]:
+    """The demo cells that the `consumers` (cell indices) need, found by name as Jupyter would run them
+    from the top: a name a consumer reads that no earlier cell of kind "code" binds, but an earlier
+    "demo" cell does, needs the latest such demo cell, which then is a consumer too. `kinds[i]` is
+    "demo", "code" (binds names where the consumers run) or "" (binds nothing there).
+    Returns the needed demo cells and each name no earlier cell binds -> the first consumer reading it."""
+    bound = [_bound_names(source) if kind else frozenset() for kind, source in zip(kinds, sources)]
+    needed: set[int] = set()
+    unresolved: dict[str, int] = {}
+    work = sorted(set(consumers), reverse=True)
+    while work:
+        index = work.pop()
+        for name in _free_names(sources[index]) - {"*"}:
+            if any(kinds[j] == "code" and name in bound[j] for j in range(index)):
+                continue
+            demos = [j for j in range(index) if kinds[j] == "demo" and name in bound[j]]
+            if demos and demos[-1] not in needed:
+                needed.add(demos[-1])
+                work.append(demos[-1])
+            elif not demos and unresolved.get(name, index) >= index:
+                unresolved[name] = index
+    return needed, unresolved
+
+
+def _nested_globals(python: str) -> set[str]:
+    """Global names read inside the functions, lambdas, classes and comprehensions of `python`."""
+    try:
+        table = symtable.symtable(python, "<cell>", "exec")
+    except (SyntaxError, ValueError):
+        return {"*"}
+    names: set[str] = set()
+    stack = list(table.get_children())
+    while stack:
+        scope = stack.pop()
+        stack += scope.get_children()
+        names |= {s.get_name() for s in scope.get_symbols() if s.is_referenced() and s.is_global()}
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _used_names(source: str) -> frozenset[str]:
     tree = _parse(source)
     if tree is None:
-        return set()
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
 
 
 # ---- aligning a submission with its source -----------------------------------------------------------
@@ -332,6 +428,7 @@ class Step:
     cell: dict  # the cell as it will appear in the autograded notebook
     grade_id: str | None = None
     student_written: bool = False
+    demo: bool = False  # a demo cell that runs because an answer needs what it defines
 
 
 def read_submission(data: bytes):
@@ -740,14 +837,13 @@ def _print_student_output(reply) -> None:
 
 
 def _mutable(value) -> bool:
+    """True when the student's code could change `value` in place (so it must be written back)."""
     torch = wire._torch()
-    if isinstance(value, np.ndarray) or (torch is not None and isinstance(value, torch.Tensor)):
+    if isinstance(value, (np.ndarray, list, dict, set)) or (torch is not None and isinstance(value, torch.Tensor)):
         return True
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, tuple):
         return any(_mutable(v) for v in value)
-    if isinstance(value, dict):
-        return any(_mutable(v) for v in value.values())
-    return isinstance(value, list)
+    return False
 
 
 def _write_back(originals, afters) -> None:
@@ -771,9 +867,19 @@ def _write_back(originals, afters) -> None:
                 else:
                     _write_back(original, after)
             elif isinstance(original, dict) and isinstance(after, dict):
-                for key in original:
-                    if key in after:
+                for key in list(original):
+                    if key not in after:
+                        del original[key]
+                    elif _same_kind(original[key], after[key]):
                         _write_back([original[key]], [after[key]])
+                    else:
+                        original[key] = after[key]
+                for key in after:
+                    if key not in original:
+                        original[key] = after[key]
+            elif isinstance(original, set) and isinstance(after, (set, frozenset)) and original != after:
+                original.clear()
+                original.update(after)
 
 
 def _advance_rng() -> None:
@@ -959,16 +1065,17 @@ def grade_notebook(data: bytes, model: SourceModel, plan: Plan, sandbox, *, cell
     steps, notes = align(nb, model)
     result = NotebookResult(notebook)
     result.flags += notes  # every departure from the released notebook is for the instructor to see
+    skipped, name_notes = plan_steps(steps, model, plan)
     written = [(i, s.cell["source"]) for i, s in enumerate(steps) if s.student_written and s.kind == "student"]
     findings = integrity.inspect_cells(written)
     for finding in findings[:20]:
         result.flags.append(f"suspicious code: {finding.describe()}")
     if len(findings) > 20:
         result.flags.append(f"... and {len(findings) - 20} more suspicious constructs")
-    skipped = unneeded_student_cells(steps, model) if plan.prune else set()
     client = KernelClient(sandbox, call_timeout=cell_timeout)
     cache = TestCache(cache_dir, f"{GRADER_VERSION}:{model.sha256}:{json.dumps(plan.to_json(), sort_keys=True)}")
     judge = _Judge(model, plan, client, cell_timeout, cache)
+    judge.name_notes.update(name_notes)
     for position, step in enumerate(steps):
         if step.kind == "student" and position in skipped:
             step.cell["outputs"] = [_stream("stdout", "(not run during grading: no answer or test uses it)\n")]
@@ -1030,12 +1137,66 @@ def grade_notebook(data: bytes, model: SourceModel, plan: Plan, sandbox, *, cell
     return result
 
 
+def plan_steps(steps: list[Step], model: SourceModel, plan: Plan) -> tuple[set[int], dict[str, str]]:
+    """Which of the student's cells grading skips, and which demo cells it runs after all.
+
+    Jupyter runs every cell; grading skips demo cells and unchanged cells nothing needs. A demo cell
+    runs (becomes a student step) when a cell that runs, or a test run in the kernel, reads a name
+    that only that demo cell defines before it; what the demo cell reads is then needed too. Returns
+    the skipped positions and, for names no earlier cell defines, a sentence saying why (used when
+    a NameError comes from one).
+    """
+    def kind(step: Step) -> str:
+        if step.kind == "demo" or step.demo:
+            return "demo"
+        if step.kind == "student" or (step.kind == "test" and step.grade_id in plan.kernel_tests):
+            return "code"
+        return ""
+
+    kinds = [kind(s) for s in steps]
+    sources = [s.cell.get("source", "") if s.cell.get("cell_type") == "code" else "" for s in steps]
+    demos: set[int] = set()
+    while True:
+        skipped = unneeded_student_cells(steps, model, also_run=demos) if plan.prune else set()
+        consumers = [i for i, s in enumerate(steps) if i not in skipped and (
+            s.kind == "student" or (s.kind == "test" and s.grade_id in plan.kernel_tests))]
+        found, unresolved = demo_dependencies(kinds, sources, consumers)
+        if found <= demos:
+            break
+        demos |= found
+    for position in demos:
+        steps[position].kind, steps[position].demo = "student", True
+    notes = {}
+    source_demo_names = set().union(*[_bound_names(c.source) for c in model.cells if c.kind == "demo"] or [set()])
+    for name, reader in unresolved.items():
+        later = next((j for j in range(reader + 1, len(steps)) if kinds[j] and name in _bound_names(sources[j])), None)
+        test = next((s.grade_id for s in steps[:reader] if s.kind == "test" and s.grade_id not in plan.kernel_tests
+                     and name in _bound_names(s.cell["source"])), None)
+        if later is not None:
+            where = "a demonstration cell" if kinds[later] == "demo" else "a cell"
+            notes[name] = (f"`{name}` is only defined further down, in {where} that starts "
+                           f"`{_first_line(sources[later])}`; grading runs the notebook from the top, as "
+                           "Jupyter's Restart & Run All does")
+        elif test is not None:
+            notes[name] = (f"`{name}` is set by the check cell of {test}, which the grader runs apart from your "
+                           "code: compute it in your own cell")
+        elif name in source_demo_names:
+            notes[name] = f"`{name}` comes from a demonstration cell that is no longer in your notebook"
+    return skipped, notes
+
+
+def _first_line(source: str, width: int = 50) -> str:
+    line = next((text.strip() for text in source.splitlines() if text.strip()), "")
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
 SIDE_EFFECT_CALL = re.compile(r"(seed|^set_|^use_|rcParams|setattr|register|install|enable|disable|configure)")
 
 
-def unneeded_student_cells(steps: list[Step], model: SourceModel) -> set[int]:
+def unneeded_student_cells(steps: list[Step], model: SourceModel, also_run=frozenset()) -> set[int]:
     """Positions of the student's cells that grading can skip: unchanged copies of the source's own
-    (non-demo) cells whose names no code the student wrote uses, and that change no global state.
+    (non-demo) cells whose names no code the student wrote (nor a demo cell in `also_run`) uses, and
+    that change no global state.
 
     Grading cost then follows the questions: a cell that only builds the data
     for a plot the student reads (a "diagnose" question) costs nothing. The
@@ -1044,7 +1205,7 @@ def unneeded_student_cells(steps: list[Step], model: SourceModel) -> set[int]:
     source_texts = {c.source.rstrip() for c in model.cells if c.kind == "plain" and c.cell_type == "code"}
     candidates, needed = {}, set()
     for position, step in enumerate(steps):
-        if step.kind != "student":
+        if step.kind != "student" and position not in also_run:
             continue
         text = step.cell["source"].rstrip()
         if step.grade_id is None and text in source_texts and not _has_side_effects(text):
@@ -1232,6 +1393,8 @@ class _Judge:
         self.trusted_done = 0
         self.scores: dict[str, CellScore] = {}
         self.flags: list[str] = []
+        self.name_notes: dict[str, str] = {}  # name -> why the kernel does not have it (see plan_steps)
+        self.cell_errors: dict[str, str] = {}  # name a failed student cell binds -> the sentence to show
 
     def run_student(self, position: int, step: Step) -> None:
         cell = step.cell
@@ -1258,12 +1421,47 @@ class _Judge:
                 self.flags.append(f"cell {position + 1} tried to end the kernel (SystemExit)")
         if reply.get("interrupted_after"):
             self.flags.append(f"cell {position + 1} ran longer than {self.timeout:.0f} s and was interrupted")
+        if isinstance(error, dict) or reply.get("interrupted_after"):
+            self._explain_failed_cell(step, error if isinstance(error, dict) else {}, outputs,
+                                      bool(reply.get("interrupted_after")))
         cell["outputs"] = outputs
+
+    def _explain_failed_cell(self, step: Step, error: dict, outputs: list, interrupted: bool) -> None:
+        """Say why a cell failed when the cause is grading's (a name only a demo cell or a later cell
+        defines), and remember the cause for the names the cell should have defined."""
+        ename = str(error.get("ename", "Error"))[:100]
+        missing = _undefined_name(error)
+        note = self.name_notes.get(missing) if missing else None
+        if note:
+            outputs.append(_stream("stderr", f"(grader) {note}.\n"))
+        first = _first_line(step.cell["source"])
+        if step.demo:
+            why = "ran past the time limit" if interrupted else f"failed during grading ({ename})"
+            note = note or f"it comes from the demonstration cell that starts `{first}`, which {why}"
+        for name in _bound_names(step.cell["source"]):
+            self.cell_errors.setdefault(name, note or f"the cell that should define it stopped with {ename}")
+            if step.demo:
+                self.name_notes.setdefault(name, f"`{name}` comes from the demonstration cell that starts "
+                                                 f"`{first}`, which failed during grading")
+
+    def _explain_name_error(self, failure: dict) -> str | None:
+        """A student-facing sentence for a test's NameError caused by a missing answer or grading's order."""
+        missing = _undefined_name(failure)
+        if not missing:
+            return None
+        if missing in self.name_notes:
+            return self.name_notes[missing]
+        if missing in self.model.answer_names:
+            why = self.cell_errors.get(missing)
+            return f"`{missing}` is not set" + (f": {why}" if why else ": no cell of the notebook defines it")
+        return None
 
     def _catch_up(self, upto: int) -> None:
         """Run the trusted cells of the source before index `upto` that the judge has not run yet."""
         for cell in self.model.cells[self.trusted_done:upto]:
-            if cell.kind in ("plain", "locked") and cell.cell_type == "code" and (cell.needed or not self.plan.prune):
+            trusted = cell.kind in ("plain", "locked") and cell.cell_type == "code" and (
+                cell.needed or not self.plan.prune)
+            if trusted or (cell.kind == "demo" and cell.needed):
                 run = run_trusted(cell.source, self.namespace, filename=f"<source cell {cell.index + 1}>",
                                   timeout=max(self.timeout, 120))
                 if not run.ok:
@@ -1316,7 +1514,9 @@ class _Judge:
         calls_before = self.client.remote_calls
         if cacheable and hit is None:
             self.namespace.start_recording()
+        hidden_seen = False  # outputs after hidden inputs were in play are never shown
         for number, (code, hidden) in enumerate(segments if ok else []):
+            hidden_seen = hidden_seen or hidden
             if in_kernel:
                 try:
                     reply = self.client.exec_test(code, timeout=self.timeout)
@@ -1337,9 +1537,9 @@ class _Judge:
                 produced.append(_stream("stderr", run.stderr))
             if run.error:
                 produced.append(_error_output(run.error))
-            (hidden_outputs if hidden else visible_outputs).extend(produced)
+            (hidden_outputs if hidden_seen else visible_outputs).extend(produced)
             if not run.ok:
-                ok, failure, hidden_failed = False, run.error, hidden
+                ok, failure, hidden_failed = False, run.error, hidden_seen
                 break
             if number == len(segments) - 1:
                 value = run.value
@@ -1368,15 +1568,53 @@ class _Judge:
                 visible_outputs.append({"output_type": "execute_result", "execution_count": None,
                                         "metadata": {}, "data": {"text/plain": repr(value)}})
         message = None if ok else f"{failure['ename']}: {failure['evalue']}"
+        explained = None if ok or failure.get("ename") != "NameError" else self._explain_name_error(failure)
+        if explained:
+            message = f"NameError: {explained}"
+            if not hidden_failed:
+                for output in visible_outputs:
+                    if output.get("output_type") == "error":
+                        output.update(evalue=explained, traceback=[f"NameError: {explained}"])
         step.cell["outputs"] = visible_outputs + hidden_outputs
         hidden_summary = None
         if hidden_failed and failure:
-            first = str(failure.get("evalue", "")).strip().splitlines()[:1]
-            hidden_summary = str(failure.get("ename", "Error")) + (f" ({first[0][:200]})" if first else "")
+            hidden_summary = failure_kind(failure) + (f": {explained}" if explained else "")
         step.cell["metadata"]["autograder"] = {"visible_outputs": len(visible_outputs),
                                                "hidden_failed": hidden_summary}
         self.scores[step.grade_id] = CellScore(score, points, "kernel" if in_kernel else "judge", message,
                                                hidden_failed)
+
+
+_NAME_ERROR = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
+
+
+def _undefined_name(error: dict) -> str | None:
+    if error.get("ename") not in ("NameError", "UnboundLocalError"):
+        return None
+    match = _NAME_ERROR.search(str(error.get("evalue", "")))
+    return match.group(1) if match else None
+
+
+_SAFE_ERROR_NAMES = {name for name, obj in vars(builtins).items()
+                     if isinstance(obj, type) and issubclass(obj, BaseException)} | {"LinAlgError", "CheckFailed"}
+
+
+def failure_kind(failure: dict) -> str:
+    """What a failed hidden test may tell the student: the kind of failure, never a message or output
+    produced while hidden inputs were in play (an answer can put them into its exception's message)."""
+    ename = str(failure.get("ename", ""))
+    if ename in ("TimeoutError", "KeyboardInterrupt") or failure.get("alarm"):
+        return "took too long"
+    if ename in ("AssertionError", "CheckFailed"):
+        return "wrong value"
+    if ename == "KernelDied":
+        return "the kernel stopped"
+    if ename == "NotTransferable":
+        return "returned something that is not plain data (numbers, arrays, strings, lists, dicts)"
+    if ename == "StudentCodeError":  # "Kind: message" from the kernel: the kind only if it names a known class
+        kind = str(failure.get("evalue", "")).split(":", 1)[0].strip()
+        return f"{kind} raised" if kind in _SAFE_ERROR_NAMES else "an exception of a class of your own raised"
+    return f"{ename} raised" if ename.isidentifier() else "an exception raised"
 
 
 def feedback_notebook(autograded, secret_lines: set[str]) -> dict:

@@ -83,6 +83,7 @@ class Kernel:
             self.tracebacks.append("\n".join(stb))
 
         shell._showtraceback = record_traceback
+        shell.enable_gui = _enable_gui  # `%matplotlib inline` works as in ipykernel
         self.shell = shell
         signal.signal(signal.SIGINT, self._on_interrupt)
 
@@ -286,6 +287,14 @@ class Kernel:
         version, internal, gauss = rng["python"]
         random.setstate((version, tuple(int(v) for v in wire.decode(internal)), gauss))
         torch.set_default_dtype(getattr(torch, rng["dtype"]))
+
+
+def _enable_gui(gui=None):
+    """What ipykernel does for `%matplotlib inline` (or no GUI): nothing; a GUI toolkit cannot run here."""
+    if gui not in (None, "inline"):
+        from IPython.core.error import UsageError
+
+        raise UsageError(f"the grader has no {gui!r} event loop: use %matplotlib inline")
 
 
 def _judge_exception(message) -> Exception:
