@@ -374,8 +374,16 @@ class GradientMonitor:
                                     f"{self.names[index]} has non-finite {what} ({value}): exploding "
                                     "(or a NaN loss); lower the learning rate or the init scale, or clip gradients"))
         elif len(grads) > 1 and grads[-1] == 0:
-            findings.append(Finding("vanishing", len(grads), 0.0,
-                                    f"{self.names[-1]} receives no gradient at all: nothing can learn"))
+            # Say only what both printed measures show: a gradient can reach a layer's output and
+            # still give its weights none (every unit dead, or all-zero inputs).
+            arriving = flow[-1] if self._recorded("out_grad_norm")[-1] else 0.0
+            if arriving > 0 and grads is weight_grads:
+                below = ", nor do the layers below it" if not weight_grads[:-1].any() else ""
+                message = (f"{arriving:.1e} arrives at {self.names[-1]}'s output ||dL/dh|| and stops there: its "
+                           f"weights get no gradient (||dL/dW|| = 0){below}")
+            else:
+                message = f"{self.names[-1]} receives no gradient at all: nothing can learn"
+            findings.append(Finding("vanishing", len(grads), 0.0, message))
         elif len(grads) > 1:
             ratios = []
             for values, what in ((weight_grads, "the weight gradient ||dL/dW|| of"),

@@ -6,6 +6,7 @@ gradients alone would look healthy.
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -151,3 +152,61 @@ def test_unrecorded_still_raises():
         model(batch()[0])  # forward only
     with pytest.raises(RuntimeError, match="no gradients recorded yet"):
         monitor.diagnose()
+
+
+# -- the report never contradicts the numbers it prints (notebook 08 prints it for every mystery) -------
+
+def _printed(report: str) -> dict[str, dict[str, float]]:
+    """{'grad_norm' | 'out_grad_norm' | 'act_std': {layer name: value}} from the report's first lines."""
+    labels = {"Gradient norms by layer": "grad_norm", "Gradient at layer outputs ||dL/dh||": "out_grad_norm",
+              "Activation std by layer": "act_std"}
+    printed = {}
+    for line in report.splitlines():
+        label, _, rest = line.partition(": ")
+        if label in labels:
+            pairs = re.findall(r"(\S+) \(([^)]+)\)", rest)
+            printed[labels[label]] = {name: float(value) for value, name in pairs}
+    return printed
+
+
+def _close(quoted: str, expected: float) -> bool:
+    """A ratio quoted with two digits against one computed from two-digit printed values."""
+    return math.isclose(float(quoted), expected, rel_tol=0.1, abs_tol=0.0)
+
+
+@pytest.mark.parametrize("name", ["A", "B", "C", "D", "E"])
+def test_the_mystery_reports_agree_with_the_numbers_they_print(name):
+    from course_lib import mysteries
+
+    report = mysteries.measure(mysteries.build_mystery(name), *mysteries.probe_batch())["report"]
+    printed = _printed(report)
+    assert {"grad_norm", "out_grad_norm"} <= printed.keys(), report
+    findings = [line[2:] for line in report.splitlines() if line.startswith("- ")]
+    assert findings, report
+    checked = 0
+    for finding in findings:
+        if match := re.fullmatch(r"(layer \d+) receives no gradient at all: .*", finding):
+            layer = match.group(1)
+            assert all(values[layer] == 0 for metric, values in printed.items() if metric != "act_std"), report
+        elif match := re.fullmatch(r"(\S+) arrives at (layer \d+)'s output \|\|dL/dh\|\| and stops there: its weights "
+                                   r"get no gradient \(\|\|dL/dW\|\| = 0\)(, nor do the layers below it)?", finding):
+            quoted, layer, below = match.groups()
+            assert float(quoted) == printed["out_grad_norm"][layer] > 0, report
+            assert printed["grad_norm"][layer] == 0, report
+            if below:
+                assert all(value == 0 for value in printed["grad_norm"].values()), report
+        elif match := re.fullmatch(r"the (weight gradient \|\|dL/dW\|\| of|gradient \|\|dL/dh\|\| arriving at) "
+                                   r"(layer \d+) is (\S+) (of|times) (layer \d+)'s: (vanishing|exploding)", finding):
+            what, first, quoted, share, last, kind = match.groups()
+            values = printed["grad_norm" if what.startswith("weight") else "out_grad_norm"]
+            assert _close(quoted, values[first] / values[last]), report
+            assert (kind == "exploding") == (share == "times") == (values[first] > values[last]), report
+        elif re.fullmatch(r"layer \d+ has \d+% of its (units pass no gradient on any example \(dead\)|"
+                          r"activations in the flat, saturated zone)", finding):
+            continue  # fractions of units, which the report does not print
+        elif "gradient" in finding:
+            raise AssertionError(f"a finding about gradients the test does not check: {finding!r}")
+        else:
+            continue
+        checked += 1
+    assert checked, f"no finding about gradients to check:\n{report}"
