@@ -11,72 +11,26 @@ student notebook (answers taken from the authored source):
 The plain-nbgrader round trip lives in test_roundtrip.py.
 """
 
-import csv
-import shutil
-import subprocess
-import sys
-
-import nbformat
 import pytest
 
-from autograder import COURSE_ROOT, REPO_ROOT
 from autograder.build import read_source, solution_cells
 from conftest import NAMES, cached, source_key
+from grading import grade_answers
 
 pytestmark = pytest.mark.slow
 
 
-def make_submission(student_nb, answers: dict[str, str]) -> nbformat.NotebookNode:
-    nb = nbformat.from_dict(student_nb)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers and cell.metadata["nbgrader"].get("solution"):
-            cell.source = answers[grade_id]
-    return nb
-
-
-def question_points(source) -> dict[str, float]:
-    return {cell.metadata["nbgrader"]["grade_id"][:-len("_test")]: float(cell.metadata["nbgrader"]["points"])
-            for cell in source.cells if cell.metadata.get("nbgrader", {}).get("grade")}
-
-
-def read_grades(path) -> dict[str, dict]:
-    """student -> {"scores": {question: score}, "flags": [reasons of flagged rows]} from grades.csv."""
-    out = {}
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            entry = out.setdefault(row["student_id"], {"scores": {}, "flags": []})
-            entry["scores"][row["question"][:-len("_test")]] = float(row["score"]) if row["score"] else None
-            if row["status"] != "graded":
-                entry["flags"].append(f"{row['question']}: {row['status']} ({row['reason']}) {row['detail']}"[:400])
-    return out
-
-
 def grade_variants(name: str, root) -> dict:
-    """Grade every variant of notebook `name` in one run; returns points, variants and grades."""
+    """Grade every variant of notebook `name` in one run; returns points, grades and each case's variant."""
     source, variants = read_source(name)
-    student_nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     answers = solution_cells(source)
-    course = root / "course"
-    (course / "source" / name).mkdir(parents=True)
-    shutil.copy(COURSE_ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-    nbformat.write(source, course / "source" / name / f"{name}.ipynb")
     cases = {"solution": ("solution", None, answers), "untouched": ("untouched", None, {})}
     for index, variant in enumerate(variants):
         kind = "right" if variant.right else "mistake"
         cases[f"{kind}{index:02d}"] = (kind, variant, {**answers, variant.grade_id: variant.source})
-    submitted = root / "submitted"
-    for student, (_, _, filled) in cases.items():
-        folder = submitted / student / name
-        folder.mkdir(parents=True)
-        nbformat.write(make_submission(student_nb, filled), folder / f"{name}.ipynb")
-    command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--course-root", str(course),
-               "--workers", "2", "--no-progress", "--no-feedback"]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
-    log = result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.returncode == 0, f"{name}: grade exited {result.returncode}\n{log}"
-    return {"points": question_points(source), "grades": read_grades(course / "grades.csv"), "log": log,
-            "cases": {student: (kind, variant) for student, (kind, variant, _) in cases.items()}}
+    result = grade_answers(name, root, {student: filled for student, (_, _, filled) in cases.items()})
+    result["cases"] = {student: (kind, variant) for student, (kind, variant, _) in cases.items()}
+    return result
 
 
 @pytest.fixture(scope="session")
