@@ -40,6 +40,22 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("no authored notebooks found under autograder/source")
 
 
+_browser: list = []
+
+
+def pytest_runtest_setup(item):
+    """A browser test with no Chromium or Chrome fails in one line that says what to install (never skips)."""
+    if item.get_closest_marker("browser") is None:
+        return
+    if not _browser:
+        from scripts.setup_system import find_browser
+
+        _browser.append(find_browser())
+    path, problem = _browser[0]
+    if path is None:
+        pytest.fail(problem, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory, worker_id) -> Path:
     """A folder shared by all xdist workers of this session."""

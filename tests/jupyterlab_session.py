@@ -2,8 +2,8 @@
 
 `lab_server` starts JupyterLab on 127.0.0.1 (a free port, a random token,
 its own config/data/runtime/settings folders) and always shuts it down, its
-kernels included; `chromium_page` opens Debian's Chromium through
-Playwright and always closes it. `Notebook` drives one notebook in the page
+kernels included; `chromium_page` opens Chromium (or Chrome: $CHROMIUM, else
+the one scripts/setup_system.py finds) through Playwright and always closes it. `Notebook` drives one notebook in the page
 the way a student does: open, Run All Cells, find the explorers, press keys.
 """
 
@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,9 @@ from pathlib import Path
 
 import nbformat
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.setup_system import find_browser  # noqa: E402  one lookup for the setup script and the tests
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -147,11 +148,10 @@ def lab_server(root: Path, work: Path):
 
 
 def require_chromium() -> str:
-    """The Chromium executable, or an error that says how to install it (the tests fail, never skip)."""
-    path = shutil.which(CHROMIUM) or CHROMIUM
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: install it (`apt-get install -y chromium`, "
-                                "as .ci/run does) or set CHROMIUM=/path/to/chromium")
+    """The Chromium (or Chrome) executable, or an error that says how to install it (tests fail, never skip)."""
+    path, problem = find_browser()
+    if path is None:
+        raise FileNotFoundError(problem)
     return path
 
 
