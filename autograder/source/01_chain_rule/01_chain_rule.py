@@ -24,6 +24,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from course_lib import checks
 from course_lib.chains import orthogonal_chain_gradients, random_product_norms, sigmoid_chain_gradient
@@ -283,8 +284,9 @@ explorer
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. The checks tell you what is wrong; hidden
-# tests with other inputs decide the grade.
+# then run the check below each one. A check runs your answer on one public example
+# and tells you what kind of mistake it sees; hidden tests with other inputs decide
+# the grade, so make your answer right for every input the question allows.
 #
 # ### Question 1 (3 points): the chain rule for a chain of scalar functions
 #
@@ -292,10 +294,11 @@ explorer
 # $[f_1, \dots, f_L]$ of scalar functions applied in that order, $h_k = f_k(h_{k-1})$
 # with $h_0 = x$, and `derivatives` holds their derivatives $[f_1', \dots, f_L']$.
 # Return the pair `(h_L, dh_L/dx)` as two floats. An empty chain is the identity.
+# The hidden tests use other chains and inputs, with relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q1_chain_rule_derivative", "solution": true}
 def chain_rule_derivative(x, functions, derivatives):
-    """Return (f_L(...f_1(x)), d/dx of it) by the chain rule."""
+    """Return the pair (h_L, dh_L/dx) for the chain h_k = f_k(h_{k-1}), h_0 = x."""
     ### BEGIN SOLUTION
     h, grad = float(x), 1.0
     for f_k, df_k in zip(functions, derivatives):
@@ -312,6 +315,42 @@ def chain_rule_derivative(x, functions, derivatives):
         h = f_k(h)
     return h, grad
 
+# %% mistake="q1_chain_rule_derivative" label="evaluates each derivative at its layer's output"
+def chain_rule_derivative(x, functions, derivatives):
+    h, grad = float(x), 1.0
+    for f_k, df_k in zip(functions, derivatives):
+        h = f_k(h)
+        grad *= df_k(h)
+    return h, grad
+
+# %% mistake="q1_chain_rule_derivative" label="gives an empty chain the derivative 0 (passes the visible check)"
+def chain_rule_derivative(x, functions, derivatives):
+    if not functions:
+        return float(x), 0.0
+    h, grad = float(x), 1.0
+    for f_k, df_k in zip(functions, derivatives):
+        grad *= df_k(h)
+        h = f_k(h)
+    return h, grad
+
+# %% right="q1_chain_rule_derivative" label="recursion on the rest of the chain"
+def chain_rule_derivative(x, functions, derivatives):
+    if len(functions) == 0:
+        return float(x), 1.0
+    h_out, d_rest = chain_rule_derivative(functions[0](x), functions[1:], derivatives[1:])
+    return float(h_out), float(derivatives[0](x) * d_rest)
+
+# %% right="q1_chain_rule_derivative" label="stores the forward pass, then multiplies backwards, with prints"
+def chain_rule_derivative(x, functions, derivatives):
+    inputs = [float(x)]
+    for f in functions:
+        inputs.append(f(inputs[-1]))
+    grad = 1.0
+    for k in reversed(range(len(functions))):
+        grad = grad * derivatives[k](inputs[k])
+    print("forward values:", inputs)
+    return inputs[-1], grad
+
 # %% nbgrader={"grade_id": "q1_chain_rule_derivative_test", "grade": true, "points": 3}
 # Check: exp(sin(x^2)) at x = 0.7, against autograd.
 x_t = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
@@ -320,14 +359,16 @@ y_t.backward()
 checks.check_function(
     "Question 1", lambda x: chain_rule_derivative(x, [lambda h: h**2, math.sin, math.exp],
                                                   [lambda h: 2 * h, math.cos, math.exp]),
-    [((0.7,), (y_t.item(), x_t.grad.item()))],
+    [((0.7,), (y_t.item(), x_t.grad.item()))], rtol=1e-6,
     mistakes=[(lambda x: (y_t.item(), 2 * x * math.cos(x) * math.exp(x)),
-               "you evaluated every derivative at the original x. Layer k's derivative must be "
-               "evaluated at ITS input h_{k-1}: keep h up to date as you go."),
+               "you evaluated every derivative at the original x. Each f_k' belongs at the input "
+               "of its own function, h_{k-1}."),
+              (lambda x: (y_t.item(), 2 * x**2 * math.cos(math.sin(x**2)) * math.exp(y_t.item())),
+               "each derivative was evaluated at its function's OUTPUT h_k; it needs the input h_{k-1}."),
               (lambda x: (y_t.item(), 2 * x + math.cos(x**2) + math.exp(math.sin(x**2))),
                "you added the local derivatives; the chain rule multiplies them.")],
-    hint="Walk forward through the chain: multiply the running derivative by f_k'(h) BEFORE "
-         "replacing h by f_k(h).")
+    hint="Write out d/dx exp(sin(x^2)) by hand and print, at every step of your loop, the value "
+         "at which you evaluate each derivative; compare the two.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     def _autograd_chain(x, torch_fns):
@@ -335,8 +376,6 @@ with checks.quiet():
         h = x_t
         for fn in torch_fns:
             h = fn(h)
-        if h is x_t:
-            return float(x), 1.0
         h.backward()
         return h.item(), x_t.grad.item()
 
@@ -346,15 +385,16 @@ with checks.quiet():
                 (lambda h: 1 / (1 + math.exp(-h)), lambda h: math.exp(-h) / (1 + math.exp(-h)) ** 2, torch.sigmoid),
                 (lambda h: h**2 / (1 + h**2), lambda h: 2 * h / (1 + h**2) ** 2, lambda h: h**2 / (1 + h**2)),
                 (math.sin, math.cos, torch.sin), (lambda h: 0.5 * h, lambda h: 0.5, lambda h: 0.5 * h)]
-    for _trial in range(20):
+    for _trial in range(8):
         _picks = [_library[i] for i in _rng.integers(0, len(_library), _rng.integers(1, 7))]
         _x = float(_rng.normal())
         _expected = _autograd_chain(_x, [p[2] for p in _picks])
         checks.check_function("Question 1 (hidden)", chain_rule_derivative,
-                              [((_x, [p[0] for p in _picks], [p[1] for p in _picks]), _expected)], rtol=1e-9)
-    checks.check_function("Question 1 (hidden, empty chain)", chain_rule_derivative, [((1.5, [], []), (1.5, 1.0))])
+                              [((_x, [p[0] for p in _picks], [p[1] for p in _picks]), _expected)], rtol=1e-6)
+    checks.check_function("Question 1 (hidden, empty chain)", chain_rule_derivative, [((1.5, [], []), (1.5, 1.0))],
+                          rtol=1e-6)
     checks.check_function("Question 1 (hidden, int input)", chain_rule_derivative,
-                          [((2, [lambda h: h * h], [lambda h: 2 * h]), (4.0, 4.0))])
+                          [((2, [lambda h: h * h], [lambda h: 2 * h]), (4.0, 4.0))], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -363,11 +403,14 @@ with checks.quiet():
 # Write `backprop_through_jacobians(jacobians, grad_output)`. `jacobians` is the
 # list $[J_1, \dots, J_L]$ of NumPy arrays, $J_k = \partial h_k/\partial h_{k-1}$ of
 # shape `(n_k, n_{k-1})`; `grad_output` is $\partial L/\partial h_L$ with shape `(n_L,)`.
-# Return $\partial L/\partial h_0$ (shape `(n_0,)`), without changing the inputs.
+# Return $\partial L/\partial h_0$ (shape `(n_0,)`), without changing the inputs. An
+# empty list is a chain with no layers: then $\partial L/\partial h_0$ is `grad_output`.
+# The hidden tests use chains of other lengths and shapes (some of width 1), with
+# relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q2_backprop_jacobians", "solution": true}
 def backprop_through_jacobians(jacobians, grad_output):
-    """Return dL/dh_0 = J_1^T ... J_L^T dL/dh_L."""
+    """Return dL/dh_0 for the chain of Jacobians J_1, ..., J_L, given dL/dh_L."""
     ### BEGIN SOLUTION
     grad = np.asarray(grad_output, dtype=np.float64)
     for J in reversed(jacobians):
@@ -382,17 +425,40 @@ def backprop_through_jacobians(jacobians, grad_output):
         grad = J.T @ grad
     return grad
 
+# %% mistake="q2_backprop_jacobians" label="forgets the transposes"
+def backprop_through_jacobians(jacobians, grad_output):
+    grad = np.asarray(grad_output, dtype=np.float64)
+    for J in reversed(jacobians):
+        grad = J @ grad
+    return grad
+
+# %% mistake="q2_backprop_jacobians" label="multiplies the Jacobians first with reduce, which fails on an empty chain (passes the visible check)"
+import functools
+
+
+def backprop_through_jacobians(jacobians, grad_output):
+    product = functools.reduce(lambda a, b: a @ b, [J.T for J in jacobians])
+    return product @ np.asarray(grad_output, dtype=np.float64)
+
+# %% right="q2_backprop_jacobians" label="one matrix product with multi_dot, the empty chain handled"
+def backprop_through_jacobians(jacobians, grad_output):
+    g = np.array(grad_output, dtype=float)
+    if not jacobians:
+        return g
+    if len(jacobians) == 1:
+        return jacobians[0].T @ g
+    return np.linalg.multi_dot([J.T for J in jacobians] + [g])
+
+# %% right="q2_backprop_jacobians" label="torch, index loop from the last layer"
+def backprop_through_jacobians(jacobians, grad_output):
+    grad = torch.tensor(np.asarray(grad_output, dtype=np.float64))
+    for k in range(len(jacobians) - 1, -1, -1):
+        grad = torch.as_tensor(jacobians[k], dtype=torch.float64).T @ grad
+    return grad.numpy()
+
 # %% nbgrader={"grade_id": "q2_backprop_jacobians_test", "grade": true, "points": 3}
-# Check against autograd on two chains: square (3 -> 3 -> 3 -> 3) and rectangular (4 -> 5 -> 2).
-def _autograd_vjp(jacobians, grad_output):
-    h0 = torch.zeros(jacobians[0].shape[1], dtype=torch.float64, requires_grad=True)
-    h = h0
-    for J in jacobians:
-        h = torch.as_tensor(J) @ h
-    (h * torch.as_tensor(grad_output)).sum().backward()
-    return h0.grad.numpy()
-
-
+# Check on two chains: square (3 -> 3 -> 3 -> 3) and rectangular (4 -> 5 -> 2). The expected
+# values were computed with autograd.
 _g = torch.Generator().manual_seed(1)
 _square = [torch.randn(3, 3, dtype=torch.float64, generator=_g).numpy() for _ in range(3)]
 _rect = [torch.randn(5, 4, dtype=torch.float64, generator=_g).numpy(),
@@ -400,135 +466,220 @@ _rect = [torch.randn(5, 4, dtype=torch.float64, generator=_g).numpy(),
 _g_sq, _g_rect = np.array([1.0, -2.0, 0.5]), np.array([0.3, -1.0])
 checks.check_function(
     "Question 2", backprop_through_jacobians,
-    [((_square, _g_sq), _autograd_vjp(_square, _g_sq)), ((_rect, _g_rect), _autograd_vjp(_rect, _g_rect))],
-    mistakes=[(lambda Js, g: Js[0].T @ Js[1].T @ Js[2].T @ g if len(Js) == 3 else None,
-               "you started at J_1. Backprop starts at the OUTPUT: apply J_L^T first, J_1^T last."),
-              (lambda Js, g: Js[2].T @ Js[1].T @ Js[0].T @ g if len(Js) == 3 else None,
-               "right to left is right, but the product came out as J_3^T J_2^T J_1^T g: "
-               "loop over reversed(jacobians)."),
-              (lambda Js, g: Js[0] @ Js[1] @ Js[2] @ g if len(Js) == 3 else None,
-               "you forgot the transposes: dL/dh_{k-1} = J_k^T dL/dh_k.")],
-    hint="Start from g = dL/dh_L and apply g = J.T @ g for J = J_L, ..., J_1. "
-         "A shape error usually means a missing transpose or the wrong order.")
+    [((_square, _g_sq), np.array([7.730527679860533, -0.9660515611909091, 5.582964480365268])),
+     ((_rect, _g_rect), np.array([4.250259466817857, -1.2037976180975007, -0.5312849875430677, -1.119979939436493]))],
+    rtol=1e-6,
+    mistakes=[(lambda Js, g: np.array([-0.3659609455385735, -0.5047208879972682, 2.71195225441085]),
+               "you started at J_1. Backprop starts at the OUTPUT, where dL/dh_L is known, and walks "
+               "back to the input."),
+              (lambda Js, g: np.array([4.845881986758015, -0.1513506063652899, -6.2982524836544105]),
+               "the order is right, but a Jacobian maps forward; to carry a gradient backwards you "
+               "need its transpose."),
+              (lambda Js, g: np.array([5.330802891654811, -3.04999498452849, 2.0466403634263877]),
+               "two problems: the order (backprop starts at the output) and the missing transposes.")],
+    hint="Follow the shapes: dL/dh_k has n_k entries. Which Jacobian, transposed, turns the n_L "
+         "entries of dL/dh_L into n_{L-1}? Then repeat.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
+    def _autograd_vjp(jacobians, grad_output):
+        h0 = torch.zeros(jacobians[0].shape[1], dtype=torch.float64, requires_grad=True)
+        h = h0
+        for J in jacobians:
+            h = torch.as_tensor(J, dtype=torch.float64) @ h
+        (h * torch.as_tensor(grad_output, dtype=torch.float64)).sum().backward()
+        return h0.grad.numpy()
+
+
     _rng = np.random.default_rng(7)
-    for _trial in range(10):
-        _sizes = _rng.integers(1, 7, _rng.integers(2, 8))
-        _Js = [_rng.normal(size=(int(b), int(a))) for a, b in zip(_sizes, _sizes[1:])]
-        _gout = _rng.normal(size=int(_sizes[-1]))
+    for _sizes in ([1, 4, 1], [6, 1, 5, 2], [2, 7, 3, 5, 4, 1, 3], [5, 3]):
+        _Js = [_rng.normal(size=(b, a)) for a, b in zip(_sizes, _sizes[1:])]
+        _gout = _rng.normal(size=_sizes[-1])
         checks.check_function("Question 2 (hidden)", backprop_through_jacobians,
-                              [((_Js, _gout), _autograd_vjp(_Js, _gout))], rtol=1e-9)
-    _single = [np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])]
-    checks.check_function("Question 2 (hidden, one layer)", backprop_through_jacobians,
-                          [((_single, np.array([1.0, 1.0, 1.0])), np.array([3.0, 4.0]))])
-    _result = backprop_through_jacobians(_square, _g_sq)
-    assert np.asarray(_result).shape == (3,), "Question 2: return a 1-D array of shape (n_0,)"
+                              [((_Js, _gout), _autograd_vjp(_Js, _gout))], rtol=1e-6)
+    _ints = [np.array([[2, 0], [0, 3], [1, 1]])]
+    checks.check_function("Question 2 (hidden, int arrays)", backprop_through_jacobians,
+                          [((_ints, np.array([1, 1, 1])), np.array([3.0, 4.0]))], rtol=1e-6)
+    checks.check_function("Question 2 (hidden, empty chain)", backprop_through_jacobians,
+                          [(([], np.array([0.5, -2.0])), np.array([0.5, -2.0]))], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Question 3 (2 points): how deep until the gradient is gone?
 #
-# In the best case each sigmoid layer multiplies the gradient by 0.25 (section 4).
-# What is the **smallest** number of sigmoid layers $L$ for which that factor,
-# $0.25^L$, is below $10^{-9}$? Set `q3_layers` to an `int`.
+# Each layer of a chain multiplies the gradient by the same `factor`, $0 < \text{factor} < 1$
+# (0.25 for sigmoid layers in the best case, section 4). Write
+# `layers_until_below(factor, threshold)`: the **smallest** number of layers $L$ for
+# which $\text{factor}^L$ is strictly below `threshold` ($0 < \text{threshold} < 1$),
+# as an `int`. The answer is a whole number, so the checks compare exactly
+# (relative tolerance 0). The visible check uses factor 0.25 and threshold $10^{-9}$;
+# the hidden tests use other factors and thresholds.
 
-# %% nbgrader={"grade_id": "q3_layers", "solution": true}
-### BEGIN SOLUTION
-q3_layers = math.ceil(9 / math.log10(4))
-### END SOLUTION
+# %% nbgrader={"grade_id": "q3_layers_until_below", "solution": true}
+def layers_until_below(factor, threshold):
+    """The smallest L with factor**L < threshold."""
+    ### BEGIN SOLUTION
+    return math.floor(math.log(threshold) / math.log(factor)) + 1
+    ### END SOLUTION
 
-# %% mistake="q3_layers" label="one layer short (0.25**14 is still above 1e-9)"
-q3_layers = 14
+# %% mistake="q3_layers_until_below" label="one layer short: rounds log(threshold)/log(factor) down"
+def layers_until_below(factor, threshold):
+    return math.floor(math.log(threshold) / math.log(factor))
 
-# %% nbgrader={"grade_id": "q3_layers_test", "grade": true, "points": 2}
-# Check against a real chain of sigmoid layers (section 4).
-checks.check_integer("Question 3", q3_layers)  # an int, not a float
-_measured = sigmoid_chain_gradient(q3_layers)
-assert _measured < 1e-9, (f"Question 3: through {q3_layers} sigmoid layers the best-case gradient is "
-                          f"{_measured:.2e}, still above 1e-9: you need more layers.")
-assert sigmoid_chain_gradient(q3_layers - 1) >= 1e-9, (
-    f"Question 3: {q3_layers - 1} layers already give {sigmoid_chain_gradient(q3_layers - 1):.2e} "
-    f"< 1e-9, so {q3_layers} is not the smallest. Solve 0.25**L < 1e-9 with logarithms.")
-print("Question 3: passes the check against the experiment.")
+# %% mistake="q3_layers_until_below" label="rounds to the nearest whole number (passes the visible check)"
+def layers_until_below(factor, threshold):
+    return round(math.log(threshold) / math.log(factor))
+
+# %% mistake="q3_layers_until_below" label="ignores the factor and always uses 0.25 (passes the visible check)"
+def layers_until_below(factor, threshold):
+    return math.floor(math.log(threshold) / math.log(0.25)) + 1
+
+# %% right="q3_layers_until_below" label="multiplies layer by layer in a loop"
+def layers_until_below(factor, threshold):
+    layers, gradient = 0, 1.0
+    while gradient >= threshold:
+        gradient *= factor
+        layers += 1
+    return layers
+
+# %% right="q3_layers_until_below" label="ceil of log10 ratio, with numpy"
+def layers_until_below(factor, threshold):
+    return int(np.ceil(np.log10(threshold) / np.log10(factor)))
+
+# %% nbgrader={"grade_id": "q3_layers_until_below_test", "grade": true, "points": 2}
+# Check on the public setting: factor 0.25, threshold 1e-9 (0.25**14 = 3.7e-09, 0.25**15 = 9.3e-10).
+checks.check_function(
+    "Question 3", layers_until_below, [((0.25, 1e-9), 15)], rtol=0, atol=0,
+    mistakes=[(lambda factor, threshold: 14, "with 14 layers the gradient is still 3.7e-09, above 1e-9: "
+                                             "one layer short. Rounding the logarithm down gives the last L "
+                                             "that is NOT below the threshold."),
+              (lambda factor, threshold: 16, "with 15 layers it is already 9.3e-10, below 1e-9: the "
+                                             "question asks for the smallest L.")],
+    hint="Solve factor**L < threshold for L with logarithms (careful: log(factor) is negative), "
+         "then check your L and L - 1 by computing factor**L.")
+checks.check_integer("Question 3", layers_until_below(0.25, 1e-9))
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_integer("Question 3 (hidden)", q3_layers, 15,
-                         mistakes=[(14, "0.25**14 = 3.7e-9 is still above 1e-9.")])
+    for _factor, _threshold, _layers in [(0.5, 1e-3, 10), (0.9, 0.01, 44), (0.75, 1e-6, 49), (0.99, 0.5, 69),
+                                         (0.3, 0.2, 2)]:
+        assert _factor**_layers < _threshold <= _factor ** (_layers - 1)  # the expected values, verified
+        checks.check_function("Question 3 (hidden)", layers_until_below, [((_factor, _threshold), _layers)],
+                              rtol=0, atol=0)
+        checks.check_integer("Question 3 (hidden)", layers_until_below(_factor, _threshold))
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): predict an exploding gradient
+# ### Question 4 (2 points): predict the gradient factor of a chain
 #
-# A chain of 40 layers multiplies by $W_k = 1.1\,Q_k$ ($Q_k$ orthogonal), as in the
-# explorer. By what factor is the norm of the gradient multiplied between the
-# output and the input? Set `q4_factor` to a number (1% tolerance).
+# A chain of `depth` layers $h_k = \text{factor}\cdot Q_k h_{k-1}$, with $Q_k$ random
+# orthogonal matrices, as in the explorer. Write `predict_gradient_factor(factor, depth)`:
+# the ratio $\|\partial L/\partial h_0\| \,/\, \|\partial L/\partial h_L\|$ by which the
+# gradient's norm changes between the output and the input. `factor` is any non-zero
+# number (a negative one flips every sign), `depth` a whole number $\ge 0$. The
+# visible check measures one chain (factor 0.8, depth 25) with autograd; the hidden tests
+# measure others. Relative tolerance 1e-6.
 
-# %% nbgrader={"grade_id": "q4_factor", "solution": true}
-### BEGIN SOLUTION
-q4_factor = 1.1**40
-### END SOLUTION
+# %% nbgrader={"grade_id": "q4_gradient_factor", "solution": true}
+def predict_gradient_factor(factor, depth):
+    """||dL/dh_0|| / ||dL/dh_L|| through depth layers of factor * (orthogonal matrix)."""
+    ### BEGIN SOLUTION
+    return abs(factor) ** depth
+    ### END SOLUTION
 
-# %% mistake="q4_factor" label="multiplies the factor by the depth instead of raising it to the depth"
-q4_factor = 1.1 * 40
+# %% mistake="q4_gradient_factor" label="multiplies the factor by the depth instead of raising it to the depth"
+def predict_gradient_factor(factor, depth):
+    return factor * depth
 
-# %% nbgrader={"grade_id": "q4_factor_test", "grade": true, "points": 2}
-_norms = orthogonal_chain_gradients(40, 1.1)
-checks.check_prediction("Question 4", q4_factor, _norms[0] / _norms[-1], rtol=0.01,
-                        mistakes=[(1.1 * 40, "you multiplied 1.1 by 40. The chain rule multiplies one "
-                                   "factor per layer: 1.1 * 1.1 * ... (40 times)."),
-                                  (1.1**39, "one layer short: 40 layers give 40 factors.")])
+# %% mistake="q4_gradient_factor" label="one layer short: factor ** (depth - 1)"
+def predict_gradient_factor(factor, depth):
+    return abs(factor) ** (depth - 1)
+
+# %% mistake="q4_gradient_factor" label="forgets that a norm is never negative (passes the visible check)"
+def predict_gradient_factor(factor, depth):
+    return factor**depth
+
+# %% right="q4_gradient_factor" label="a loop over the layers, with numpy"
+def predict_gradient_factor(factor, depth):
+    ratio = np.float64(1.0)
+    for _ in range(depth):
+        ratio *= np.abs(factor)
+    return ratio
+
+# %% right="q4_gradient_factor" label="exp of depth times log|factor|"
+def predict_gradient_factor(factor, depth):
+    return math.exp(depth * math.log(abs(factor)))
+
+# %% nbgrader={"grade_id": "q4_gradient_factor_test", "grade": true, "points": 2}
+# Check on the public setting: a chain of 25 layers of 0.8 * Q_k, measured with autograd.
+_norms = orthogonal_chain_gradients(25, 0.8)
+checks.check_function(
+    "Question 4", predict_gradient_factor, [((0.8, 25), _norms[0] / _norms[-1])], rtol=1e-6,
+    mistakes=[(lambda factor, depth: 20.0, "you multiplied 0.8 by 25. The chain rule multiplies one factor "
+                                           "per layer: 0.8 * 0.8 * ... once for each layer."),
+              (lambda factor, depth: 0.004722366482869652, "one layer short: 25 layers multiply the gradient "
+                                                           "25 times.")],
+    hint="Each orthogonal Q_k keeps the norm; only the factor changes it, once per layer.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q4_factor, (int, float, np.floating)) and not isinstance(q4_factor, bool), \
-        "Question 4: give a plain number"
-    assert math.isclose(float(q4_factor), 45.2592555681761, rel_tol=0.01), \
-        f"Question 4: {q4_factor} is not within 1% of the right factor"
+    for _factor, _depth in [(1.05, 60), (0.5, 7), (-0.9, 5), (2.0, 1), (-1.3, 12), (0.3, 0)]:
+        _measured = orthogonal_chain_gradients(_depth, _factor, width=8, seed=_depth)
+        checks.check_function("Question 4 (hidden)", predict_gradient_factor,
+                              [((_factor, _depth), _measured[0] / _measured[-1])], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (2 points): why do the first layers learn slowest?
+# ### Question 5 (1 point): why do the first layers learn slowest?
 #
 # In a deep sigmoid network trained with SGD, the first layers change far more
 # slowly than the last ones. Which explanation is right? Set `q5_answer` to
 # `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** Their gradient is a product of one local derivative per layer above them, each at most 0.25, so it is tiny.
-# - **B.** They have fewer parameters, so their gradient has a smaller norm.
-# - **C.** SGD applies a smaller learning rate to layers near the input.
-# - **D.** The loss does not depend on the first layers' weights.
+# - **A.** They hold fewer parameters, so their gradient vector has a smaller norm.
+# - **B.** SGD scales the learning rate down for the layers close to the input.
+# - **C.** Their gradient multiplies one slope per layer above, each at most 1/4.
+# - **D.** The loss depends on the last layers, and barely on the first ones.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
-q5_answer = "A"
+q5_answer = "C"
 ### END SOLUTION
 
 # %% mistake="q5_answer" label="blames the number of parameters"
+q5_answer = "A"
+
+# %% mistake="q5_answer" label="thinks SGD gives early layers a smaller learning rate"
 q5_answer = "B"
 
-# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 2}
+# %% mistake="q5_answer" label="thinks the loss barely depends on the first layers"
+q5_answer = "D"
+
+# %% right="q5_answer" label="lower case with spaces"
+q5_answer = " c "
+
+# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 5", q5_answer, "ABCD", expected_digest="93832d71eb40ba10",
-    explanations={"B": "The number of parameters does not set a gradient's size: the first layer often "
+    "Question 5", q5_answer, "ABCD", expected_digest="6d90e0448c625d1d", salt="01_q5",
+    explanations={"A": "The number of parameters does not set a gradient's size: the first layer often "
                        "has the MOST parameters and still the smallest gradient.",
-                  "C": "SGD uses one learning rate for every layer. The step is lr * gradient, and it "
+                  "B": "SGD uses one learning rate for every layer. The step is lr * gradient, and it "
                        "is the gradient that is small.",
-                  "D": "It does: change a first-layer weight and the output changes. The dependence "
-                       "passes through every later layer, and each one scales the gradient."})
+                  "D": "Change a first-layer weight and the output changes. The dependence passes "
+                       "through every later layer, and each one scales the gradient."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="A")
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="C")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 6 (3 points): diagnose three networks
+# ### Question 6 (4 points): diagnose a network from its gradient norms
 #
-# Three 20-layer networks, A, B and C, get the same batch, and we measure the
-# gradient arriving at each layer's output, $\|\partial L/\partial h_k\|$.
-# Read the plot (layer 1 is next to the input) and label each network
-# `"vanishing"`, `"exploding"` or `"healthy"` (gradient within 100x between the
-# last layer and layer 1). Set `q6_diagnosis` to a dict such as
-# `{"A": "healthy", "B": "healthy", "C": "healthy"}`.
+# We measure the gradient arriving at each layer's output, $\|\partial L/\partial h_k\|$,
+# for one batch. Write `diagnose(grad_norms)`: `grad_norms` lists these norms layer by
+# layer, **layer 1 (next to the input) first** and the last layer last. Compare layer 1
+# with the last layer and return `"vanishing"` if layer 1 gets less than 1/100 of the
+# last layer's gradient, `"exploding"` if it gets more than 100 times as much, and
+# `"healthy"` otherwise (within 100x, either way). The visible check uses the three
+# 20-layer networks plotted below; the hidden tests use other networks and curves
+# (other depths, a list instead of an array).
 
 # %%
 X_probe = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
@@ -540,27 +691,92 @@ for label, net in mystery.items():
     with GradientMonitor(net) as monitor:
         net(X_probe).pow(2).sum().backward()
     mystery_grads[label] = monitor.latest("out_grad_norm")
-plot_gradient_norms(mystery_grads, ylabel="||dL/dh_k||", title="Which network is which?");
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+plot_gradient_norms(mystery_grads, ax=ax, ylabel="||dL/dh_k||", title="Three networks: which is which?")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+plt.show()
 
-# %% nbgrader={"grade_id": "q6_diagnosis", "solution": true}
-### BEGIN SOLUTION
-q6_diagnosis = {"A": "exploding", "B": "vanishing", "C": "healthy"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q6_diagnose", "solution": true}
+def diagnose(grad_norms):
+    """'vanishing', 'exploding' or 'healthy', from per-layer gradient norms (layer 1 first)."""
+    ### BEGIN SOLUTION
+    ratio = grad_norms[0] / grad_norms[-1]
+    if ratio < 1e-2:
+        return "vanishing"
+    if ratio > 1e2:
+        return "exploding"
+    return "healthy"
+    ### END SOLUTION
 
-# %% mistake="q6_diagnosis" label="reads the layer axis backwards"
-q6_diagnosis = {"A": "vanishing", "B": "exploding", "C": "healthy"}
+# %% mistake="q6_diagnose" label="reads the layers backwards (last layer first)"
+def diagnose(grad_norms):
+    ratio = grad_norms[-1] / grad_norms[0]
+    if ratio < 1e-2:
+        return "vanishing"
+    if ratio > 1e2:
+        return "exploding"
+    return "healthy"
 
-# %% nbgrader={"grade_id": "q6_diagnosis_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 6", q6_diagnosis, ["A", "B", "C"], ["vanishing", "exploding", "healthy"],
-    expected_digests={"A": "3caad11acf119481", "B": "3aaeb61592b1db16", "C": "47512e82024e61d2"},
-    explanations={(k, v): "Layer 1 is on the LEFT. Vanishing means the left end (input side) is far "
-                          "BELOW the right end; exploding means it is far above."
-                  for k in "ABC" for v in ("vanishing", "exploding")})
+# %% mistake="q6_diagnose" label="compares the largest and smallest layers instead of layer 1 and the last (passes the visible check)"
+def diagnose(grad_norms):
+    norms = np.asarray(grad_norms)
+    if norms.max() / norms.min() <= 1e2:
+        return "healthy"
+    return "vanishing" if norms.argmin() < norms.argmax() else "exploding"
+
+# %% mistake="q6_diagnose" label="calls a factor of 10 vanishing or exploding (passes the visible check)"
+def diagnose(grad_norms):
+    ratio = grad_norms[0] / grad_norms[-1]
+    if ratio < 0.1:
+        return "vanishing"
+    if ratio > 10:
+        return "exploding"
+    return "healthy"
+
+# %% right="q6_diagnose" label="decades with log10, prints the ratio"
+def diagnose(grad_norms):
+    decades = float(np.log10(grad_norms[0]) - np.log10(grad_norms[-1]))
+    print(f"layer 1 / last layer: 10^{decades:.1f}")
+    if decades < -2:
+        return "vanishing"
+    return "exploding" if decades > 2 else "healthy"
+
+# %% right="q6_diagnose" label="a lookup on the comparison"
+def diagnose(grad_norms):
+    first, last = float(grad_norms[0]), float(grad_norms[-1])
+    verdicts = {(True, False): "vanishing", (False, True): "exploding", (False, False): "healthy"}
+    return verdicts[(100 * first < last, first > 100 * last)]
+
+# %% nbgrader={"grade_id": "q6_diagnose_test", "grade": true, "points": 4}
+_verdicts = ["vanishing", "exploding", "healthy"]
+checks.check_verdicts(
+    "Question 6 (network A)", diagnose, [((mystery_grads["A"],), "exploding")], allowed=_verdicts,
+    hint="In network A, layer 1 (the first entry, the left end of the plot) gets far MORE gradient than "
+         "the last layer. If you said 'vanishing', you compared them the wrong way round.")
+checks.check_verdicts(
+    "Question 6 (network B)", diagnose, [((mystery_grads["B"],), "vanishing")], allowed=_verdicts,
+    hint="In network B, layer 1 gets about 1e-17 of the last layer's gradient: far less than 1/100.")
+checks.check_verdicts(
+    "Question 6 (network C)", diagnose, [((mystery_grads["C"],), "healthy")], allowed=_verdicts,
+    hint="In network C, layer 1 gets about 7 times the last layer's gradient: within 100x.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_labels("Question 6 (hidden)", q6_diagnosis, ["A", "B", "C"], ["vanishing", "exploding", "healthy"],
-                        expected={"A": "exploding", "B": "vanishing", "C": "healthy"})
+    def _measured_norms(net, width):
+        with GradientMonitor(net) as monitor:
+            net(torch.randn(64, width, generator=torch.Generator().manual_seed(11))).pow(2).sum().backward()
+        return monitor.latest("out_grad_norm")
+
+
+    _cases = [(_measured_norms(build_mlp(12, 32, activation="sigmoid", init="standard", seed=3), 32), "vanishing"),
+              (_measured_norms(build_mlp(15, 24, activation="tanh", init="normal", std=1.2, seed=4), 24), "exploding"),
+              (_measured_norms(build_mlp(9, 40, activation="relu", init="he", seed=5), 40), "healthy"),
+              (0.7 ** np.arange(19, -1, -1.0), "vanishing"),  # 0.7^19 = 1.1e-3
+              (1.3 ** np.arange(19, -1, -1.0), "exploding"),  # 1.3^19 = 146
+              (np.geomspace(30.0, 1.0, 8), "healthy"), (np.geomspace(1 / 30, 1.0, 8), "healthy"),
+              (np.array([1.0, 1e-4, 1e-3, 1.0]), "healthy"), (np.array([1e-3, 5.0, 0.2]), "vanishing"),
+              ([2e-3, 1.0], "vanishing"), ([500.0, 2.0], "exploding")]
+    for _norms, _label in _cases:
+        checks.check_verdicts("Question 6 (hidden)", diagnose, [((_norms,), _label)], allowed=_verdicts)
 ### END HIDDEN TESTS
 
 # %% [markdown]
