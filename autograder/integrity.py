@@ -131,7 +131,7 @@ def _python_source(source: str) -> tuple[str, str]:
         return source, source
 
 
-def _magic_arguments(text: str) -> str | None:
+def magic_python(text: str) -> str | None:
     """The Python in a %time/%timeit/%prun argument (leading options dropped), if it parses."""
     words = text.split(" ")
     for start in range(len(words) + 1):
@@ -255,7 +255,7 @@ class _Inspector(ast.NodeVisitor):
                 self._flag(node, f"uses the %{magic} magic" if magic else "runs a magic whose name is computed")
             elif magic in PYTHON_MAGICS:
                 for position, text in enumerate(strings[1:], start=1):
-                    code = _magic_arguments(text)
+                    code = magic_python(text)
                     if code is None:
                         self._flag(node, f"runs code through %{magic} that the grader cannot inspect")
                     elif code:  # a cell magic's body starts on the line after the magic

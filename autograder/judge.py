@@ -203,10 +203,28 @@ def _python(source: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(source: str):
+    """The cell's AST, with the Python that %time, %timeit, %%time, %%capture ... run spliced in
+    where the magic stands (so the names it reads and binds count like any other code's)."""
     try:
-        return ast.parse(_python(source))
+        tree = ast.parse(_python(source))
     except SyntaxError:
         return None
+    body = []
+    for node in tree.body:
+        call = node.value if isinstance(node, ast.Expr) else None
+        func = getattr(call, "func", None)
+        if isinstance(call, ast.Call) and isinstance(func, ast.Attribute) and \
+                func.attr in ("run_line_magic", "run_cell_magic") and call.args and \
+                all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args) and \
+                call.args[0].value in integrity.PYTHON_MAGICS:
+            for argument in call.args[1:]:
+                code = integrity.magic_python(argument.value)
+                inner = _parse(code) if code else None
+                body += inner.body if inner is not None else []
+            continue
+        body.append(node)
+    tree.body = body
+    return tree
 
 
 MUTATORS = {"append", "extend", "insert", "update", "add", "pop", "popitem", "remove", "clear", "setdefault",
@@ -285,7 +303,7 @@ def _free_names(source: str) -> frozenset[str]:
     if tree is None:
         return frozenset({"*"})
     top = _bound_names(source)
-    free: set[str] = set(_nested_globals(_python(source)) - top)
+    free: set[str] = set(_nested_globals(ast.unparse(tree)) - top)
 
     class Visitor(ast.NodeVisitor):
         def __init__(self):
@@ -1438,7 +1456,11 @@ class _Judge:
         if step.demo:
             why = "ran past the time limit" if interrupted else f"failed during grading ({ename})"
             note = note or f"it comes from the demonstration cell that starts `{first}`, which {why}"
-        for name in _bound_names(step.cell["source"]):
+        names = set(_bound_names(step.cell["source"]))
+        source_cell = self.model.by_id(step.grade_id) if step.grade_id else None
+        if source_cell is not None:
+            names |= _bound_names(source_cell.source, imports=False)  # what this answer cell should define
+        for name in names:
             self.cell_errors.setdefault(name, note or f"the cell that should define it stopped with {ename}")
             if step.demo:
                 self.name_notes.setdefault(name, f"`{name}` comes from the demonstration cell that starts "
