@@ -28,7 +28,9 @@ from pathlib import Path
 
 import nbformat
 
-MAX_CELL_CHARS = 50_000  # source shown per cell (markdown: the whole cell or a note)
+MAX_CELL_CHARS = 50_000  # code shown per cell
+MAX_MARKDOWN_CHARS = 20_000  # text of one markdown cell (else a note; markdown costs superlinear time)
+MAX_PAGE_MARKDOWN = 100_000  # markdown on one page, in total (a course notebook has under 20,000)
 MAX_OUTPUT_CHARS = 20_000  # text shown per output
 MAX_PAGE_CHARS = 1_000_000  # sources and outputs shown on one page, in total
 RENDER_SECONDS = 30.0  # beyond this a page becomes the plain summary (_summary_page)
@@ -216,15 +218,16 @@ def page_safe(nb) -> list[str]:
     Errors become their message (no traceback), paths of the grading machine their last part, and
     cells and outputs beyond the limits are cut or replaced by a note, so rendering stays fast.
     """
-    notes, budget = [], MAX_PAGE_CHARS
+    notes, budget, markdown = [], MAX_PAGE_CHARS, MAX_PAGE_MARKDOWN
     for cell in nb.cells:
         source = cell.get("source", "")
-        limit = max(0, min(MAX_CELL_CHARS, budget))
-        if len(source) > limit:
-            if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown":
+            if len(source) > max(0, min(MAX_MARKDOWN_CHARS, markdown, budget)):
                 cell.source = f"*(A text cell of {len(source):,} characters: too long to show here.)*"
-            else:
-                cell.source = _cut(source, limit)
+                notes.append("Some cells were too long to show in full; they are cut where marked.")
+            markdown -= len(cell.source)
+        elif len(source) > max(0, min(MAX_CELL_CHARS, budget)):
+            cell.source = _cut(source, max(0, min(MAX_CELL_CHARS, budget)))
             notes.append("Some cells were too long to show in full; they are cut where marked.")
         budget -= len(cell.source)
         outputs = []

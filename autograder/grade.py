@@ -702,19 +702,29 @@ def main_export(args) -> int:
 
 
 def write_totals(course: Course, path: Path, *, assignment: str | None = None) -> None:
-    """One row per student, one column per assignment (total score): what an LMS gradebook import wants."""
+    """One row per student, one column per assignment (total score), then the total and the maximum
+    points of those assignments: what an LMS gradebook import wants."""
     rows = csv_rows(course, assignment=assignment)
     totals, assignments = {}, sorted({r["assignment"] for r in rows})
+    maxima = {}  # assignment -> its points (the same for every student: one row per question)
     for row in rows:
         student = totals.setdefault(row["student_id"], {})
         student[row["assignment"]] = student.get(row["assignment"], 0.0) + (row["score"] or 0.0)
+        per_student = maxima.setdefault(row["assignment"], {})
+        per_student[row["student_id"]] = per_student.get(row["student_id"], 0.0) + row["max_score"]
         if row["status"] != "graded":
             student["needs review"] = "yes"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    max_points = sum(max(per_student.values()) for per_student in maxima.values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student_id", *assignments, "needs review"])
+        writer.writerow(["student_id", *assignments, "total", "max_points", "needs review"])
         for student, values in sorted(totals.items()):
-            writer.writerow([student, *[values.get(a, "") for a in assignments], values.get("needs review", "")])
+            total = sum(values.get(a, 0.0) for a in assignments)
+            writer.writerow([student, *[round(values[a], 4) if a in values else "" for a in assignments],
+                             round(total, 4), round(max_points, 4), values.get("needs review", "")])
+    os.replace(temporary, path)
 
 
 def main_feedback(args) -> int:

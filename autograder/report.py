@@ -14,7 +14,11 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-COLORS = {"full": "#009E73", "partial": "#E69F00", "zero": "#D55E00", "review": "#999999"}
+# Okabe-Ito colours, one meaning each: credit (full, partial, none, under review), the distribution of
+# totals, and the mean score of the hardest questions.
+COLORS = {"full": "#009E73", "partial": "#E69F00", "zero": "#D55E00", "review": "#999999", "totals": "#0072B2",
+          "mean": "#CC79A7"}
+WIDTH_INCHES, DPI = 10.5, 100  # 1050 px: fits the page (max 1100 px) in a 1280 px window
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -49,12 +53,13 @@ def plot_assignment(name: str, data: dict, folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     questions = sorted(data["questions"])
     labels = [_label(*q) for q in questions]
     counted = [sum(data["questions"][q][k] for k in ("full", "partial", "zero", "review")) or 1 for q in questions]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * len(questions) + 2.6), layout="constrained",
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH_INCHES, 0.45 * len(questions) + 2.6),
+                                      layout="constrained", gridspec_kw={"width_ratios": [3, 2]})
     start = np.zeros(len(questions))
     names = {"full": "full marks", "partial": "partial credit", "zero": "no credit",
              "review": "flagged / needs review"}
@@ -65,15 +70,17 @@ def plot_assignment(name: str, data: dict, folder: Path) -> list[Path]:
     left.invert_yaxis()
     left.set_xlim(0, 100)
     left.set_xlabel("% of students")
-    left.set_title(f"{name}: score per question")
-    left.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=8)
+    left.set_title(f"{name}: score per question (% of students)")
+    left.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
     totals = np.array([score / possible if possible else 0 for score, possible in data["totals"].values()])
-    right.hist(totals * 100, bins=np.linspace(0, 100, 21), color="#0072B2", edgecolor="white")
+    right.hist(totals * 100, bins=np.linspace(0, 100, 21), color=COLORS["totals"], edgecolor="white")
+    right.set_xlim(0, 100)
     right.set_xlabel("total score (% of points)")
-    right.set_ylabel("students")
-    right.set_title(f"{len(totals)} students, median {np.median(totals) * 100:.0f}%")
+    right.set_ylabel("students (count)")
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
+    right.set_title(f"Total scores: {len(totals)} students, median {np.median(totals) * 100:.0f}%")
     path = folder / f"{name}.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return [path]
 
@@ -93,16 +100,16 @@ def plot_hardest(summary: dict, folder: Path, *, top: int = 15) -> Path | None:
     if not means:
         return None
     means = sorted(means)[:top]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(means) + 1.5), layout="constrained")
-    ax.barh([m[1] for m in means], [m[0] * 100 for m in means], color=COLORS["zero"])
+    fig, ax = plt.subplots(figsize=(WIDTH_INCHES * 0.8, 0.4 * len(means) + 1.5), layout="constrained")
+    ax.barh([m[1] for m in means], [m[0] * 100 for m in means], color=COLORS["mean"])
     ax.invert_yaxis()
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 105)
     ax.set_xlabel("mean score (% of the question's points)")
-    ax.set_title("Hardest questions")
+    ax.set_title(f"Hardest questions: the {len(means)} lowest mean scores (%)")
     for y, (mean, _) in enumerate(means):
-        ax.text(mean * 100 + 1, y, f"{mean * 100:.0f}%", va="center", fontsize=8)
+        ax.text(mean * 100 + 1, y, f"{mean * 100:.0f}%", va="center", fontsize=9)
     path = folder / "hardest_questions.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -118,8 +125,10 @@ def write_report(course, folder: Path, *, assignment: str | None = None) -> Path
         images += plot_assignment(name, data, folder)
     hardest = plot_hardest(summary, folder)
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>Grading report</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "img{max-width:100%;height:auto}table{border-collapse:collapse;max-width:100%}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;overflow-wrap:anywhere}"
              "th:first-child,td:first-child{text-align:left}</style></head><body><h1>Grading report</h1>"]
     if hardest:
         parts.append(f"<h2>Hardest questions</h2><img src='{hardest.name}' alt='hardest questions'>")
