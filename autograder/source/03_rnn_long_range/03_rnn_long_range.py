@@ -219,7 +219,7 @@ ax.set_ylim(0.4, 1.02)
 ax.legend(frameon=False)
 print("test accuracy by T:", {cell: {T: round(float(a), 3) for T, a in zip(e5_lengths, acc)} for cell, acc in accuracy.items()})
 assert accuracy["rnn"][0] > 0.95  # short lags are easy for the RNN too
-assert accuracy["rnn"][-1] < 0.6 and accuracy["lstm"][-1] > 0.95  # COURSE.md thresholds at T = 50
+assert accuracy["rnn"][-1] < 0.6 and accuracy["lstm"][-1] > 0.95  # E5 at T = 50: the RNN at chance, the LSTM solves it
 
 # %% [markdown]
 # **What to notice:** at $T = 10$ both networks are perfect; at $T = 50$ the RNN is at
@@ -251,7 +251,7 @@ ax.set_xlabel("training step")
 ax.set_ylabel("training MSE (running mean)")
 ax.legend(frameon=False)
 print(f"test MSE: RNN {e6['rnn'].score:.4f}, LSTM {e6['lstm'].score:.4f} (baseline {1 / 6:.4f})")
-assert e6["rnn"].score > 0.12 and e6["lstm"].score < 0.05  # COURSE.md thresholds for E6
+assert e6["rnn"].score > 0.12 and e6["lstm"].score < 0.05  # E6: the RNN stays at the baseline 1/6, the LSTM beats it
 
 # %% [markdown]
 # **What to notice:** both networks first learn the baseline (answer about 1). The RNN
@@ -315,15 +315,15 @@ assert first["LSTM, forget bias 0"] < 1e-6  # ...but only when the forget gate s
 explorer = recurrent_explorer(radius=0.9, length=50, nonlinearity="linear")
 assert math.isclose(explorer.last["ratio"], 0.9**50, rel_tol=1e-9)
 assert explorer.update(radius=1.1)["kind"] == "exploding"
-explorer.update(radius=0.9, nonlinearity="tanh")
+explorer.update(radius=0.9, nonlinearity="linear")  # open where the text starts: the linear RNN
 explorer
 
 # %% [markdown]
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. The checks tell you what is wrong; hidden tests
-# with other inputs decide the grade.
+# then run the check below each one. The checks try your answer on one public example and
+# tell you what is wrong; hidden tests with other inputs decide the grade.
 #
 # ### Question 1 (3 points): BPTT by hand
 #
@@ -333,6 +333,9 @@ explorer
 # Write `bptt_gradients(W_hh, hs, grad_T)` returning an array of shape `(T, n)` whose row
 # $t-1$ is $\partial L/\partial h_t$ (so the last row is `grad_T`). Use the Jacobians
 # $J_t = \operatorname{diag}(1 - h_t^2)\,W_{hh}$ of section 1; do not modify the inputs.
+# The inputs are plain NumPy arrays with no autograd graph behind them, so this is a
+# backward pass written by hand. The hidden tests compare with autograd on other RNNs
+# (other sizes and lengths, down to $T = 1$), relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q1_bptt_gradients", "solution": true}
 def bptt_gradients(W_hh, hs, grad_T):
@@ -355,9 +358,58 @@ def bptt_gradients(W_hh, hs, grad_T):
         grads[t - 1] = W_hh.T @ ((1 - hs[t - 1] ** 2) * grads[t])
     return grads
 
+# %% mistake="q1_bptt_gradients" label="multiplies by W_hh instead of its transpose"
+def bptt_gradients(W_hh, hs, grad_T):
+    grads = np.zeros((len(hs), len(grad_T)))
+    grads[-1] = grad_T
+    for t in range(len(hs) - 1, 0, -1):
+        grads[t - 1] = W_hh @ ((1 - hs[t] ** 2) * grads[t])
+    return grads
+
+# %% mistake="q1_bptt_gradients" label="reuses the last step's Jacobian for every step (passes the visible T = 2 case)"
+def bptt_gradients(W_hh, hs, grad_T):
+    J_T = np.diag(1 - np.asarray(hs[-1]) ** 2) @ W_hh  # as if tanh's slope never changed over time
+    T = len(hs)
+    return np.stack([np.linalg.matrix_power(J_T.T, T - 1 - t) @ grad_T for t in range(T)])
+
+# %% mistake="q1_bptt_gradients" label="leaves out tanh's slope"
+def bptt_gradients(W_hh, hs, grad_T):
+    grads = np.zeros((len(hs), len(grad_T)))
+    grads[-1] = grad_T
+    for t in range(len(hs) - 1, 0, -1):
+        grads[t - 1] = W_hh.T @ grads[t]
+    return grads
+
+# %% right="q1_bptt_gradients" label="explicit Jacobian matrices, collected in a list and reversed"
+def bptt_gradients(W_hh, hs, grad_T):
+    g = np.array(grad_T, dtype=float)
+    rows = [g]
+    for h in hs[:0:-1]:  # h_T, h_{T-1}, ..., h_2
+        J = np.diag(1.0 - h * h) @ W_hh
+        g = J.T @ g
+        rows.append(g)
+    print(f"back-propagated through {len(rows) - 1} steps")
+    return np.array(rows[::-1])
+
 # %% nbgrader={"grade_id": "q1_bptt_gradients_test", "grade": true, "points": 3}
+# The public example: n = 3 units, T = 2 steps.
+_W = np.array([[0.5, -0.9, 0.2], [0.7, 0.1, -0.4], [-0.3, 0.8, 0.6]])
+_hs = np.array([[0.3, -0.6, 0.1], [-0.5, 0.2, 0.7]])
+_g = np.array([1.0, -2.0, 0.5])
+checks.check_function(
+    "Question 1", bptt_gradients, [((_W, _hs, _g), [[-1.0455, -0.663, 1.071], [1.0, -2.0, 0.5]])], rtol=1e-6,
+    mistakes=[(lambda *_: [[-0.5895, -0.551, 0.991], [1.0, -2.0, 0.5]],
+               "you used the slope of h_{t-1}. The Jacobian J_t = diag(1 - h_t^2) W_hh uses the state that "
+               "step t PRODUCED."),
+              (lambda *_: [[2.154, 0.231, -1.608], [1.0, -2.0, 0.5]],
+               "you multiplied by W_hh itself. Backprop applies the transpose of each Jacobian."),
+              (lambda *_: [[-1.05, -0.7, 1.3], [1.0, -2.0, 0.5]],
+               "the first row is W_hh^T grad_T: tanh's slope (1 - h^2) is missing from the Jacobian.")],
+    hint="Check the last row first (it is grad_T), then one step back: which state's slope, and which "
+         "way round does W_hh act on a gradient?")
+### BEGIN HIDDEN TESTS
 def _rnn_case(T, n, seed):
-    """A random tanh RNN run for T steps, and dL/dh_t for every t by autograd (the oracle)."""
+    """A random tanh RNN run for T steps, and dL/dh_t for every t by autograd (the reference)."""
     g = torch.Generator().manual_seed(seed)
     W_hh = (torch.randn(n, n, dtype=torch.float64, generator=g) * 1.2 / n**0.5).requires_grad_()
     W_ih = torch.randn(n, 2, dtype=torch.float64, generator=g)
@@ -371,64 +423,70 @@ def _rnn_case(T, n, seed):
     expected = [torch.zeros(n, dtype=torch.float64) if e is None else e for e in expected]
     return ((W_hh.detach().numpy(), torch.stack(hs).detach().numpy(), grad_T.numpy()), torch.stack(expected).numpy())
 
-
-def _bptt_wrong(W_hh, hs, grad_T, *, slope_at=0, transpose=True, slope=True):
-    grads = np.zeros_like(hs)
-    grads[-1] = grad_T
-    for t in range(len(hs) - 1, 0, -1):
-        d = (1 - hs[t + slope_at] ** 2) if slope else 1.0
-        grads[t - 1] = (W_hh.T if transpose else W_hh) @ (d * grads[t])
-    return grads
-
-
-_case = _rnn_case(6, 4, seed=0)
-checks.check_function(
-    "Question 1", bptt_gradients, [_case],
-    mistakes=[(lambda W, hs, g: _bptt_wrong(W, hs, g, slope_at=-1),
-               "you used the slope of h_{t-1}. The Jacobian J_t = diag(1 - h_t^2) W_hh uses the state the "
-               "step PRODUCED: dL/dh_{t-1} = W_hh^T ((1 - h_t^2) * dL/dh_t)."),
-              (lambda W, hs, g: _bptt_wrong(W, hs, g, transpose=False),
-               "you multiplied by W_hh; backprop applies the TRANSPOSE, W_hh.T."),
-              (lambda W, hs, g: _bptt_wrong(W, hs, g, slope=False),
-               "you left out tanh's slope (1 - h_t^2).")],
-    hint="Start from the last row (grad_T) and walk backwards: "
-         "grads[t-1] = W_hh.T @ ((1 - hs[t]**2) * grads[t]).")
-### BEGIN HIDDEN TESTS
 with checks.quiet():
-    for _seed, (_T, _n) in enumerate([(1, 3), (2, 2), (10, 5), (25, 8), (7, 1)]):
-        _args, _expected = _rnn_case(_T, _n, seed=100 + _seed)
-        checks.check_function("Question 1 (hidden)", bptt_gradients, [(_args, _expected)], rtol=1e-9, atol=1e-12)
-    _out = np.asarray(bptt_gradients(*_rnn_case(5, 3, seed=7)[0]))
-    assert _out.shape == (5, 3), f"Question 1: expected shape (T, n) = (5, 3), got {_out.shape}"
+    for _seed, (_T, _n) in enumerate([(1, 3), (2, 1), (11, 5), (25, 8), (7, 1), (4, 6)]):
+        checks.check_function("Question 1 (hidden)", bptt_gradients, [_rnn_case(_T, _n, seed=100 + _seed)],
+                              rtol=1e-6, atol=1e-12)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Question 2 (2 points): predict the decay
 #
-# A linear RNN has $W_{hh} = 0.8\,Q$ with $Q$ orthogonal. By what factor is the norm of
-# the $T$-step Jacobian $\partial h_T / \partial h_0$ multiplied when $T = 25$? Set
-# `q2_factor` to a number (1% tolerance).
+# A linear RNN $h_t = W_{hh} h_{t-1} + x_t$ has $W_{hh} = s\,Q$ with $Q$ orthogonal and the
+# loss depends on $h_T$ only. Write `predict_gradient_ratio(s, T, t)` returning your
+# prediction of $\|\partial L/\partial h_t\| \,/\, \|\partial L/\partial h_T\|$ for
+# $0 \le t \le T$. The check measures one public setting; the hidden tests measure others
+# (relative tolerance 1%).
 
-# %% nbgrader={"grade_id": "q2_factor", "solution": true}
-### BEGIN SOLUTION
-q2_factor = 0.8**25
-### END SOLUTION
+# %% nbgrader={"grade_id": "q2_gradient_ratio", "solution": true}
+def predict_gradient_ratio(s, T, t):
+    """||dL/dh_t|| / ||dL/dh_T|| for the linear RNN with W_hh = s Q."""
+    ### BEGIN SOLUTION
+    return float(s) ** (T - t)
+    ### END SOLUTION
 
-# %% mistake="q2_factor" label="multiplies by the number of steps instead of raising to it"
-q2_factor = 0.8 * 25
+# %% mistake="q2_gradient_ratio" label="multiplies by the number of steps instead of raising to it"
+def predict_gradient_ratio(s, T, t):
+    return s * (T - t)
 
-# %% nbgrader={"grade_id": "q2_factor_test", "grade": true, "points": 2}
+# %% mistake="q2_gradient_ratio" label="counts every step from h_0, ignoring t (passes the visible t = 0 case)"
+def predict_gradient_ratio(s, T, t):
+    return s**T
+
+# %% mistake="q2_gradient_ratio" label="inverts the factor"
+def predict_gradient_ratio(s, T, t):
+    return (1 / s) ** (T - t)
+
+# %% mistake="q2_gradient_ratio" label="one factor too many"
+def predict_gradient_ratio(s, T, t):
+    return s ** (T - t + 1)
+
+# %% right="q2_gradient_ratio" label="a loop of one factor per step"
+def predict_gradient_ratio(s, T, t):
+    ratio = 1.0
+    for _ in range(t, T):
+        ratio *= s
+    return ratio
+
+# %% nbgrader={"grade_id": "q2_gradient_ratio_test", "grade": true, "points": 2}
+# The public setting: s = 0.8, from step T = 25 back to h_0, measured as the norm of dh_T/dh_0.
 _measured = np.linalg.svd(linear_rnn_jacobian(0.8, 25), compute_uv=False).max()
-checks.check_prediction("Question 2", q2_factor, _measured, rtol=0.01,
-                        mistakes=[(0.8 * 25, "you multiplied 0.8 by 25. BPTT multiplies one factor per step: "
-                                             "0.8 * 0.8 * ... (25 times)."),
-                                  (0.8**24, "one step short: 25 steps give 25 factors."),
-                                  (0.8**-25, "the norm shrinks (0.8 < 1): you inverted the factor.")])
+checks.check_function("Question 2", predict_gradient_ratio, [((0.8, 25, 0), _measured)], rtol=0.01,
+                      mistakes=[(lambda *_: 20.0, "you multiplied s by the number of steps. BPTT multiplies "
+                                                  "one factor per step."),
+                                (lambda *_: 264.698, "the gradient shrinks going back in time when s < 1: your "
+                                                     "factor grows."),
+                                (lambda *_: 0.00302231, "count the Jacobians between h_t and h_T: you used one "
+                                                        "too many."),
+                                (lambda *_: 0.00472237, "count the Jacobians between h_t and h_T: you used one "
+                                                        "too few.")],
+                      hint="How many Jacobians lie between h_t and h_T, and what does each do to a norm?")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q2_factor, (int, float, np.floating)) and not isinstance(q2_factor, bool), \
-        "Question 2: give a plain number"
-    assert math.isclose(float(q2_factor), 0.8**25, rel_tol=0.01), f"Question 2: {q2_factor} is not right"
+    for _s, _T, _t, _seed in [(0.9, 30, 12, 1), (1.1, 20, 3, 2), (0.5, 7, 6, 3), (0.97, 60, 0, 4), (1.3, 9, 9, 5)]:
+        _norms = orthogonal_rnn_gradients(_s, _T, nonlinearity="linear", seed=_seed)
+        checks.check_function("Question 2 (hidden)", predict_gradient_ratio, [((_s, _T, _t), _norms[_t] / _norms[_T])],
+                              rtol=0.01)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -438,7 +496,8 @@ with checks.quiet():
 # parameter). Compute the **total** norm $\|g\| = \sqrt{\sum_i \|g_i\|^2}$ over all of them;
 # if it exceeds `max_norm`, return the arrays scaled by `max_norm / ||g||`, otherwise
 # unchanged. Return a new list of arrays of the same shapes; do not modify the inputs.
-# (This is what `torch.nn.utils.clip_grad_norm_` does, Pascanu et al. 2013.)
+# (This is what `torch.nn.utils.clip_grad_norm_` does, Pascanu et al. 2013.) The hidden
+# tests use other shapes, dtypes and thresholds, and all-zero gradients; relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q3_clip", "solution": true}
 def clip_by_global_norm(grads, max_norm):
@@ -459,162 +518,289 @@ def clip_by_global_norm(grads, max_norm):
         out.append(g * (max_norm / norm) if norm > max_norm else g.copy())
     return out
 
+# %% mistake="q3_clip" label="scales the caller's arrays in place"
+def clip_by_global_norm(grads, max_norm):
+    total = math.sqrt(sum(float(np.sum(g**2)) for g in grads))
+    if total > max_norm:
+        for g in grads:
+            g *= max_norm / total
+    return grads
+
+# %% mistake="q3_clip" label="divides by the total norm before comparing: all-zero gradients fail"
+def clip_by_global_norm(grads, max_norm):
+    total = math.sqrt(sum(float(np.sum(np.asarray(g, dtype=float) ** 2)) for g in grads))
+    scale = min(1.0, max_norm / total)
+    return [np.asarray(g, dtype=float) * scale for g in grads]
+
+# %% mistake="q3_clip" label="uses the largest array's norm instead of the total"
+def clip_by_global_norm(grads, max_norm):
+    largest = max(np.linalg.norm(np.ravel(g)) for g in grads)
+    scale = max_norm / largest if largest > max_norm else 1.0
+    return [np.asarray(g, dtype=float) * scale for g in grads]
+
+# %% right="q3_clip" label="one flat vector, np.linalg.norm, split back into shapes"
+def clip_by_global_norm(grads, max_norm):
+    arrays = [np.array(g, dtype=np.float64) for g in grads]  # copies
+    flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
+    total = np.linalg.norm(flat)
+    if total <= max_norm:
+        return arrays
+    flat = flat * (max_norm / total)
+    out, start = [], 0
+    for a in arrays:
+        out.append(flat[start:start + a.size].reshape(a.shape))
+        start += a.size
+    return out
+
 # %% nbgrader={"grade_id": "q3_clip_test", "grade": true, "points": 3}
-def _torch_clip(grads, max_norm):
-    params = [torch.nn.Parameter(torch.zeros(np.shape(g), dtype=torch.float64)) for g in grads]
-    for p, g in zip(params, grads):
-        p.grad = torch.tensor(np.asarray(g, dtype=np.float64))
-    torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return [p.grad.numpy() for p in params]
-
-
-def _flat(arrays):
-    return np.concatenate([np.ravel(a) for a in arrays])
-
-
 _grads = [np.array([3.0, 0.0]), np.array([[0.0, 4.0]])]  # total norm 5
 _result = clip_by_global_norm(_grads, 1.0)
 assert isinstance(_result, list) and len(_result) == 2, "Question 3: return a list with one array per input array"
 assert [np.shape(r) for r in _result] == [(2,), (1, 2)], "Question 3: keep each array's shape"
-checks.check_close("Question 3", _flat(_result), _flat(_torch_clip(_grads, 1.0)), rtol=1e-6,
+assert np.array_equal(_grads[0], [3.0, 0.0]) and np.array_equal(_grads[1], [[0.0, 4.0]]), \
+    "Question 3: your function changed the arrays it was given; scale copies and return those"
+checks.check_close("Question 3", np.concatenate([np.ravel(r) for r in _result]), [0.6, 0.0, 0.0, 0.8], rtol=1e-6,
                    mistakes=[(np.array([1.0, 0.0, 0.0, 1.0]),
                               "you clipped each array (or each entry) on its own. Clipping uses the TOTAL norm "
                               "over all parameters and scales them all by one factor, so the update keeps its "
                               "direction."),
+                             (np.array([0.75, 0.0, 0.0, 1.0]), "you used the largest array's norm; the total norm "
+                                                               "counts every entry of every array."),
                              (np.array([3.0, 0.0, 0.0, 4.0]), "nothing was clipped: the total norm is 5 > 1.")],
-                   hint="total = sqrt(sum of squares of ALL entries); multiply every array by max_norm / total.")
-checks.check_close("Question 3 (small gradient)", _flat(clip_by_global_norm(_grads, 10.0)), _flat(_grads),
-                   mistakes=[(_flat(_grads) * 2.0, "you rescaled to max_norm even though the gradient was already "
-                                                  "smaller: clipping only ever shrinks.")])
+                   hint="Compute the one total norm over all arrays first; then decide whether to rescale.")
+checks.check_close("Question 3 (small gradient)",
+                   np.concatenate([np.ravel(r) for r in clip_by_global_norm(_grads, 10.0)]), [3.0, 0.0, 0.0, 4.0],
+                   rtol=1e-6, mistakes=[(np.array([6.0, 0.0, 0.0, 8.0]), "you rescaled to max_norm even though the "
+                                         "gradient was already smaller: clipping only ever shrinks.")])
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
+    def _clipped_flat(gs, c):
+        return np.concatenate([np.ravel(r) for r in clip_by_global_norm(gs, c)])
+
     _rng = np.random.default_rng(5)
     for _trial in range(6):
-        _gs = [_rng.normal(scale=_rng.uniform(0.1, 5), size=tuple(_rng.integers(1, 5, _rng.integers(1, 3))))
+        _gs = [_rng.normal(scale=_rng.uniform(0.1, 5), size=tuple(_rng.integers(1, 6, _rng.integers(1, 4))))
                for _ in range(int(_rng.integers(1, 5)))]
-        _c = float(_rng.uniform(0.1, 3))
-        _before = [g.copy() for g in _gs]
-        _got = clip_by_global_norm(_gs, _c)
-        assert all(np.array_equal(a, b) for a, b in zip(_gs, _before)), "Question 3: the inputs were modified"
-        assert [np.shape(g) for g in _got] == [g.shape for g in _gs], "Question 3: shapes changed"
-        checks.check_close("Question 3 (hidden)", _flat(_got), _flat(_torch_clip(_gs, _c)), rtol=1e-6)
-    _zero = clip_by_global_norm([np.zeros(3), np.zeros((2, 2))], 1.0)
-    assert np.all(np.isfinite(_flat(_zero))) and np.all(_flat(_zero) == 0), "Question 3: zero gradients must stay 0"
-    checks.check_close("Question 3 (hidden, one huge array)", _flat(clip_by_global_norm([np.array([1e10, -1e10])], 2.0)),
-                       np.array([math.sqrt(2), -math.sqrt(2)]), rtol=1e-9)
+        _gs = [g.astype(np.float32) for g in _gs] if _trial == 2 else _gs
+        _flat = np.concatenate([np.ravel(g) for g in _gs]).astype(np.float64)
+        _c = 2 * float(np.linalg.norm(_flat)) if _trial == 4 else float(_rng.uniform(0.1, 3))
+        _expected = _flat * min(1.0, _c / float(np.linalg.norm(_flat)))
+        checks.check_function("Question 3 (hidden)", _clipped_flat, [((_gs, _c), _expected)], rtol=1e-6)
+        assert [np.shape(r) for r in clip_by_global_norm(_gs, _c)] == [g.shape for g in _gs], \
+            "Question 3: keep each array's shape"
+    checks.check_function("Question 3 (hidden, all zero)", _clipped_flat,
+                          [(([np.zeros(3), np.zeros((2, 2))], 1.0), np.zeros(7))], rtol=1e-6)
+    checks.check_function("Question 3 (hidden, one huge array)", _clipped_flat,
+                          [(([np.array([1e10, -1e10])], 2.0), [math.sqrt(2), -math.sqrt(2)])], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Question 4 (3 points): choose the fix
 #
-# For each failure, choose the fix: `"clip"` (gradient norm clipping), `"lstm"` (replace
-# the vanilla RNN by an LSTM) or `"forget_bias"` (initialize the forget-gate bias to 1 or 2).
+# Write `choose_fix(cell, grad_norms, first_over_last)`, which recommends a fix for a
+# recurrent network that does not learn, from two measurements:
 #
-# - **A.** A vanilla tanh RNN on sequences of length 200 trains normally for a while, then
-#   the gradient norm jumps from about 1 to $10^7$ in one step and the loss becomes NaN.
-# - **B.** A vanilla tanh RNN must output a label that depends only on the first of 100
-#   steps. Its accuracy stays at chance, and $\|\partial L/\partial h_1\|$ is $10^{-12}$ of
-#   $\|\partial L/\partial h_{100}\|$ throughout training.
-# - **C.** An LSTM built with every gate bias at $-3$ stays at chance on a lag-50 task; at
-#   initialization its gradient reaching the first cell state is $10^{-30}$ of the last one's.
+# - `cell`: `"rnn"` (a vanilla tanh RNN) or `"lstm"`;
+# - `grad_norms`: a NumPy array, the total gradient norm at each training step so far;
+# - `first_over_last`: $\|\partial L/\partial h_1\| \,/\, \|\partial L/\partial h_T\|$, measured at initialization.
 #
-# Set `q4_fixes` to a dict such as `{"A": "clip", "B": "clip", "C": "clip"}`.
+# Return `"clip"` if the gradient **explodes**: some norm is not finite (inf or NaN) or is more
+# than 1000 times the median of `grad_norms`. Otherwise, if the gradient **vanishes** over
+# time (`first_over_last` below $10^{-6}$), return the fix for that network: `"lstm"` for a
+# vanilla RNN, `"forget_bias"` (initialize the forget-gate bias to 1 or 2) for an LSTM.
+# Otherwise return `"none"`. Exploding comes first: a step that overflows ends training
+# before a vanishing gradient matters. The hidden tests use other networks and histories.
 
-# %% nbgrader={"grade_id": "q4_fixes", "solution": true}
-### BEGIN SOLUTION
-q4_fixes = {"A": "clip", "B": "lstm", "C": "forget_bias"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q4_choose_fix", "solution": true}
+def choose_fix(cell, grad_norms, first_over_last):
+    """'clip', 'lstm', 'forget_bias' or 'none' for a recurrent network that does not learn."""
+    ### BEGIN SOLUTION
+    grad_norms = np.asarray(grad_norms, dtype=np.float64)
+    if not np.isfinite(grad_norms).all() or grad_norms.max() > 1000 * np.median(grad_norms):
+        return "clip"
+    if first_over_last < 1e-6:
+        return "lstm" if cell == "rnn" else "forget_bias"
+    return "none"
+    ### END SOLUTION
 
-# %% mistake="q4_fixes" label="treats the exploding run as vanishing and the vanishing one as exploding"
-q4_fixes = {"A": "lstm", "B": "clip", "C": "forget_bias"}
+# %% mistake="q4_choose_fix" label="checks for vanishing before exploding (passes the visible cases)"
+def choose_fix(cell, grad_norms, first_over_last):
+    if first_over_last < 1e-6:
+        return "lstm" if cell == "rnn" else "forget_bias"
+    if not np.isfinite(grad_norms).all() or np.max(grad_norms) > 1000 * np.median(grad_norms):
+        return "clip"
+    return "none"
 
-# %% nbgrader={"grade_id": "q4_fixes_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 4", q4_fixes, ["A", "B", "C"], ["clip", "lstm", "forget_bias"],
-    expected_digests={"A": "577e2b3f11f929f1", "B": "bd8cd2f2e074eddc", "C": "4dbaa43d4cdfaa55"},
-    explanations={("A", "lstm"): "A gradient that jumps to 1e7 is EXPLODING. An LSTM changes the path for "
-                                 "vanishing gradients; a spike needs its step capped.",
-                  ("A", "forget_bias"): "A has no forget gate: it is a vanilla RNN, and its gradient explodes.",
-                  ("B", "clip"): "Clipping only shrinks large gradients; B's gradient is tiny (vanishing).",
-                  ("B", "forget_bias"): "B is a vanilla RNN: it has no forget gate to initialize.",
-                  ("C", "clip"): "C's gradient is tiny, not large: clipping cannot help.",
-                  ("C", "lstm"): "C already is an LSTM; look at what its gate biases do to the cell path."})
+# %% mistake="q4_choose_fix" label="misses an overflowed (inf or NaN) gradient (passes the visible cases)"
+def choose_fix(cell, grad_norms, first_over_last):
+    if np.max(grad_norms) > 1000 * np.median(grad_norms):
+        return "clip"
+    if first_over_last < 1e-6:
+        return "lstm" if cell == "rnn" else "forget_bias"
+    return "none"
+
+# %% mistake="q4_choose_fix" label="recommends an LSTM even for a network that is already one"
+def choose_fix(cell, grad_norms, first_over_last):
+    if not np.isfinite(grad_norms).all() or np.max(grad_norms) > 1000 * np.median(grad_norms):
+        return "clip"
+    if first_over_last < 1e-6:
+        return "lstm"
+    return "none"
+
+# %% mistake="q4_choose_fix" label="compares the spike with the mean, which the spike itself inflates"
+def choose_fix(cell, grad_norms, first_over_last):
+    if not np.isfinite(grad_norms).all() or np.max(grad_norms) > 1000 * np.mean(grad_norms):
+        return "clip"
+    if first_over_last < 1e-6:
+        return "lstm" if cell == "rnn" else "forget_bias"
+    return "none"
+
+# %% right="q4_choose_fix" label="plain Python: a loop over the history, statistics.median"
+import statistics
+
+
+def choose_fix(cell, grad_norms, first_over_last):
+    history = [float(g) for g in grad_norms]
+    if any(not math.isfinite(g) for g in history):
+        return "clip"
+    typical = statistics.median(history)
+    for g in history:
+        if g > 1000 * typical:
+            return "clip"
+    if first_over_last >= 1e-6:
+        return "none"
+    return {"rnn": "lstm", "lstm": "forget_bias"}[cell]
+
+# %% nbgrader={"grade_id": "q4_choose_fix_test", "grade": true, "points": 3}
+# Public cases: a spike, a vanilla RNN whose first step gets nothing, the same for an LSTM, a healthy run.
+checks.check_verdicts(
+    "Question 4", choose_fix,
+    [(("rnn", np.array([1.0, 1.2, 0.9, 1.1, 1e7]), 0.3), "clip"),
+     (("rnn", np.array([0.5, 0.4, 0.45, 0.5]), 1e-12), "lstm"),
+     (("lstm", np.array([0.2, 0.25, 0.22]), 1e-30), "forget_bias"),
+     (("lstm", np.array([1.0, 0.8, 0.6, 0.7]), 0.1), "none")],
+    allowed=["clip", "lstm", "forget_bias", "none"],
+    mistakes=[(lambda cell, g, r: "lstm" if r < 1e-6 else "none",
+               "a gradient norm that jumps to 1e7 is EXPLODING: a spike needs its step capped, whatever the "
+               "architecture."),
+              (lambda cell, g, r: "lstm" if r < 1e-6 else "clip" if max(g) > 1000 * np.median(g) else "none",
+               "an LSTM already has the additive cell path; what closes it is the forget gate."),
+              (lambda cell, g, r: "clip" if r < 1e-6 else "none",
+               "clipping only shrinks large gradients; a tiny first_over_last means they VANISH."),
+              (lambda cell, g, r: "clip" if max(g) > 1000 * np.mean(g) else "lstm" if r < 1e-6 else "none",
+               "a single spike inflates the mean of the history; compare with its median.")],
+    hint="Go through the rules in the order the question gives them.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_labels("Question 4 (hidden)", q4_fixes, ["A", "B", "C"], ["clip", "lstm", "forget_bias"],
-                        expected={"A": "clip", "B": "lstm", "C": "forget_bias"})
+    _rng = np.random.default_rng(41)
+    _calm = _rng.lognormal(0.0, 0.3, size=60)  # a noisy history without spikes
+    _hidden = [(("rnn", np.append(_calm[:20], np.nan), 1e-9), "clip"),  # overflowed and vanishing
+               (("lstm", np.array([0.3, 0.4, np.inf]), 0.5), "clip"),
+               (("rnn", np.append(_calm, 5e4 * np.median(_calm)), 1e-8), "clip"),  # spike and vanishing
+               (("lstm", _calm[:30], 5e-7), "forget_bias"),
+               (("rnn", _calm[10:50], 2e-6), "none"),
+               (("rnn", np.append(_calm[:9], 500 * np.median(_calm[:9])), 1e-3), "none"),
+               (("lstm", np.array([3.0]), 1e-20), "forget_bias"),
+               (("rnn", _calm, 1e-10), "lstm")]
+    checks.check_verdicts("Question 4 (hidden)", choose_fix, _hidden, allowed=["clip", "lstm", "forget_bias", "none"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (2 points): read the spectral radius off a plot
+# ### Question 5 (2 points): read the spectral radius off a curve
 #
-# Below is $\|\partial L/\partial h_t\|$ for a **linear** RNN $h_t = s\,Q h_{t-1} + x_t$ with
-# $Q$ orthogonal and an unknown $s$, over $T = 40$ steps. Read the slope of the curve and
-# set `q5_radius` to your estimate of $s$ (3% tolerance).
+# Below is $\|\partial L/\partial h_t\|$ for $t = 0, \dots, T$ for a **linear** RNN
+# $h_t = s\,Q h_{t-1} + x_t$ with $Q$ orthogonal, over $T = 40$ steps. Write
+# `estimate_radius(norms)` that takes such a curve (a NumPy array of $T + 1$ norms, for any
+# $T \ge 1$) and returns $s$. The check uses the curve below; the hidden tests use other
+# $s$ (above and below 1) and other lengths (relative tolerance 1%).
 
 # %%
-_hidden_s = float(np.random.default_rng(11).uniform(0.75, 0.95))
-mystery_norms = orthogonal_rnn_gradients(_hidden_s, 40, nonlinearity="linear", seed=5)
+public_norms = orthogonal_rnn_gradients(0.85, 40, nonlinearity="linear", seed=5)
 fig, ax = plt.subplots(figsize=(6, 3.3), layout="constrained")
-ax.semilogy(np.arange(41), mystery_norms, "o-", markersize=3, color=OKABE_ITO[0])
+ax.semilogy(np.arange(41), public_norms, "o-", markersize=3, color=OKABE_ITO[0])
 ax.set_xlabel("time step t (T = 40)")
 ax.set_ylabel("||dL/dh_t||")
 ax.grid(True, which="both", alpha=0.3);
-del _hidden_s
 
 # %% nbgrader={"grade_id": "q5_radius", "solution": true}
-### BEGIN SOLUTION
-q5_radius = float((mystery_norms[0] / mystery_norms[-1]) ** (1 / 40))
-### END SOLUTION
+def estimate_radius(norms):
+    """s from ||dL/dh_t||, t = 0..T, of a linear RNN with W_hh = s Q."""
+    ### BEGIN SOLUTION
+    norms = np.asarray(norms, dtype=np.float64)
+    T = len(norms) - 1
+    return float((norms[0] / norms[-1]) ** (1 / T))
+    ### END SOLUTION
 
 # %% mistake="q5_radius" label="reads the curve backwards (gives 1/s)"
-q5_radius = float((mystery_norms[-1] / mystery_norms[0]) ** (1 / 40))
+def estimate_radius(norms):
+    return float((norms[-1] / norms[0]) ** (1 / (len(norms) - 1)))
+
+# %% mistake="q5_radius" label="takes the root of the number of points, not of steps (passes at T = 40)"
+def estimate_radius(norms):
+    return float((norms[0] / norms[-1]) ** (1 / len(norms)))
+
+# %% mistake="q5_radius" label="gives the factor over all T steps, not per step"
+def estimate_radius(norms):
+    return float(norms[0] / norms[-1])
+
+# %% right="q5_radius" label="least-squares slope of log norm against t"
+def estimate_radius(norms):
+    t = np.arange(len(norms))
+    slope, _ = np.polyfit(t, np.log(norms), 1)
+    return float(np.exp(-slope))
 
 # %% nbgrader={"grade_id": "q5_radius_test", "grade": true, "points": 2}
-_slope = (mystery_norms[0] / mystery_norms[-1]) ** (1 / 40)
-checks.check_prediction("Question 5", q5_radius, _slope, rtol=0.03,
-                        mistakes=[(1 / _slope, "you read the curve backwards: the gradient SHRINKS going back "
-                                               "in time (t = T on the right is the largest), so s < 1."),
-                                  (mystery_norms[0] / mystery_norms[-1], "that is the factor over all 40 steps; "
-                                                                         "s is the factor per step.")],
-                        hint="Over 40 steps the norm changes by s^40: take the ratio of the two ends and its 40th root.")
+checks.check_function("Question 5", estimate_radius, [((public_norms,), 0.85)], rtol=0.01,
+                      mistakes=[(lambda *_: 1.17647, "you read the curve backwards: going back in time (to the "
+                                                      "left) the gradient shrinks here, so s < 1."),
+                                (lambda *_: 0.00150230, "that is the factor over all 40 steps; s is the factor "
+                                                      "per step.")],
+                      hint="Over T steps the norm changes by a factor s^T.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q5_radius, (int, float, np.floating)) and not isinstance(q5_radius, bool), \
-        "Question 5: give a plain number"
-    assert math.isclose(float(q5_radius), float(np.random.default_rng(11).uniform(0.75, 0.95)), rel_tol=0.03), \
-        f"Question 5: {q5_radius} is not within 3% of s"
+    for _s, _T, _seed in [(0.6, 5, 1), (1.1, 30, 2), (0.95, 80, 3), (0.7, 1, 4), (1.0, 12, 5), (0.3, 20, 6)]:
+        checks.check_function("Question 5 (hidden)", estimate_radius,
+                              [((orthogonal_rnn_gradients(_s, _T, nonlinearity="linear", seed=_seed),), _s)],
+                              rtol=0.01)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 6 (2 points): what the forget-gate bias does
+# ### Question 6 (1 point): what the forget-gate bias does
 #
 # Why does initializing an LSTM's forget-gate bias to 2 help it learn long lags? Set
 # `q6_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** It makes the gradient explode, which speeds up learning.
-# - **B.** It opens the input gate, so the first input is written into the cell more strongly.
-# - **C.** It acts like a larger learning rate for the recurrent weights.
-# - **D.** It sets the forget gates near $\sigma(2) \approx 0.88$, so the cell path's Jacobian $\operatorname{diag}(f_t)$ shrinks the gradient far less per step than at $\sigma(0) = 0.5$.
+# - **A.** It makes the recurrent weights larger, so gradients through $W_{hh}$ grow.
+# - **B.** It starts forget gates near 0.88, so the cell path shrinks gradients less.
+# - **C.** It opens the input gate, so the first input is written into the cell strongly.
+# - **D.** It acts as a larger learning rate for the gates, so they learn to open sooner.
 
 # %% nbgrader={"grade_id": "q6_answer", "solution": true}
 ### BEGIN SOLUTION
-q6_answer = "D"
+q6_answer = "B"
 ### END SOLUTION
 
 # %% mistake="q6_answer" label="confuses the forget gate with the input gate"
-q6_answer = "B"
+q6_answer = "C"
 
-# %% nbgrader={"grade_id": "q6_answer_test", "grade": true, "points": 2}
+# %% mistake="q6_answer" label="thinks the bias acts through the recurrent weights"
+q6_answer = "A"
+
+# %% mistake="q6_answer" label="thinks a bias is a learning rate"
+q6_answer = "D"
+
+# %% right="q6_answer" label="lower case, with spaces"
+q6_answer = " b "
+
+# %% nbgrader={"grade_id": "q6_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 6", q6_answer, "ABCD", expected_digest="07d5fd6a8eb7da6d",
-    explanations={"A": "Nothing explodes: sigma(2) = 0.88 is still below 1, so the cell path shrinks gradients, "
-                       "just far less than 0.5 per step does.",
-                  "B": "The bias in question belongs to the FORGET gate, which scales c_{t-1}, not to the input gate.",
-                  "C": "The learning rate is the optimizer's; the bias changes the network's Jacobians."})
+    "Question 6", q6_answer, "ABCD", expected_digest="6a4d73e2d994e219", salt="03_q6",
+    explanations={"A": "The forget-gate bias does not touch W_hh; look at what multiplies c_{t-1}.",
+                  "C": "The bias in question belongs to the FORGET gate, which scales c_{t-1}, not to the input gate.",
+                  "D": "The learning rate is the optimizer's; the bias changes the network's Jacobians."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 6 (hidden)", q6_answer, "ABCD", expected="D")
+    checks.check_choice("Question 6 (hidden)", q6_answer, "ABCD", expected="B")
 ### END HIDDEN TESTS
 
 # %% [markdown]
