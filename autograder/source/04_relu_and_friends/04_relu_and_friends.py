@@ -269,26 +269,27 @@ explorer
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. The checks tell you what is wrong; hidden
-# tests with other inputs decide the grade.
+# then run the check below each one. The checks try your answer on one public example
+# and tell you what is wrong; hidden tests with other inputs decide the grade.
 #
 # ### Question 1 (3 points): Leaky ReLU and its derivative
 #
 # Write `leaky_relu(z, negative_slope=0.01)` and `leaky_relu_derivative(z, negative_slope=0.01)`
 # for a torch tensor `z` of any shape: $f(z) = z$ for $z > 0$ and $a z$ otherwise;
-# $f'(z) = 1$ for $z > 0$ and $a$ otherwise. Return tensors of the same shape,
-# and do not modify `z`.
+# $f'(z) = 1$ for $z > 0$ and $a$ otherwise (so $f'(0) = a$). Return tensors of the same
+# shape and dtype as `z`, and do not modify `z`. The hidden tests use other shapes, dtypes
+# and slopes $a$; relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q1_leaky_relu", "solution": true}
 def leaky_relu(z, negative_slope=0.01):
-    """max(z, a z) for 0 <= a <= 1, elementwise."""
+    """Leaky ReLU, elementwise (Maas et al. 2013)."""
     ### BEGIN SOLUTION
     return torch.where(z > 0, z, negative_slope * z)
     ### END SOLUTION
 
 
 def leaky_relu_derivative(z, negative_slope=0.01):
-    """1 where z > 0, a elsewhere."""
+    """The slope of leaky_relu at every entry of z."""
     ### BEGIN SOLUTION
     return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, negative_slope))
     ### END SOLUTION
@@ -301,8 +302,59 @@ def leaky_relu(z, negative_slope=0.01):
 def leaky_relu_derivative(z, negative_slope=0.01):
     return (z > 0).to(z.dtype)
 
+# %% mistake="q1_leaky_relu" label="hard-codes the default slope 0.01 (passes the visible check)"
+def leaky_relu(z, negative_slope=0.01):
+    return torch.where(z > 0, z, 0.01 * z)
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, 0.01))
+
+# %% mistake="q1_leaky_relu" label="gives slope 1 at z = 0 (passes the visible check)"
+def leaky_relu(z, negative_slope=0.01):
+    return torch.where(z >= 0, z, negative_slope * z)
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    return torch.where(z >= 0, torch.ones_like(z), torch.full_like(z, negative_slope))
+
+# %% mistake="q1_leaky_relu" label="scales the input in place"
+def leaky_relu(z, negative_slope=0.01):
+    z[z <= 0] *= negative_slope
+    return z
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, negative_slope))
+
+# %% right="q1_leaky_relu" label="PyTorch's own leaky_relu, and autograd for the slope"
+def leaky_relu(z, negative_slope=0.01):
+    return torch.nn.functional.leaky_relu(z, negative_slope)
+
+
+def leaky_relu_derivative(z, negative_slope=0.01):
+    leaf = z.detach().clone().requires_grad_()
+    (slope,) = torch.autograd.grad(torch.nn.functional.leaky_relu(leaf, negative_slope).sum(), leaf)
+    return slope
+
 # %% nbgrader={"grade_id": "q1_leaky_relu_test", "grade": true, "points": 3}
-# Check against PyTorch's leaky_relu and its autograd derivative.
+_z = torch.tensor([-3.0, -0.5, 0.25, 2.0], dtype=torch.float64)
+checks.check_function("Question 1 (leaky_relu)", leaky_relu, [((_z,), [-0.03, -0.005, 0.25, 2.0])], rtol=1e-6,
+                      mistakes=[(lambda *_: [0.0, 0.0, 0.25, 2.0], "you returned ReLU: below zero the output is "
+                                 "a * z, not 0."),
+                                (lambda *_: [-0.03, -0.005, 0.0025, 0.02], "you scaled every value by a; only "
+                                 "z <= 0 is scaled.")],
+                      hint="Treat the entries with z > 0 and the others separately.")
+checks.check_function("Question 1 (leaky_relu_derivative)", leaky_relu_derivative, [((_z,), [0.01, 0.01, 1.0, 1.0])],
+                      rtol=1e-6,
+                      mistakes=[(lambda *_: [0.0, 0.0, 1.0, 1.0], "that is ReLU's derivative: below zero Leaky "
+                                 "ReLU's slope is negative_slope, not 0. That slope is the whole point."),
+                                (lambda *_: [-0.03, -0.005, 1.0, 1.0], "below zero the derivative of a*z is a "
+                                 "constant, not a*z.")],
+                      hint="What is the slope of the line a*z?")
+assert leaky_relu(_z).dtype == torch.float64 and leaky_relu_derivative(_z).dtype == torch.float64, \
+    "Question 1: return tensors of the input's dtype (float64 here)"
+### BEGIN HIDDEN TESTS
 def _torch_leaky(z, slope):
     z = z.detach().clone().requires_grad_()
     out = torch.nn.functional.leaky_relu(z, slope)
@@ -310,33 +362,25 @@ def _torch_leaky(z, slope):
     return out.detach(), z.grad
 
 
-_z = torch.tensor([-3.0, -0.5, 0.25, 2.0], dtype=torch.float64)
-_out, _slope = _torch_leaky(_z, 0.01)
-checks.check_function("Question 1 (leaky_relu)", leaky_relu, [((_z,), _out)],
-                      mistakes=[(lambda z: torch.relu(z), "you returned ReLU: below zero the output is a * z, not 0."),
-                                (lambda z: 0.01 * z, "you scaled every value by a; only z <= 0 is scaled.")],
-                      hint="torch.where(z > 0, z, negative_slope * z) does it in one line.")
-checks.check_function("Question 1 (leaky_relu_derivative)", leaky_relu_derivative, [((_z,), _slope)],
-                      mistakes=[(lambda z: (z > 0).double(), "that is ReLU's derivative: below zero Leaky ReLU's "
-                                 "slope is negative_slope, not 0. That slope is the whole point."),
-                                (lambda z: torch.where(z > 0, 1.0, 0.01 * z), "below zero the derivative of a*z "
-                                 "is the constant a, not a*z.")],
-                      hint="The derivative is 1 where z > 0 and negative_slope elsewhere.")
-### BEGIN HIDDEN TESTS
 with checks.quiet():
     _g = torch.Generator().manual_seed(404)
     for _shape, _a in [((7,), 0.01), ((3, 5), 0.2), ((2, 3, 4), 0.0), ((1,), 1.0), ((50,), 0.3)]:
         _zz = torch.randn(*_shape, dtype=torch.float64, generator=_g) * 3
+        _zz.view(-1)[0] = 0.0  # z = 0 belongs to the a side
         _o, _s = _torch_leaky(_zz, _a)
-        checks.check_function("Question 1 (hidden, leaky_relu)", lambda z: leaky_relu(z, _a), [((_zz,), _o)])
-        checks.check_function("Question 1 (hidden, derivative)", lambda z: leaky_relu_derivative(z, _a),
-                              [((_zz,), _s)])
-    _zz = -torch.rand(10, dtype=torch.float64, generator=_g) - 0.1  # all negative
-    checks.check_function("Question 1 (hidden, all negative)", lambda z: leaky_relu_derivative(z, 0.05),
-                          [((_zz,), torch.full((10,), 0.05, dtype=torch.float64))])
-    _zf = torch.randn(4, 6, generator=_g)  # float32 input keeps its shape
-    assert tuple(leaky_relu(_zf).shape) == (4, 6) and tuple(leaky_relu_derivative(_zf).shape) == (4, 6), \
-        "Question 1: return tensors of the input's shape"
+        checks.check_function("Question 1 (hidden, leaky_relu)", lambda z, a=_a: leaky_relu(z, a), [((_zz,), _o)],
+                              rtol=1e-6)
+        checks.check_function("Question 1 (hidden, derivative)", lambda z, a=_a: leaky_relu_derivative(z, a),
+                              [((_zz,), _s)], rtol=1e-6)
+    _zz = -torch.rand(10, dtype=torch.float64, generator=_g) - 0.1  # all negative, default slope
+    checks.check_function("Question 1 (hidden, all negative)", leaky_relu_derivative,
+                          [((_zz,), torch.full((10,), 0.01, dtype=torch.float64))], rtol=1e-6)
+    _zf = torch.randn(4, 6, generator=_g)  # float32 in, float32 out
+    _o, _s = _torch_leaky(_zf, 0.05)
+    assert leaky_relu(_zf, 0.05).dtype == torch.float32 and leaky_relu_derivative(_zf, 0.05).dtype == torch.float32, \
+        "Question 1: keep the input's dtype"
+    checks.check_function("Question 1 (hidden, float32)", lambda z: leaky_relu_derivative(z, 0.05), [((_zf,), _s)],
+                          rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -345,11 +389,12 @@ with checks.quiet():
 # Write `dead_fraction(z)`: `z` is a tensor of pre-activations of one ReLU layer
 # with shape `(examples, units)`. Return, as a float, the fraction of **units**
 # that are dead on this batch: $z \le 0$ on **every** example. ($z = 0$ counts
-# as dead: ReLU outputs 0 there and PyTorch's derivative is 0.)
+# as dead: ReLU outputs 0 there and PyTorch's derivative is 0.) The hidden tests
+# use other batches (down to one example) and dtypes; relative tolerance 1e-6.
 
 # %% nbgrader={"grade_id": "q2_dead_fraction", "solution": true}
 def dead_fraction(z):
-    """Fraction of columns of z (units) with z <= 0 in every row (example)."""
+    """Fraction of the units (columns of z) that are dead on this batch."""
     ### BEGIN SOLUTION
     return float((z <= 0).all(dim=0).float().mean())
     ### END SOLUTION
@@ -358,181 +403,341 @@ def dead_fraction(z):
 def dead_fraction(z):
     return float((z <= 0).float().mean())
 
+# %% mistake="q2_dead_fraction" label="looks along the wrong axis (examples instead of units)"
+def dead_fraction(z):
+    return float((z <= 0).all(dim=1).float().mean())
+
+# %% mistake="q2_dead_fraction" label="treats z = 0 as alive (passes the visible check)"
+def dead_fraction(z):
+    return float((z < 0).all(dim=0).float().mean())
+
+# %% right="q2_dead_fraction" label="NumPy, a loop over the units"
+def dead_fraction(z):
+    table = np.asarray(z.detach().cpu())
+    dead = 0
+    for column in table.T:
+        if np.all(column <= 0):
+            dead += 1
+    return dead / table.shape[1]
+
 # %% nbgrader={"grade_id": "q2_dead_fraction_test", "grade": true, "points": 3}
 # Check on layer 1 of a real network with bias -1, against course_lib's measurement.
 _net = build_digits_net("relu", depth=1, bias=-1.0, seed=0)
 with torch.no_grad():
     _z1 = _net.blocks[0].linear(X_digits)
 _expected = float(unit_activity(_net, X_digits)["dead"][0])
-checks.check_function("Question 2", dead_fraction, [((_z1,), _expected)],
+checks.check_function("Question 2", dead_fraction, [((_z1,), _expected)], rtol=1e-6,
                       mistakes=[(lambda z: float((z <= 0).float().mean()),
                                  "you counted the inactive ENTRIES (unit, example). A unit is dead only when it is "
-                                 "inactive on EVERY example: look along the examples axis (dim 0) first."),
+                                 "inactive on EVERY example."),
                                 (lambda z: float((z <= 0).all(dim=1).float().mean()),
                                  "you looked along the wrong axis: rows are examples, columns are units.")],
-                      hint="(z <= 0) gives a boolean table; .all(dim=0) asks 'inactive on every example?' per unit.")
+                      hint="Decide, for each unit (column), whether it is inactive on every example (row).")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     _zz = torch.tensor([[-1.0, 2.0, 0.0, -3.0], [-2.0, -1.0, 0.0, 0.5]])
-    checks.check_function("Question 2 (hidden, zeros count as dead)", dead_fraction, [((_zz,), 0.5)])
+    checks.check_function("Question 2 (hidden, zeros count as dead)", dead_fraction, [((_zz,), 0.5)], rtol=1e-6)
     checks.check_function("Question 2 (hidden, one example)", dead_fraction,
-                          [((torch.tensor([[1.0, -1.0, -2.0]]),), 2 / 3)])
-    checks.check_function("Question 2 (hidden, all dead)", dead_fraction, [((-torch.ones(5, 3),), 1.0)])
-    checks.check_function("Question 2 (hidden, none dead)", dead_fraction, [((torch.ones(2, 7),), 0.0)])
+                          [((torch.tensor([[1.0, -1.0, -2.0]]),), 2 / 3)], rtol=1e-6)
+    checks.check_function("Question 2 (hidden, all dead)", dead_fraction, [((-torch.ones(5, 3),), 1.0)], rtol=1e-6)
+    checks.check_function("Question 2 (hidden, none dead)", dead_fraction, [((torch.ones(2, 7),), 0.0)], rtol=1e-6)
     _g = torch.Generator().manual_seed(7)
     for _trial in range(5):
         _zz = torch.randn(int(torch.randint(1, 9, (1,), generator=_g)), 40, generator=_g) - 1.0
+        _zz[:, :3] = torch.minimum(_zz[:, :3], torch.zeros(()))  # some units touch 0 but never go above
         checks.check_function("Question 2 (hidden, random)", dead_fraction,
-                              [((_zz,), float((_zz <= 0).all(dim=0).float().mean()))])
-    _zz = torch.randn(6, 10, dtype=torch.float64, generator=_g)
+                              [((_zz,), float((_zz <= 0).all(dim=0).float().mean()))], rtol=1e-6)
+    _zz = torch.randn(6, 11, dtype=torch.float64, generator=_g)
     checks.check_function("Question 2 (hidden, float64)", dead_fraction,
-                          [((_zz,), float((_zz <= 0).all(dim=0).double().mean()))])
+                          [((_zz,), float((_zz <= 0).all(dim=0).double().mean()))], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Question 3 (2 points): dead on a batch, or just unlucky?
 #
-# "Dead" is measured on a batch. Suppose a layer's pre-activations are
-# independent $\mathcal N(0, 1)$ draws for every unit and every example: each
-# unit is healthy, active on half the inputs. On a batch of **8** examples,
-# what fraction of units do you expect to look dead ($z \le 0$ on all 8)?
-# Set `q3_fraction` to a number (within 10% of a simulation counts).
+# "Dead" is measured on a batch. Suppose a layer's pre-activations are independent
+# $\mathcal N(\mu, 1)$ draws for every unit and every example: every unit is healthy,
+# active on part of the inputs. Write `expected_dead_fraction(batch_size, mean)` returning
+# the fraction of units you expect to **look** dead ($z \le 0$ on every example) on a batch
+# of `batch_size` examples when $\mu$ = `mean`. The normal CDF is
+# $\Phi(x) = \tfrac12\,(1 + \operatorname{erf}(x/\sqrt 2))$ (`math.erf`). The check uses one
+# public setting; the hidden tests use other batch sizes and means (relative tolerance 1%).
 
-# %% nbgrader={"grade_id": "q3_fraction", "solution": true}
-### BEGIN SOLUTION
-q3_fraction = 0.5**8
-### END SOLUTION
+# %% nbgrader={"grade_id": "q3_expected_dead", "solution": true}
+def expected_dead_fraction(batch_size, mean):
+    """Expected fraction of healthy units that are inactive on every example of a batch."""
+    ### BEGIN SOLUTION
+    p_off = 0.5 * (1 + math.erf(-mean / math.sqrt(2)))  # P(z <= 0) for z ~ N(mean, 1)
+    return p_off**batch_size
+    ### END SOLUTION
 
-# %% mistake="q3_fraction" label="gives the probability for one example, not all eight"
-q3_fraction = 0.5
+# %% mistake="q3_expected_dead" label="ignores the mean: uses 1/2 per example (passes the visible check)"
+def expected_dead_fraction(batch_size, mean):
+    return 0.5**batch_size
 
-# %% nbgrader={"grade_id": "q3_fraction_test", "grade": true, "points": 2}
-_z = torch.randn(8, 400_000, generator=torch.Generator().manual_seed(3))
-_measured = float((_z <= 0).all(dim=0).double().mean())
-checks.check_prediction("Question 3", q3_fraction, _measured, rtol=0.1,
-                        mistakes=[(0.5, "0.5 is the chance that a unit is off on ONE example. It must be off on "
-                                        "all 8, independently."),
-                                  (0.5 / 8, "independent events multiply: 0.5 * 0.5 * ... (8 times).")],
-                        hint="Each example independently has probability 1/2 of z <= 0.")
+# %% mistake="q3_expected_dead" label="uses P(z > 0) instead of P(z <= 0) (passes the visible check)"
+def expected_dead_fraction(batch_size, mean):
+    return (0.5 * (1 + math.erf(mean / math.sqrt(2)))) ** batch_size
+
+# %% mistake="q3_expected_dead" label="off on at least one example instead of on all"
+def expected_dead_fraction(batch_size, mean):
+    p_off = 0.5 * (1 + math.erf(-mean / math.sqrt(2)))
+    return 1 - (1 - p_off) ** batch_size
+
+# %% mistake="q3_expected_dead" label="divides by the batch size instead of raising to it"
+def expected_dead_fraction(batch_size, mean):
+    return 0.5 * (1 + math.erf(-mean / math.sqrt(2))) / batch_size
+
+# %% right="q3_expected_dead" label="statistics.NormalDist"
+from statistics import NormalDist
+
+
+def expected_dead_fraction(batch_size, mean):
+    return NormalDist(mu=mean, sigma=1.0).cdf(0.0) ** batch_size
+
+# %% nbgrader={"grade_id": "q3_expected_dead_test", "grade": true, "points": 2}
+# The public setting: a batch of 8, mean 0 (each example is off with probability 1/2).
+checks.check_function("Question 3", expected_dead_fraction, [((8, 0.0), 0.00390625)], rtol=0.01, atol=0.0,
+                      mistakes=[(lambda *_: 0.5, "0.5 is the chance that a unit is off on ONE example. It must be "
+                                                 "off on all 8, independently."),
+                                (lambda *_: 0.0625, "independent events multiply; you divided."),
+                                (lambda *_: 0.99609375, "that is the chance to be off on AT LEAST one example; "
+                                                        "dead means off on every one.")],
+                      hint="First the chance that one example gives z <= 0, then that all of them do.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q3_fraction, (int, float, np.floating)) and not isinstance(q3_fraction, bool), \
-        "Question 3: give a plain number"
-    assert math.isclose(float(q3_fraction), 0.00390625, rel_tol=0.02), f"Question 3: {q3_fraction} is not right"
+    for _b, _mu in [(1, 0.0), (3, 1.0), (16, -1.0), (5, 0.5), (100, -2.0), (2, 2.5)]:
+        checks.check_function("Question 3 (hidden)", expected_dead_fraction,
+                              [((_b, _mu), (0.5 * math.erfc(_mu / math.sqrt(2))) ** _b)], rtol=0.01, atol=0.0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): predict which network learns
+# ### Question 4 (2 points): the product of slopes
 #
-# Four 10-layer, 64-unit digits classifiers are trained with the same SGD (lr 0.1,
-# 300 steps, batch 128), as in section 2. Only one gets its training loss below
-# 1.0. Which? Set `q4_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
-#
-# - **A.** sigmoid, Xavier init
-# - **B.** ReLU, He init
-# - **C.** ReLU, He init, every hidden bias set to $-1$
-# - **D.** Leaky ReLU (slope 0.01), He init, every hidden bias set to $-1$
+# Backprop through a deep network multiplies one activation slope per layer. Write
+# `slope_product(activation, z, depth)` returning the product of the activation's slopes over
+# `depth` layers when every layer's pre-activation is the number `z`: $f'(z)^{\text{depth}}$,
+# for `activation` one of `"sigmoid"`, `"tanh"`, `"relu"` and `"leaky_relu"` (slope 0.01),
+# with the conventions of section 1 (ReLU's slope at $z = 0$ is 0, as in PyTorch). The check
+# uses two public settings; the hidden tests use others (relative tolerance 1e-4).
 
-# %% nbgrader={"grade_id": "q4_answer", "solution": true}
-### BEGIN SOLUTION
-q4_answer = "B"
-### END SOLUTION
+# %% nbgrader={"grade_id": "q4_slope_product", "solution": true}
+def slope_product(activation, z, depth):
+    """f'(z) ** depth for sigmoid, tanh, relu or leaky_relu (a = 0.01)."""
+    ### BEGIN SOLUTION
+    if activation == "sigmoid":
+        s = 1 / (1 + math.exp(-z))
+        slope = s * (1 - s)
+    elif activation == "tanh":
+        slope = 1 - math.tanh(z) ** 2
+    elif activation == "relu":
+        slope = 1.0 if z > 0 else 0.0
+    elif activation == "leaky_relu":
+        slope = 1.0 if z > 0 else 0.01
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return slope**depth
+    ### END SOLUTION
 
-# %% mistake="q4_answer" label="trusts Leaky ReLU to rescue a network whose units are all off"
-q4_answer = "D"
+# %% mistake="q4_slope_product" label="multiplies the slope by the depth"
+def slope_product(activation, z, depth):
+    s = 1 / (1 + math.exp(-z))
+    slopes = {"sigmoid": s * (1 - s), "tanh": 1 - math.tanh(z) ** 2, "relu": float(z > 0),
+              "leaky_relu": 1.0 if z > 0 else 0.01}
+    return slopes[activation] * depth
 
-# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 2}
-checks.check_choice(
-    "Question 4", q4_answer, "ABCD", expected_digest="08d44203af14a118",
-    explanations={"A": "Ten sigmoid layers cost the first layer a factor of about 1e-6 (section 2): it stays "
-                       "at chance.",
-                  "C": "A bias of -1 kills almost every unit above layer 1 (section 3): the output no longer "
-                       "depends on the input, and dead units never come back.",
-                  "D": "Leaky ReLU's units are not dead, but with every unit below zero each layer multiplies "
-                       "the gradient by 0.01: through 10 layers that is 1e-20. Not dead, but not learning."})
+# %% mistake="q4_slope_product" label="uses the sigmoid's largest slope 1/4 at every z (passes the visible check)"
+def slope_product(activation, z, depth):
+    slopes = {"sigmoid": 0.25, "tanh": 1 - math.tanh(z) ** 2, "relu": float(z > 0),
+              "leaky_relu": 1.0 if z > 0 else 0.01}
+    return slopes[activation] ** depth
+
+# %% mistake="q4_slope_product" label="takes ReLU's slope as 1 everywhere (passes the visible check)"
+def slope_product(activation, z, depth):
+    s = 1 / (1 + math.exp(-z))
+    slopes = {"sigmoid": s * (1 - s), "tanh": 1 - math.tanh(z) ** 2, "relu": 1.0,
+              "leaky_relu": 1.0 if z > 0 else 0.01}
+    return slopes[activation] ** depth
+
+# %% mistake="q4_slope_product" label="writes tanh's slope as 1 - z^2 (passes the visible check)"
+def slope_product(activation, z, depth):
+    s = 1 / (1 + math.exp(-z))
+    slopes = {"sigmoid": s * (1 - s), "tanh": 1 - z**2, "relu": float(z > 0),
+              "leaky_relu": 1.0 if z > 0 else 0.01}
+    return slopes[activation] ** depth
+
+# %% right="q4_slope_product" label="course_lib's activation_derivative, in float64"
+def slope_product(activation, z, depth):
+    slope = activation_derivative(activation, torch.tensor([z], dtype=torch.float64))
+    return float(slope.prod() ** depth)
+
+# %% nbgrader={"grade_id": "q4_slope_product_test", "grade": true, "points": 2}
+# Public settings: ten sigmoid layers at z = 0 (section 2's network), ten active ReLU layers.
+checks.check_function("Question 4", slope_product, [(("sigmoid", 0.0, 10), 9.5367431640625e-07),
+                                                     (("relu", 1.5, 10), 1.0)], rtol=1e-4, atol=0.0,
+                      mistakes=[(lambda *_: 2.5, "you multiplied the slope by the depth: backprop multiplies one "
+                                                 "slope PER LAYER."),
+                                (lambda *_: 10.0, "you multiplied by the depth; a slope of 1 stays 1 however many "
+                                                  "times it is multiplied.")],
+                      hint="What is the sigmoid's slope at z = 0, and what do 10 layers of it make?")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="B")
+    for _args in [("sigmoid", 2.0, 6), ("sigmoid", -1.0, 1), ("tanh", 0.5, 8), ("tanh", -1.2, 3), ("tanh", 0.3, 0),
+                  ("relu", -0.3, 4), ("relu", 0.0, 3), ("leaky_relu", -2.0, 5), ("leaky_relu", 3.0, 7)]:
+        _slope = activation_derivative(_args[0], torch.tensor([_args[1]], dtype=torch.float64)).item()
+        checks.check_function("Question 4 (hidden)", slope_product, [(_args, _slope ** _args[2])], rtol=1e-4, atol=0.0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (2 points): what happens to a dead unit's weights?
+# ### Question 5 (1 point): what happens to a dead unit's weights?
 #
 # A unit in the **first** hidden layer of a ReLU network is dead: $z \le 0$ on
 # every training example. Training continues with plain SGD (no weight decay).
 # What happens to its incoming weights? Set `q5_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** They get a gradient of exactly zero on every batch and never change.
-# - **B.** They slowly shrink toward zero, which eventually revives the unit.
-# - **C.** The loss pushes them back until the unit is active again.
+# - **A.** They slowly shrink toward zero, which eventually revives the unit.
+# - **B.** The loss pushes them back until the unit is active again.
+# - **C.** They get a gradient of exactly zero on every batch and never change.
 # - **D.** They keep changing at random, because every batch is different.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
-q5_answer = "A"
+q5_answer = "C"
 ### END SOLUTION
 
 # %% mistake="q5_answer" label="believes the loss pushes dead units back to life"
-q5_answer = "C"
+q5_answer = "B"
 
-# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 2}
+# %% mistake="q5_answer" label="confuses a zero gradient with weight decay"
+q5_answer = "A"
+
+# %% mistake="q5_answer" label="thinks a new batch gives a new gradient"
+q5_answer = "D"
+
+# %% right="q5_answer" label="lower case"
+q5_answer = "c"
+
+# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 5", q5_answer, "ABCD", expected_digest="93832d71eb40ba10",
-    explanations={"B": "Shrinking would need weight decay, which this run does not use; and the gradient "
-                       "itself is zero.",
-                  "C": "To push, the loss needs a gradient, and the gradient reaches the weights through "
-                       "ReLU'(z) = 0: nothing arrives. Section 3 found not one changed digit.",
-                  "D": "Every batch is different, but on every one the unit's slope is 0, so the gradient is a "
-                       "sum of zeros."})
+    "Question 5", q5_answer, "ABCD", expected_digest="95250e9c38624479", salt="04_q5",
+    explanations={"A": "Shrinking would need weight decay, which this run does not use.",
+                  "B": "To push, the loss needs a gradient, and the gradient reaches the weights through "
+                       "ReLU'(z).",
+                  "D": "Every batch is different, but on every one the unit's slope is the same."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="A")
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="C")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 6 (3 points): diagnose three networks
+# ### Question 6 (3 points): diagnose a network
 #
-# Three 6-layer digits classifiers A, B and C get the same 512 digits. The plots
-# show the gradient norm of each layer's weights and the fraction of dead units
-# per layer. Label each network `"vanishing"`, `"dead"` or `"healthy"`. Set
-# `q6_diagnosis` to a dict such as `{"A": "healthy", "B": "healthy", "C": "healthy"}`.
+# Write `diagnose(grad_norms, dead)` that labels a network from two measurements taken on one
+# batch: `grad_norms`, the gradient norm of each hidden layer's weights (layer 1, next to the
+# input, first), and `dead`, the fraction of dead units in each hidden layer (NumPy arrays of
+# the same length). Return
+#
+# - `"dead"` if some layer has at least half of its units dead;
+# - otherwise `"vanishing"` if layer 1 receives less than 1/100 of the last hidden layer's gradient norm;
+# - otherwise `"healthy"`.
+#
+# The check uses the three networks below (6 layers each, on 512 digits); the hidden tests
+# use other networks, depths and activations.
 
 # %%
-mystery_specs = {"A": ("sigmoid", 0.0), "B": ("relu", -0.2), "C": ("relu", 0.0)}
-mystery_grads, mystery_dead = {}, {}
-for label, (activation, bias) in mystery_specs.items():
-    mystery_net = build_digits_net(activation, depth=6, bias=bias, seed=0)
-    mystery_grads[label] = gradient_norms(mystery_net, X_digits[:512], y_digits[:512])
-    mystery_dead[label] = unit_activity(mystery_net, X_digits[:512])["dead"]
+example_specs = {"A": ("sigmoid", 0.0), "B": ("relu", -0.2), "C": ("relu", 0.0)}
+example_grads, example_dead = {}, {}
+for label, (activation, bias) in example_specs.items():
+    example_net = build_digits_net(activation, depth=6, bias=bias, seed=0)
+    example_grads[label] = gradient_norms(example_net, X_digits[:512], y_digits[:512])
+    example_dead[label] = unit_activity(example_net, X_digits[:512])["dead"]
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
-plot_gradient_norms(mystery_grads, ax=ax0, title="gradient norm per layer")
-for i, (label, dead) in enumerate(mystery_dead.items()):
+plot_gradient_norms(example_grads, ax=ax0, title="gradient norm per layer")
+for i, (label, dead) in enumerate(example_dead.items()):
     ax1.plot(np.arange(1, 7), dead, "o-", color=OKABE_ITO[i], label=label)
 ax1.set(xlabel="layer (1 = next to the input)", ylabel="dead fraction", ylim=(-0.05, 1.05), title="dead units")
 ax1.legend(frameon=False);
 
-# %% nbgrader={"grade_id": "q6_diagnosis", "solution": true}
-### BEGIN SOLUTION
-q6_diagnosis = {"A": "vanishing", "B": "dead", "C": "healthy"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q6_diagnose", "solution": true}
+def diagnose(grad_norms, dead):
+    """'dead', 'vanishing' or 'healthy' from per-layer gradient norms and dead fractions."""
+    ### BEGIN SOLUTION
+    grad_norms, dead = np.asarray(grad_norms, dtype=np.float64), np.asarray(dead, dtype=np.float64)
+    if dead.max() >= 0.5:
+        return "dead"
+    if grad_norms[0] < grad_norms[-1] / 100:
+        return "vanishing"
+    return "healthy"
+    ### END SOLUTION
 
-# %% mistake="q6_diagnosis" label="mixes up vanishing and dead"
-q6_diagnosis = {"A": "dead", "B": "vanishing", "C": "healthy"}
+# %% mistake="q6_diagnose" label="checks for vanishing before dead (passes the visible check)"
+def diagnose(grad_norms, dead):
+    if grad_norms[0] < grad_norms[-1] / 100:
+        return "vanishing"
+    if max(dead) >= 0.5:
+        return "dead"
+    return "healthy"
 
-# %% nbgrader={"grade_id": "q6_diagnosis_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 6", q6_diagnosis, ["A", "B", "C"], ["vanishing", "dead", "healthy"],
-    expected_digests={"A": "3aaeb61592b1db16", "B": "353487c1d882def9", "C": "47512e82024e61d2"},
-    explanations={**{(k, "dead"): "Read the right panel: a dead network has a high dead fraction. Is this one's "
-                                  "far from 0?" for k in "AC"},
-                  **{(k, "vanishing"): "Vanishing means the gradient falls by orders of magnitude toward layer "
-                                       "1 (left panel). Does this one's?" for k in "BC"},
-                  **{(k, "healthy"): "A healthy network has neither: gradients within 100x across layers and "
-                                     "(almost) no dead units." for k in "AB"}})
+# %% mistake="q6_diagnose" label="averages the dead fraction over layers"
+def diagnose(grad_norms, dead):
+    if np.mean(dead) >= 0.5:
+        return "dead"
+    if grad_norms[0] < grad_norms[-1] / 100:
+        return "vanishing"
+    return "healthy"
+
+# %% mistake="q6_diagnose" label="compares the gradients the wrong way round"
+def diagnose(grad_norms, dead):
+    if max(dead) >= 0.5:
+        return "dead"
+    if grad_norms[-1] < grad_norms[0] / 100:
+        return "vanishing"
+    return "healthy"
+
+# %% mistake="q6_diagnose" label="looks only at layer 1's dead fraction"
+def diagnose(grad_norms, dead):
+    if dead[0] >= 0.5:
+        return "dead"
+    if grad_norms[0] < grad_norms[-1] / 100:
+        return "vanishing"
+    return "healthy"
+
+# %% right="q6_diagnose" label="a loop over layers and a ratio, with a print"
+def diagnose(grad_norms, dead):
+    for layer, fraction in enumerate(dead, start=1):
+        if fraction >= 0.5:
+            print(f"layer {layer}: {fraction:.0%} dead")
+            return "dead"
+    ratio = grad_norms[0] / grad_norms[-1]
+    return "vanishing" if ratio < 0.01 else "healthy"
+
+# %% nbgrader={"grade_id": "q6_diagnose_test", "grade": true, "points": 3}
+checks.check_verdicts(
+    "Question 6", diagnose, [((example_grads[k], example_dead[k]), v)
+                             for k, v in {"A": "vanishing", "B": "dead", "C": "healthy"}.items()],
+    allowed=["vanishing", "dead", "healthy"],
+    mistakes=[(lambda g, d: "dead" if np.mean(d) >= 0.5 else "vanishing" if g[0] < g[-1] / 100 else "healthy",
+               "one layer with most of its units dead is enough: look at every layer, not their average."),
+              (lambda g, d: "dead" if d[0] >= 0.5 else "vanishing" if g[0] < g[-1] / 100 else "healthy",
+               "deep layers die first (section 3): look at every layer, not only layer 1."),
+              (lambda g, d: "dead" if max(d) >= 0.5 else "vanishing" if g[-1] < g[0] / 100 else "healthy",
+               "vanishing means layer 1, next to the input, gets far LESS than the last layer.")],
+    hint="Apply the rules in the order the question gives them, to every layer.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_labels("Question 6 (hidden)", q6_diagnosis, ["A", "B", "C"], ["vanishing", "dead", "healthy"],
-                        expected={"A": "vanishing", "B": "dead", "C": "healthy"})
+    _cases = []
+    for _activation, _depth, _bias, _seed, _label in [
+            ("sigmoid", 9, 0.0, 2, "vanishing"), ("leaky_relu", 6, -1.0, 5, "vanishing"), ("relu", 7, -1.0, 3, "dead"),
+            ("relu", 5, -0.5, 4, "dead"), ("tanh", 6, 0.0, 1, "healthy"), ("elu", 8, 0.0, 6, "healthy"),
+            ("relu", 3, 0.0, 7, "healthy"), ("sigmoid", 3, 0.0, 8, "healthy")]:
+        _net = build_digits_net(_activation, depth=_depth, bias=_bias, seed=_seed)
+        _measured = (gradient_norms(_net, X_digits[:512], y_digits[:512]), unit_activity(_net, X_digits[:512])["dead"])
+        _cases.append((_measured, _label))
+    _cases += [((np.array([0.0, 0.0, 1e-4, 0.05, 0.1]), np.array([0.1, 0.6, 0.2, 0.1, 0.0])), "dead"),
+               ((np.array([2e-3, 0.01, 0.1, 0.5]), np.array([0.45, 0.3, 0.2, 0.49])), "vanishing"),
+               ((np.array([0.3, 0.2, 0.25]), np.array([0.0, 0.5, 0.0])), "dead"),
+               ((np.array([0.02]), np.array([0.1])), "healthy")]
+    checks.check_verdicts("Question 6 (hidden)", diagnose, _cases, allowed=["vanishing", "dead", "healthy"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
