@@ -123,8 +123,7 @@ def render_html(nb, *, notebook: str, scores: dict[str, tuple[float | None, floa
             body, _ = exporter().from_notebook_node(nb, resources=resources)
     except RenderTimeout:
         resources["nbgrader"]["page_notes"] = page_notes + [
-            f"This page took longer than {time_limit:.0f} s to lay out, so it shows each answer and check as "
-            "plain text."]
+            f"This page took longer than {time_limit:g} s to lay out, so it shows the notebook as plain text."]
         body = _summary_page(nb, resources["nbgrader"])
     return body
 
@@ -326,11 +325,13 @@ def _summary_page(nb, info: dict) -> str:
     parts += [f"<p><em>{html.escape(note)}</em></p>" for note in info["page_notes"]]
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if not (meta.get("grade") or meta.get("solution")):
+        if cell.cell_type == "markdown" and not meta.get("solution"):
+            parts.append(f"<p style='white-space:pre-wrap'>{html.escape(_cut(cell.source, 5000))}</p>")
             continue
-        label = "Your answer" if meta.get("solution") else "Check"
-        parts.append(f"<h2>{label}: {meta.get('title', '')}</h2>"
-                     f"<pre>{html.escape(_cut(cell.source, 5000))}</pre>")
+        if meta.get("grade") or meta.get("solution"):
+            label = "Your answer" if meta.get("solution") else "Check"
+            parts.append(f"<h2>{label}: {meta.get('title', '')}</h2>")
+        parts.append(f"<pre>{html.escape(_cut(cell.source, 5000))}</pre>")
         for output in cell.get("outputs", []):
             text = output.get("text") or (output.get("evalue") if output.get("output_type") == "error" else None) \
                 or output.get("data", {}).get("text/plain", "")
