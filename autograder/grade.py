@@ -23,14 +23,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 
-from . import COURSE_ROOT, ensure_tools_on_path, integrity, lms, sandbox
+from . import COURSE_ROOT, ensure_tools_on_path, integrity, lms, sandbox, worker
 from .feedback import write_atomic
 from .judge import GRADER_VERSION, Plan, SourceModel
 
@@ -326,8 +325,9 @@ def commit(course: Course, gb, submission: lms.Submission, result: dict) -> None
         if student is None:
             student = Student(id=submission.student)
             db.add(student)
-        if submission.name and not student.first_name:
-            student.first_name = submission.name[:128]
+        if (submission.first_name or submission.last_name) and not (student.first_name or student.last_name):
+            student.first_name = submission.first_name or None  # as the LMS file name gives them (lms.py)
+            student.last_name = submission.last_name or None
         if submission.lms_user_id and not getattr(student, "lms_user_id", None):
             student.lms_user_id = submission.lms_user_id
         assignment = gb.find_assignment(submission.assignment)
@@ -347,7 +347,7 @@ def commit(course: Course, gb, submission: lms.Submission, result: dict) -> None
                         Comment(cell=cell, notebook=submitted)
                         Grade(cell=cell, notebook=submitted)
                 db.add(record)
-        record.timestamp = utils.parse_utc(submission.timestamp) if submission.timestamp else None
+        record.timestamp = _parse_time(utils, submission.timestamp)
         db.flush()
         for submitted in record.notebooks:
             data = notebooks.get(submitted.name)
@@ -377,6 +377,14 @@ def commit(course: Course, gb, submission: lms.Submission, result: dict) -> None
     write_atomic(folder / MARKER, json.dumps({"key": result.get("key"), "student": submission.student,
                                               "assignment": submission.assignment, "notebooks": compact,
                                               "extra_files": submission.extra_files}))
+
+
+def _parse_time(utils, text: str | None):
+    """nbgrader's reading of a submission time; None for one it cannot read (lms.py lists those)."""
+    try:
+        return utils.parse_utc(text) if text else None
+    except (ValueError, OverflowError, TypeError):
+        return None
 
 
 def _solution_sources(data) -> dict[str, str]:
@@ -486,7 +494,7 @@ def job_key(submission: lms.Submission, sources: dict, plans: dict, settings: di
             digest.update(_sha256(read_bytes(location)).encode() if location else b"missing")
         except (OSError, KeyError) as error:
             digest.update(f"unreadable:{error}".encode())
-    digest.update(json.dumps(sorted(submission.extra_files)).encode())
+    digest.update(json.dumps([sorted(submission.extra_files), submission.problems]).encode())
     return digest.hexdigest()
 
 
@@ -508,7 +516,7 @@ def grade(path: Path, *, course: Course, assignment: str | None = None, workers:
         notebooks = course.notebooks()
         if assignment and assignment not in set(notebooks.values()):
             raise GradingError(f"no assignment {assignment!r} in {course.root / 'source'}")
-        submissions, unplaced = lms.discover(Path(path), notebooks, assignment=assignment)
+        submissions, unplaced = lms.discover(Path(path), notebooks, assignment=assignment, protected=[course.root])
         if unplaced:
             log(f"Could not place {len(unplaced)} file(s) (not graded):")
             for item in unplaced:
@@ -523,7 +531,8 @@ def grade(path: Path, *, course: Course, assignment: str | None = None, workers:
     except BaseException:
         runner.close()
         raise
-    scratch = Path(tempfile.mkdtemp(prefix="vg-grade-"))
+    worker.clear_leftovers(course.root)  # what a grader killed earlier left behind
+    scratch = worker.scratch_dir("grade")
     hide = [str(course.root), str(Path(path).resolve()), str(scratch), str(Path(path).resolve().parent)
             if Path(path).is_file() else str(Path(path).resolve())]
     if course.db_url.startswith("sqlite:///"):
@@ -557,6 +566,8 @@ def grade(path: Path, *, course: Course, assignment: str | None = None, workers:
                         feedback=feedback, result_path=str(scratch / f"job-{index}.json"))
             if submission.extra_files:
                 spec["extra_files"] = submission.extra_files
+            if submission.problems:
+                spec["problems"] = submission.problems
             specs.append(spec)
             by_job[job_id] = submission
         if summary["skipped"]:
@@ -658,7 +669,7 @@ def main_grade_one(args) -> int:
                 "sha": _sha256(course.source_path(assignment, n).read_bytes())}
             for n, a in notebooks.items() if a == assignment}
         limits = sandbox.Limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
-        scratch = Path(tempfile.mkdtemp(prefix="vg-grade-one-"))
+        scratch = worker.scratch_dir("grade-one")
         base_spec = {"isolation": asdict(isolation), "limits": asdict(limits), "cell_timeout": args.timeout,
                      "hide": [str(course.root), str(Path(args.notebook).resolve().parent), str(scratch)]}
         runner = InlineRunner()

@@ -696,15 +696,15 @@ class KernelClient:
             raise NotTransferable(f"the test's input is too large to send: {error}") from None
         except OSError:
             raise self._ended() from None
-        deadline, interrupted = time.monotonic() + timeout, False
+        deadline, interrupted = self.sandbox.deadline(timeout), False  # in the time the kernel had (sandbox.py)
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 if interrupted:
                     raise self._die(f"did not stop within {timeout:.0f} s, even when interrupted; it was killed")
                 self.sandbox.interrupt()
                 self.timeouts += 1
-                interrupted, deadline = True, time.monotonic() + 3
+                interrupted, deadline = True, self.sandbox.deadline(3)
                 continue
             import select
 
@@ -953,8 +953,10 @@ class Execution:
     seconds: float = 0.0
 
 
-def run_trusted(source: str, namespace: dict, *, filename: str, timeout: float | None = None) -> Execution:
-    """Execute trusted (instructor) code in `namespace`, capturing output; the last expression's value is kept."""
+def run_trusted(source: str, namespace: dict, *, filename: str, timeout: float | None = None,
+                deadline=None) -> Execution:
+    """Execute trusted (instructor) code in `namespace`, capturing output; the last expression's value is kept.
+    With `deadline` (sandbox.Deadline), `timeout` counts the time the test had, not wall-clock time."""
     out, err = CappedWriter(), CappedWriter()
     saved = sys.stdout, sys.stderr
     start = time.perf_counter()
@@ -966,7 +968,7 @@ def run_trusted(source: str, namespace: dict, *, filename: str, timeout: float |
         python = source
     linecache.cache[filename] = (len(python), None, python.splitlines(True), filename)
     value, error = None, None
-    previous = signal.signal(signal.SIGALRM, _raise_alarm) if timeout else None
+    previous = signal.signal(signal.SIGALRM, _alarm_handler(deadline)) if timeout else None
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     sys.stdout, sys.stderr = out, err
@@ -1008,8 +1010,16 @@ def _format_error(error: BaseException) -> str:
     return "".join(lines)[-8000:]
 
 
-def _raise_alarm(signum, frame):
-    raise _Alarm()
+def _alarm_handler(deadline):
+    """SIGALRM ends the test, unless `deadline` says time is left (a busy machine): then it re-arms."""
+    def on_alarm(signum, frame):
+        left = deadline.remaining() if deadline is not None else 0
+        if left > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.05))
+            return
+        raise _Alarm()
+
+    return on_alarm
 
 
 # ---- grading one notebook ------------------------------------------------------------------------------
@@ -1484,8 +1494,9 @@ class _Judge:
             trusted = cell.kind in ("plain", "locked") and cell.cell_type == "code" and (
                 cell.needed or not self.plan.prune)
             if trusted or (cell.kind == "demo" and cell.needed):
+                seconds = max(self.timeout, 120)
                 run = run_trusted(cell.source, self.namespace, filename=f"<source cell {cell.index + 1}>",
-                                  timeout=max(self.timeout, 120))
+                                  timeout=seconds, deadline=self.client.sandbox.deadline(seconds))
                 if not run.ok:
                     self.flags.append(f"grader problem: trusted source cell {cell.index + 1} failed in the judge "
                                       f"({run.error['ename']}: {run.error['evalue'][:200]})")
@@ -1548,8 +1559,8 @@ class _Judge:
                 except KernelDied as died:
                     run = Execution(False, error={"ename": "KernelDied", "evalue": str(died), "traceback": ""})
             else:
-                run = run_trusted(code, self.namespace, filename=f"<test {step.grade_id}>",
-                                  timeout=self.timeout + 10)
+                run = run_trusted(code, self.namespace, filename=f"<test {step.grade_id}>", timeout=self.timeout + 10,
+                                  deadline=self.client.sandbox.deadline(self.timeout + 10))
                 if run.error and run.error.pop("alarm", False):
                     self.client._die(f"a test did not finish within {self.timeout + 10:.0f} s")  # channel state unknown
             produced = []

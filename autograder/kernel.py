@@ -65,6 +65,7 @@ class Kernel:
         self.next_handle = 1
         self.in_student_code = False
         self.shell = None
+        self.pid = os.getpid()
 
     # -- setup ---------------------------------------------------------------------------------
     def start_shell(self):
@@ -129,7 +130,7 @@ class Kernel:
             except (wire.ChannelClosed, OSError):
                 return
             if message["op"] == "bye":
-                wire.send(self.sock, {"op": "bye"})
+                self._send({"op": "bye"})
                 return
             self._dispatch(message)
 
@@ -151,7 +152,14 @@ class Kernel:
         except Exception as error:  # a malformed request: answer, never die
             reply = {"op": "raise", "type": "RuntimeError", "message": f"kernel error: {error!r}"[:2000],
                      "traceback": ""}
-        wire.send(self.sock, reply)
+        self._send(reply)
+
+    def _send(self, message) -> None:
+        """Reply to the judge; a process the student's code forked (whose os.fork() returned 0 and which
+        then raised, or returned from the cell) ends here instead of answering as a second kernel."""
+        if os.getpid() != self.pid:
+            os._exit(0)
+        wire.send(self.sock, message)
 
     def _capture(self):
         out, err = CappedWriter(), CappedWriter()
@@ -260,8 +268,8 @@ class Kernel:
         saved = self.in_student_code
         self.in_student_code = False
         try:
-            wire.send(self.sock, {"op": "callback", "target": wire.encode(handle),
-                                  "args": self._encode(list(args)), "kwargs": self._encode(dict(kwargs))})
+            self._send({"op": "callback", "target": wire.encode(handle),
+                        "args": self._encode(list(args)), "kwargs": self._encode(dict(kwargs))})
             while True:
                 message = wire.recv(self.sock)
                 if message["op"] == "return":

@@ -4,28 +4,46 @@ A sandbox is a process tree forked from the (pre-imported, secret-free)
 worker, so it starts in milliseconds with torch already imported:
 
     judge (trusted)
-     └─ keeper: unshare(mount, pid, net, ipc, uts [, user]); builds the file view
+     └─ keeper: joins the sandbox's cgroups; unshare(mount, pid, net, ipc, uts [, user]);
+        │       builds the file view and pivots into it
          └─ init, PID 1 of a new PID namespace: reaps, relays interrupts
-             └─ kernel (PID 2): unprivileged uid, no capabilities, rlimits,
+             └─ kernel (PID 2): unprivileged uid, no capabilities, seccomp, rlimits,
                                   runs the student's cells (kernel.py)
 
-- **Files**: a private mount namespace. The repository, the course root
-  (sources with solutions and hidden tests, gradebook), the submissions, the
-  grader's output, /tmp, /root, /home, /run ... are covered by empty read-only
-  tmpfs; only the Python installation, the virtual environment and
-  ``course_lib`` are bound back, read-only, at their own paths (so the
-  editable install still imports). The kernel's working directory is a
-  fresh, size-limited tmpfs holding only the student's notebook.
+- **Files: deny by default.** The kernel's root is an empty read-only tmpfs
+  into which only what it needs is bound, read-only, at its own path: the
+  system's /usr (and /bin, /lib... as on the host), the Python installation
+  and the directories on ``sys.path`` that hold packages, and ``course_lib``
+  (the grader imports it from a plain copy, see worker.Pool). Its working
+  directory is a fresh, size-limited tmpfs /tmp holding only the notebook;
+  /dev holds null, zero, full, random, urandom and a private /dev/shm; /proc
+  is the sandbox's own. The course root, the repository and the submissions
+  are never bound; if one lies inside a bound tree it is covered by an empty
+  folder. Files that name the repository (an editable install's finder and
+  ``.pth``, ``direct_url.json``) are shown empty, and the kernel's
+  environment, arguments, ``sys.path`` and import hooks are rewritten so they
+  name nothing outside the view (what it inherited in memory from the fork
+  may still hold paths; nothing under them is readable).
 - **Identity**: as root, the kernel runs as a uid of its own (2,000,000 +
   keeper pid) with no groups and no capabilities, so it can read only
   world-readable files and signal only its own processes. Without root, an
   unprivileged user namespace gives the same file view (same uid, no caps).
+  A seccomp filter refuses setsid and setpgid: no process of the sandbox
+  leaves its session (nor starts the scheduler autogroups that setsid makes).
 - **Network**: a new network namespace with no interfaces up.
 - **Processes**: a PID namespace; killing its init ends every process the
-  student started, detached or not. The keeper and init die with their parent
-  (PR_SET_PDEATHSIG), so a killed grader leaves nothing behind.
-- **Limits**: cgroups (memory, pids) when writable, else RLIMIT_AS; always
-  RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0.
+  student started, detached or not; the cgroups are emptied by pid too. The
+  keeper and init die with their parent (PR_SET_PDEATHSIG).
+- **Limits**: cgroups (memory, pids, and an equal CPU weight per sandbox) when
+  writable, else RLIMIT_AS; always RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_FSIZE,
+  RLIMIT_NOFILE, RLIMIT_CORE=0.
+- **Time**: `Sandbox.deadline` measures a limit in the time a test had: wall
+  time minus the time the kernel's and the judge's threads waited for a CPU
+  (Linux schedstat), so a busy machine does not shorten anyone's limit; a
+  wall-clock backstop of `BACKSTOP` times the limit still applies.
+- **Leftovers**: cgroups are named after the process that owns them (pid and
+  start time); `sweep_cgroups` ends the processes of those whose owner died
+  (a grader killed with SIGKILL) and removes them.
 
 `probe()` says which of these this machine supports; the grader refuses to run
 student code without namespaces unless the instructor passes
@@ -36,13 +54,19 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
+import importlib.util
+import itertools
 import json
 import os
+import platform
+import re
 import resource
 import select
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +75,16 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 38
 UID_BASE = 2_000_000
-WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")  # fresh, private, size-limited; everything else hidden is read-only
-DEFAULT_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run", "/mnt", "/media", "/srv", "/opt")
+SYSTEM_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+BACKSTOP = 10  # a time limit lasts at most this many times its length in wall-clock time
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "vg-grader"
+# machine -> (audit arch, setsid, setpgid) for the seccomp filter
+SYSCALLS = {"x86_64": (0xC000003E, 112, 109), "aarch64": (0xC00000B7, 157, 154)}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -84,14 +114,27 @@ class Isolation:
     separate_uid: bool
     cgroups: str  # "v1", "v2" or "" (then memory is limited by RLIMIT_AS)
     problems: list[str] = field(default_factory=list)
+    cpu_weights: bool = False  # each sandbox its own cgroup CPU weight, all equal
+    seccomp: bool = False  # setsid/setpgid refused inside the sandbox
+    fair_clock: bool = False  # time limits count the time a test had (schedstat), not wall-clock time
 
     def describe(self) -> str:
         if self.mode == "none":
             return ("NO ISOLATION: student code would run as you, with access to your files and the "
                     "network (" + "; ".join(self.problems) + ")")
-        parts = ["mount+pid+net+ipc+uts namespaces"]
-        parts.append("separate unprivileged uid" if self.separate_uid else "same uid in a user namespace")
-        parts.append(f"cgroup {self.cgroups} memory/pids limits" if self.cgroups else "rlimit memory limit (no cgroups)")
+        parts = ["mount+pid+net+ipc+uts namespaces",
+                 "default-deny file view (Python, its packages and course_lib read-only; a private /tmp)",
+                 "separate unprivileged uid" if self.separate_uid else "same uid in a user namespace",
+                 f"cgroup {self.cgroups} memory/pids limits" if self.cgroups else "rlimit memory limit (no cgroups)"]
+        if self.cpu_weights:
+            parts.append(f"an equal CPU weight per sandbox (cgroup {self.cgroups} cpu)")
+        else:
+            parts.append("no CPU weights (no writable cgroup cpu controller): CPU shared per session"
+                         + (", setsid refused" if self.seccomp else ""))
+        if self.seccomp:
+            parts.append("setsid/setpgid refused (seccomp)")
+        parts.append("time limits count the time a test had (wall time minus waiting for a CPU), "
+                     f"at most {BACKSTOP}x in wall time" if self.fair_clock else "time limits in wall-clock time")
         parts.append("rlimits on CPU time, processes, file size, open files")
         return "; ".join(parts)
 
@@ -107,7 +150,7 @@ def _unshare(flags: int) -> None:
 
 
 def _mount(source, target, fstype, flags, data=None) -> None:
-    enc = lambda s: s.encode() if isinstance(s, str) else s  # noqa: E731
+    enc = lambda s: s.encode() if isinstance(s, str) else s
     _check(_libc.mount(enc(source), enc(str(target)), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
@@ -137,20 +180,61 @@ def _drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
+def _pivot_root() -> None:
+    """Make the current directory the root and detach the old one (pivot_root(".", "."), as runc does)."""
+    number = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+    if number is None:
+        raise SandboxError(f"pivot_root: unknown system call number on {platform.machine()}")
+    _check(_libc.syscall(number, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount the old root")
+    os.chdir("/")
+
+
+def _refuse_new_sessions() -> None:
+    """A seccomp filter: setsid and setpgid fail with EPERM, as does any syscall of a foreign ABI
+    (x32, i386) that could name them by another number. Needs PR_SET_NO_NEW_PRIVS first."""
+    arch, setsid, setpgid = SYSCALLS[platform.machine()]
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    load, equal, at_least, ret = 0x20, 0x15, 0x35, 0x06
+    allow, refuse = 0x7FFF0000, 0x00050000 | errno.EPERM
+    program = [(load, 0, 0, 4), (equal, 1, 0, arch), (ret, 0, 0, refuse),  # seccomp_data.arch
+               (load, 0, 0, 0), (at_least, 0, 1, 0x40000000), (ret, 0, 0, refuse),  # seccomp_data.nr; x32
+               (equal, 0, 1, setsid), (ret, 0, 0, refuse), (equal, 0, 1, setpgid), (ret, 0, 0, refuse),
+               (ret, 0, 0, allow)]
+    instructions = (Instruction * len(program))(*[Instruction(*i) for i in program])
+    filter_ = Program(len(program), instructions)
+    _check(_libc.prctl(PR_SET_SECCOMP, 2, ctypes.byref(filter_), 0, 0), "seccomp")
+
+
 # ---- what the machine supports ---------------------------------------------------------------
 
 def _cgroup_flavour() -> str:
     if os.geteuid() != 0:
         return ""
-    v1 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids")
+    v1 = CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"
     if all((p / "cgroup.procs").is_file() for p in v1) and all(os.access(p, os.W_OK) for p in v1):
         return "v1"
-    root = Path("/sys/fs/cgroup")
-    controllers = (root / "cgroup.controllers")
+    controllers = CGROUP_ROOT / "cgroup.controllers"
     if controllers.is_file() and {"memory", "pids"} <= set(controllers.read_text().split()) \
-            and os.access(root, os.W_OK):
+            and os.access(CGROUP_ROOT, os.W_OK):
         return "v2"
     return ""
+
+
+def _cpu_controller(flavour: str) -> bool:
+    if flavour == "v1":
+        cpu = CGROUP_ROOT / "cpu"
+        return (cpu / "cpu.shares").is_file() and os.access(cpu, os.W_OK)
+    if flavour == "v2":
+        return "cpu" in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
+    return False
 
 
 _PROBED: list[Isolation] = []
@@ -162,7 +246,7 @@ def probe(*, force_mode: str | None = None) -> Isolation:
         return _PROBED[0]
     problems = []
     if force_mode == "none":
-        return Isolation("none", False, False, "", ["isolation switched off"])
+        return Isolation("none", False, False, "", ["isolation switched off"], seccomp=_try_seccomp())
     if not sys.platform.startswith("linux"):
         result = Isolation("none", False, False, "", [f"{sys.platform} has no Linux namespaces"])
     else:
@@ -171,38 +255,29 @@ def probe(*, force_mode: str | None = None) -> Isolation:
         for mode in modes:
             error = _try_namespaces(mode)
             if error is None:
-                result = Isolation(mode, True, mode == "root", _cgroup_flavour() if mode == "root" else "")
+                flavour = _cgroup_flavour() if mode == "root" else ""
+                result = Isolation(mode, True, mode == "root", flavour, cpu_weights=_cpu_controller(flavour),
+                                   seccomp=_try_seccomp(), fair_clock=Path("/proc/self/schedstat").is_file())
                 break
             problems.append(f"{mode}: {error}")
         if result is None:
-            result = Isolation("none", False, False, "", problems)
+            result = Isolation("none", False, False, "", problems, seccomp=_try_seccomp())
     if not force_mode:
         _PROBED.append(result)
     return result
 
 
-def _try_namespaces(mode: str) -> str | None:
+def _in_child(body) -> str | None:
+    """Run `body()` in a forked child; None if it returned, else what went wrong."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
         message = b"ok"
         try:
-            _enter_namespaces(mode)
-            _mount(None, "/", None, MS_REC | MS_PRIVATE)
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-            child = os.fork()
-            if child == 0:
-                try:
-                    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-                    os._exit(0 if os.getpid() == 1 else 3)
-                except BaseException:
-                    os._exit(4)
-            _, status = os.waitpid(child, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                message = b"cannot mount /proc in a new PID namespace"
+            body()
         except BaseException as error:  # noqa: BLE001
-            message = str(error).encode()[:500]
+            message = str(error).encode()[:500] or b"failed"
         os.write(write_end, message)
         os._exit(0)
     os.close(write_end)
@@ -210,6 +285,44 @@ def _try_namespaces(mode: str) -> str | None:
         message = pipe.read().decode(errors="replace")
     os.waitpid(pid, 0)
     return None if message == "ok" else message or "the probe process died"
+
+
+def _try_seccomp() -> bool:
+    if platform.machine() not in SYSCALLS or not sys.platform.startswith("linux"):
+        return False
+
+    def body():
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _refuse_new_sessions()
+        try:
+            os.setsid()
+        except PermissionError:
+            return
+        raise SandboxError("setsid still allowed")
+
+    return _in_child(body) is None
+
+
+def _try_namespaces(mode: str) -> str | None:
+    def body():
+        _enter_namespaces(mode)
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        os.mkdir("/tmp/proc")
+        os.chdir("/tmp")
+        _pivot_root()
+        child = os.fork()
+        if child == 0:
+            try:
+                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                os._exit(0 if os.getpid() == 1 else 3)
+            except BaseException:  # noqa: BLE001
+                os._exit(4)
+        _, status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SandboxError("cannot mount /proc in a new PID namespace")
+
+    return _in_child(body)
 
 
 def _enter_namespaces(mode: str) -> None:
@@ -224,20 +337,54 @@ def _enter_namespaces(mode: str) -> None:
         _unshare(flags)
 
 
+# ---- owners: who made a cgroup or a temporary folder, and is it still alive? ------------------
+
+def start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks after boot): with the pid, it names one process for good."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def owner_tag() -> str:
+    """"<pid>-<start time>" of this process: what leftovers are named after."""
+    return f"{os.getpid()}-{start_time(os.getpid()) or 0}"
+
+
+def owner_alive(pid: int, started: int | None) -> bool:
+    now = start_time(pid)
+    return now is not None and (started is None or now == started)
+
+
 # ---- cgroups ---------------------------------------------------------------------------------
 
-class _Cgroups:
-    """Per-sandbox memory and pids cgroups (v1 or v2); `paths` is empty when unavailable."""
+_SEQUENCE = itertools.count()
+_CGROUP_NAME = re.compile(r"^(\d+)-(\d+)-\d+$")  # owner pid, owner start time, sequence
+_OLD_CGROUP_NAME = re.compile(r"^s(\d+)-\d+$")  # before owners had a start time
 
-    def __init__(self, flavour: str, name: str, limits: Limits):
+
+def _cgroup_parents(flavour: str) -> list[Path]:
+    if flavour == "v1":
+        return [CGROUP_ROOT / controller / CGROUP_PARENT for controller in ("memory", "pids", "cpu")]
+    if flavour == "v2":
+        return [CGROUP_ROOT / CGROUP_PARENT]
+    return []
+
+
+class _Cgroups:
+    """Per-sandbox memory, pids and cpu cgroups (v1 or v2); `paths` is empty when unavailable."""
+
+    def __init__(self, flavour: str, limits: Limits, *, cpu: bool):
         self.flavour, self.paths = flavour, []
         if not flavour:
             return
+        name = f"{owner_tag()}-{next(_SEQUENCE)}"
         memory = limits.memory_mb * 2**20
         try:
             if flavour == "v1":
-                mem = Path("/sys/fs/cgroup/memory/vg-grader") / name
-                pids = Path("/sys/fs/cgroup/pids/vg-grader") / name
+                mem = CGROUP_ROOT / "memory" / CGROUP_PARENT / name
+                pids = CGROUP_ROOT / "pids" / CGROUP_PARENT / name
                 for path in (mem, pids):
                     path.mkdir(parents=True, exist_ok=True)
                     self.paths.append(path)
@@ -247,17 +394,31 @@ class _Cgroups:
                 except OSError:
                     pass  # no swap accounting: fine, this machine has no swap to escape to
                 (pids / "pids.max").write_text(str(limits.processes))
+                if cpu:
+                    parent = CGROUP_ROOT / "cpu" / CGROUP_PARENT
+                    parent.mkdir(exist_ok=True)
+                    # the grader's sandboxes together weigh as much as one session per core
+                    (parent / "cpu.shares").write_text(str(1024 * (os.cpu_count() or 1)))
+                    path = parent / name
+                    path.mkdir(exist_ok=True)
+                    self.paths.append(path)
+                    (path / "cpu.shares").write_text("1024")
             else:
-                parent = Path("/sys/fs/cgroup/vg-grader")
+                parent = CGROUP_ROOT / CGROUP_PARENT
                 parent.mkdir(exist_ok=True)
-                (Path("/sys/fs/cgroup") / "cgroup.subtree_control").write_text("+memory +pids")
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                wanted = "+memory +pids" + (" +cpu" if cpu else "")
+                (CGROUP_ROOT / "cgroup.subtree_control").write_text(wanted)
+                (parent / "cgroup.subtree_control").write_text(wanted)
+                if cpu:
+                    (parent / "cpu.weight").write_text(str(min(10000, 100 * (os.cpu_count() or 1))))
                 path = parent / name
                 path.mkdir(exist_ok=True)
                 self.paths.append(path)
                 (path / "memory.max").write_text(str(memory))
                 (path / "memory.swap.max").write_text("0")
                 (path / "pids.max").write_text(str(limits.processes))
+                if cpu:
+                    (path / "cpu.weight").write_text("100")
         except OSError:
             self.remove()
             self.paths = []
@@ -292,55 +453,328 @@ class _Cgroups:
                         return True
         return False
 
-    def remaining(self) -> list[int]:
-        pids = []
-        for path in self.paths:
-            procs = path / "cgroup.procs"
-            if procs.is_file():
-                pids += [int(p) for p in procs.read_text().split()]
-        return pids
+    def kill(self) -> None:
+        _kill_cgroups(self.paths)
 
     def remove(self) -> None:
-        for path in self.paths:
-            for _ in range(50):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    for pid in self.remaining():
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
-                    time.sleep(0.02)
+        _remove_cgroups(self.paths)
 
 
-# ---- the sandbox itself ----------------------------------------------------------------------
+def _cgroup_pids(paths) -> list[int]:
+    pids = []
+    for path in paths:
+        try:
+            pids += [int(p) for p in (path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return pids
 
-def keep_paths() -> list[str]:
-    """What the student's kernel must still see: the Python installation, the venv, course_lib."""
-    keep = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+
+def _kill_cgroups(paths) -> None:
+    """SIGKILL every process in these cgroups, by pid: a new session or process group changes nothing."""
+    for path in paths:
+        try:
+            (path / "cgroup.kill").write_text("1")  # cgroup v2, Linux 5.14+: atomic
+        except OSError:
+            pass
+    for _ in range(50):
+        pids = _cgroup_pids(paths)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
+def _remove_cgroups(paths) -> None:
+    for path in paths:
+        for _ in range(50):
+            try:
+                path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                _kill_cgroups([path])
+                time.sleep(0.02)
+
+
+def sweep_cgroups() -> int:
+    """End and remove the sandbox cgroups whose owner died (a grader or job killed before it could
+    clean up); returns how many were removed. Another grader's live sandboxes are left alone."""
+    removed = 0
+    for parent in _cgroup_parents(_cgroup_flavour()):
+        try:
+            children = [c for c in parent.iterdir() if c.is_dir()]
+        except OSError:
+            continue
+        for child in children:
+            match = _CGROUP_NAME.match(child.name)
+            old = _OLD_CGROUP_NAME.match(child.name)
+            if match:
+                alive = owner_alive(int(match[1]), int(match[2]))
+            elif old:
+                alive = owner_alive(int(old[1]), None)
+            else:
+                continue
+            if not alive:
+                _remove_cgroups([child])
+                removed += not child.exists()
+    return removed
+
+
+# ---- the file view ------------------------------------------------------------------------------
+
+@dataclass
+class View:
+    """What the kernel's root holds (see the module docstring)."""
+
+    binds: list[str]  # shown read-only at their own paths
+    symlinks: dict[str, str]  # top-level links of the host, e.g. /bin -> usr/bin
+    masks: list[str]  # folders inside a bind, covered by an empty folder
+    blanks: list[str]  # files inside a bind, shown empty
+    python_path: list[str]  # the sys.path entries the kernel keeps
+
+
+def _resolved(path) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _course_lib_folder() -> str | None:
+    module = sys.modules.get("course_lib")
+    if module is not None and getattr(module, "__path__", None):
+        return _resolved(next(iter(module.__path__)))
     try:
-        import course_lib
-
-        keep.add(str(Path(course_lib.__file__).resolve().parent))
-    except ImportError:  # pragma: no cover
-        pass
-    return sorted(str(Path(p).resolve()) for p in keep if p and Path(p).exists())
+        spec = importlib.util.find_spec("course_lib")
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return _resolved(locations[0]) if locations else None
 
 
 def hidden_paths(extra=()) -> list[str]:
-    """Directories covered by an empty read-only tmpfs in the sandbox (the course and more)."""
-    from . import REPO_ROOT
+    """What must never be visible: the repository and course root of this grader, the home folder and
+    `extra` (the course root, submissions, scratch and gradebook of a run)."""
+    from . import COURSE_ROOT, REPO_ROOT
 
-    paths = set(DEFAULT_HIDDEN) | {str(REPO_ROOT), os.getcwd(), os.path.expanduser("~")}
-    paths |= {str(Path(p).resolve()) for p in extra if p}
-    existing = sorted(p for p in {str(Path(p).resolve()) for p in paths} if os.path.isdir(p) and p != "/")
-    # a path inside another hidden path is hidden with it
-    return [p for p in existing if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in existing)]
+    paths = {str(REPO_ROOT), str(COURSE_ROOT), os.path.expanduser("~"), *(str(p) for p in extra if p)}
+    return sorted({_resolved(p) for p in paths} - {"/"})
 
+
+def _names_a_hidden_path(file: Path, hidden: list[str]) -> bool:
+    try:
+        text = file.read_text(errors="replace")[:100_000]
+    except OSError:
+        return False
+    return "__editable__" in text or any(h in text for h in hidden)
+
+
+def _blanks_in(site: str, hidden: list[str]) -> list[str]:
+    """Files in a site-packages folder that name the course's checkout: an editable install's finder and
+    .pth, egg-links, and the direct_url.json of a local install."""
+    blanks = []
+    try:
+        entries = sorted(os.scandir(site), key=lambda e: e.name)
+    except OSError:
+        return blanks
+    for entry in entries:
+        path = Path(entry.path)
+        finder = entry.name.startswith("__editable__") or entry.name.endswith(".egg-link")
+        if finder or entry.name.endswith(".pth") and _names_a_hidden_path(path, hidden):
+            blanks.append(entry.path)
+        elif entry.name.endswith((".dist-info", ".egg-info")) and (path / "direct_url.json").is_file() \
+                and '"file:' in (path / "direct_url.json").read_text(errors="replace"):
+            blanks.append(str(path / "direct_url.json"))
+    return blanks
+
+
+@functools.lru_cache(maxsize=8)
+def view(hide: tuple[str, ...] = ()) -> View:
+    """The kernel's file view for this process's Python, with `hide` (and the grader's own
+    checkout) never visible."""
+    hidden = hidden_paths(hide)
+    binds, symlinks = [], {}
+    for tree in SYSTEM_TREES:
+        if os.path.islink(tree):
+            symlinks[tree] = os.readlink(tree)
+        elif os.path.isdir(tree):
+            binds.append(tree)
+    prefixes = {_resolved(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix) if p}
+    binds += sorted(p for p in prefixes if os.path.isdir(p))
+    python_path = []
+    for entry in sys.path:
+        if not entry:
+            continue
+        real = _resolved(entry)
+        if not os.path.exists(real):
+            continue
+        if any(_inside(real, p) for p in prefixes):
+            python_path.append(entry)
+        elif not any(_inside(h, real) for h in hidden) and (  # not the checkout, nor a folder holding it
+                not any(_inside(real, h) for h in hidden)  # nor one inside it (tests/, say)
+                or os.path.basename(real) in ("site-packages", "dist-packages")):  # a user site in ~
+            binds.append(real)
+            python_path.append(entry)
+    course_lib = _course_lib_folder()
+    if course_lib:
+        binds.append(course_lib)
+        parent = os.path.dirname(course_lib)
+        if not any(_inside(_resolved(e), parent) for e in python_path if e):
+            python_path.append(parent)  # found by name in the kernel, from its copy or its checkout
+    unique = []
+    for path in sorted(set(binds), key=lambda p: (p.count("/"), p)):
+        covering = next((b for b in unique if _inside(path, b)), None)
+        if covering is None or os.stat(path).st_dev != os.stat(covering).st_dev:
+            unique.append(path)  # a folder on another file system needs its own bind
+    masks = sorted({h for h in hidden if any(_inside(h, b) and h != b for b in unique)
+                    and not any(_inside(b, h) for b in unique) and os.path.isdir(h)})
+    blanks = []
+    for entry in python_path:
+        real = _resolved(entry)
+        if os.path.isdir(real) and os.path.basename(real) in ("site-packages", "dist-packages"):
+            blanks += _blanks_in(real, hidden)
+    return View(unique, symlinks, masks, sorted(set(blanks)), python_path)
+
+
+def _build_root(the_view: View, limits: Limits) -> None:
+    """In the keeper's new mount namespace: a tmpfs with `the_view` in it becomes the root."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    sources = {}
+    for path in the_view.binds + [f"/dev/{d}" for d in DEVICES if os.path.exists(f"/dev/{d}")]:
+        sources[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)  # before the staging tmpfs covers anything
+    null = sources.get("/dev/null")
+    stage = "/tmp"  # any folder: it is covered by the new root's tmpfs, then left behind with the old root
+    _mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    for path, fd in sources.items():
+        target = stage + path
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        elif not os.path.exists(target):
+            open(target, "w").close()
+        _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        if not path.startswith("/dev/"):
+            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path in the_view.masks:
+        _mount("tmpfs", stage + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=755")
+    for path in the_view.blanks:
+        if null is not None and os.path.isfile(stage + path):
+            _mount(f"/proc/self/fd/{null}", stage + path, None, MS_BIND)
+    for link, target in the_view.symlinks.items():
+        os.symlink(target, stage + link)
+    for fd in sources.values():
+        os.close(fd)
+    os.makedirs(stage + "/dev/shm", mode=0o755, exist_ok=True)
+    _mount("tmpfs", stage + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=32m,mode=1777")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{stage}/dev/{name}")
+    for folder in ("/proc", "/tmp"):
+        os.makedirs(stage + folder, mode=0o755, exist_ok=True)
+    os.chdir(stage)
+    _pivot_root()
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_mb}m,mode=1777")
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _forget_origins(python_path: list[str]) -> None:
+    """In the kernel, before any student code: nothing in what it can read names the grader's checkout.
+    /proc/self/environ and cmdline are overwritten in memory, sys.path keeps only the view's entries,
+    the editable-install finder and the grader's own modules are dropped, and the frames of the
+    trusted code that forked this process (job specs, paths) lose their locals."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        arg_start, arg_end, env_start, env_end = (int(fields[n - 3]) for n in (48, 49, 50, 51))
+        if 0 < env_start < env_end:
+            ctypes.memset(env_start, 0, env_end - env_start)
+        if 0 < arg_start < arg_end:
+            name = b"python3\0"[:arg_end - arg_start]
+            ctypes.memset(arg_start, 0, arg_end - arg_start)
+            ctypes.memmove(arg_start, name, len(name))
+    except (OSError, IndexError, ValueError):
+        pass
+    sys.argv, sys.orig_argv = [""], [os.path.basename(sys.executable)]
+    sys.path[:] = python_path
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    for name in [n for n in sys.modules if n.startswith(("__editable__", "autograder"))]:
+        del sys.modules[name]
+    frame = sys._getframe(2)  # the caller of _run_kernel and everything above it
+    while frame is not None:
+        _clear_locals(frame)
+        frame = frame.f_back
+    # no gc.collect(): it would touch, and so copy, every page the fork shares (seconds with torch)
+
+
+def _clear_locals(frame) -> None:
+    names = list(frame.f_locals)
+    locals_to_fast = getattr(ctypes.pythonapi, "PyFrame_LocalsToFast", None)
+    if locals_to_fast is not None:  # CPython up to 3.12
+        frame.f_locals.clear()
+        locals_to_fast(ctypes.py_object(frame), ctypes.c_int(1))
+    else:  # 3.13+: f_locals writes through
+        for name in names:
+            try:
+                frame.f_locals[name] = None
+            except (KeyError, TypeError, ValueError):
+                pass
+
+
+# ---- time a test had ------------------------------------------------------------------------------
+
+def _waited(path: str) -> float | None:
+    """Seconds the task spent runnable but waiting for a CPU (the second field of its schedstat)."""
+    try:
+        with open(path) as file:
+            return int(file.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Deadline:
+    """`seconds` of the time a test had: wall time minus the time its tasks (the judge's thread, the
+    kernel's main thread) spent waiting for a CPU. CPU burners beside it, in other sandboxes or
+    elsewhere on the machine, slow it down but do not use up its limit. Never more than
+    `BACKSTOP` x `seconds` of wall time."""
+
+    def __init__(self, seconds: float, tasks):
+        self.seconds, self._tasks = seconds, tasks  # tasks(): the schedstat files to count
+        self._wall = time.monotonic()
+        self._base: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._elapsed = 0.0
+        self._sample()
+
+    def _sample(self) -> float:
+        waited = 0.0
+        for path in self._tasks():
+            value = _waited(path)
+            if value is None:
+                value = self._last.get(path)  # the task ended: its waiting stays counted
+            if value is None:
+                continue
+            self._last[path] = value
+            waited += value - self._base.setdefault(path, value)
+        return waited
+
+    def elapsed(self) -> float:
+        wall = time.monotonic() - self._wall
+        self._elapsed = max(self._elapsed, min(wall, wall - self._sample()))
+        return self._elapsed
+
+    def remaining(self) -> float:
+        """Seconds left (<= 0: the limit is reached); re-check after at most this many wall seconds."""
+        return min(self.seconds - self.elapsed(), BACKSTOP * self.seconds - (time.monotonic() - self._wall))
+
+
+# ---- the sandbox itself ----------------------------------------------------------------------
 
 @dataclass
 class Exit:
@@ -381,19 +815,23 @@ class Sandbox:
         self.sock: socket.socket | None = None
         self.keeper_pid = self.init_pid = None
         self.exit: Exit | None = None
-        self._hide = hidden_paths(hide)
+        self._hide = tuple(sorted(str(p) for p in hide if p))
         self._notebook = (Path(notebook_name).name or "notebook.ipynb", notebook_bytes)
         self._env_extra = env_extra or {}
         self._cgroups = None
+        self._view: View | None = None
+        self._workdir = None
+        self._kernel_pid = None
 
     # the judge's side ---------------------------------------------------------------------------
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self.isolation.mode == "none":
             return self._start_unsandboxed()
+        self._view = view(self._hide)
         judge_sock, kernel_sock = socket.socketpair()
         status_r, status_w = os.pipe()
-        name = f"s{os.getpid()}-{time.monotonic_ns()}"
-        self._cgroups = _Cgroups(self.isolation.cgroups, name, self.limits)
+        sweep_cgroups()
+        self._cgroups = _Cgroups(self.isolation.cgroups, self.limits, cpu=self.isolation.cpu_weights)
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # keeper
@@ -420,6 +858,26 @@ class Sandbox:
         self.sock = judge_sock
         return self
 
+    def deadline(self, seconds: float) -> Deadline:
+        """A time limit of `seconds` in the time a test had (see Deadline), starting now."""
+        if not self.isolation.fair_clock:
+            return Deadline(seconds, list)
+        judge_thread = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        return Deadline(seconds, lambda: [judge_thread] + ([f"/proc/{k}/schedstat"] if (k := self._kernel()) else []))
+
+    def _kernel(self) -> int | None:
+        """The kernel's pid as this process sees it (init's first child; in mode "none" the process itself)."""
+        if self._kernel_pid is None and self.init_pid:
+            if self.isolation.mode == "none":
+                self._kernel_pid = self.init_pid
+            else:
+                try:
+                    children = Path(f"/proc/{self.init_pid}/task/{self.init_pid}/children").read_text().split()
+                    self._kernel_pid = int(children[0]) if children else None
+                except (OSError, ValueError):
+                    pass
+        return self._kernel_pid
+
     def interrupt(self) -> None:
         """Ask the kernel to stop what it is doing (KeyboardInterrupt in the student's code)."""
         target = self.init_pid
@@ -435,7 +893,7 @@ class Sandbox:
             self.exit = Exit(killed_by_grader=True)
         if self.isolation.mode == "none" and self.init_pid:
             try:
-                os.killpg(self.init_pid, signal.SIGKILL)  # no PID namespace: end its process group
+                os.killpg(self.init_pid, signal.SIGKILL)  # no PID namespace: its process group (setpgid refused)
             except OSError:
                 pass
         for pid in (self.init_pid, self.keeper_pid):
@@ -444,6 +902,8 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        if self._cgroups is not None:
+            self._cgroups.kill()
         self.close()
 
     def close(self) -> Exit:
@@ -474,7 +934,7 @@ class Sandbox:
                     deadline = time.monotonic() + 5
                 time.sleep(0.005)
             self.keeper_pid = None
-        if getattr(self, "_workdir", None):
+        if self._workdir:
             import shutil
 
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -492,11 +952,10 @@ class Sandbox:
 
     # the keeper (trusted code, in the new namespaces) -----------------------------------------------
     def _keeper(self, kernel_sock, status_w) -> None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if self._cgroups is not None:
+            self._cgroups.add(os.getpid())  # init and the kernel inherit them; /sys is not in the view
         _enter_namespaces(self.isolation.mode)
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        keep_fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep_paths()}  # before hiding them
-        self._build_file_view(keep_fds)
+        _build_root(self._view, self.limits)
         uid = UID_BASE + os.getpid() if self.isolation.separate_uid else os.getuid()
         gid = uid if self.isolation.separate_uid else os.getgid()
         workdir = Path("/tmp/submission")
@@ -514,8 +973,6 @@ class Sandbox:
             os.close(status_w)
             self._init(kernel_sock, go_r, uid, gid, str(workdir))
         os.close(go_r)
-        if self._cgroups is not None:
-            self._cgroups.add(init)
         os.write(go_w, b"x")
         os.close(go_w)
         kernel_sock.close()
@@ -530,28 +987,12 @@ class Sandbox:
                 break
         os._exit(min(255, abs(os.waitstatus_to_exitcode(status)) + (128 if os.waitstatus_to_exitcode(status) < 0 else 0)))
 
-    def _build_file_view(self, keep_fds: dict[str, int]) -> None:
-        hidden = self._hide
-        for path in hidden:
-            writable = path in WRITABLE
-            size = f"{self.limits.tmp_mb if path == '/tmp' else 32}m" if writable else "4m"
-            mode = "1777" if writable else "755"
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
-        for path, fd in keep_fds.items():
-            if any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
-                os.makedirs(path, mode=0o755, exist_ok=True)
-                _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-                _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-            os.close(fd)
-        for path in hidden:
-            if path not in WRITABLE:
-                _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
     def _init(self, kernel_sock, go_r, uid: int, gid: int, workdir: str) -> None:
         """PID 1 of the sandbox: start the kernel, reap orphans, relay interrupts, exit with the kernel."""
         try:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            os.read(go_r, 1)
+            if os.read(go_r, 1) != b"x":
+                os._exit(75)  # the keeper died before it let us go: PR_SET_PDEATHSIG came too late
             os.close(go_r)
             _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             kernel = os.fork()
@@ -580,19 +1021,24 @@ class Sandbox:
                 os.setuid(uid)
             _drop_capabilities()
             _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            if self.isolation.seccomp:
+                _refuse_new_sessions()
             self._set_limits()
             _sanitize_fds(keep=sock_fd)
             os.chdir(workdir)
             os.environ.clear()
-            os.environ.update({"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-                               "HOME": workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-                               "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib",
-                               "XDG_CACHE_HOME": "/tmp/.cache", "MPLBACKEND": "agg",
-                               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                               "NBGRADER_EXECUTION": "autograde", **self._env_extra})
+            os.environ.update(self._kernel_environment(workdir))
         except BaseException:  # noqa: BLE001
             os._exit(72)
-        _run_kernel(kernel_sock, workdir)
+        _run_kernel(kernel_sock, workdir, self._view.python_path)
+
+    def _kernel_environment(self, workdir: str) -> dict:
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin",  # not the venv's bin/: it may name the checkout
+                "HOME": workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+                "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib",
+                "XDG_CACHE_HOME": "/tmp/.cache", "MPLBACKEND": "agg",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                "NBGRADER_EXECUTION": "autograde", **self._env_extra}
 
     def _set_limits(self) -> None:
         limits = self.limits
@@ -608,11 +1054,11 @@ class Sandbox:
             resource.setrlimit(which, value)
 
     # without namespaces (only with --unsafe-no-sandbox) ----------------------------------------------
-    def _start_unsandboxed(self) -> "Sandbox":
+    def _start_unsandboxed(self) -> Sandbox:
         import tempfile
 
         judge_sock, kernel_sock = socket.socketpair()
-        workdir = tempfile.mkdtemp(prefix="vg-unsafe-")
+        workdir = tempfile.mkdtemp(prefix=f"vg-unsafe-{owner_tag()}-")
         (Path(workdir) / self._notebook[0]).write_bytes(self._notebook[1])
         pid = os.fork()
         if pid == 0:
@@ -620,12 +1066,15 @@ class Sandbox:
                 judge_sock.close()
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.setsid()
+                _prctl(PR_SET_NO_NEW_PRIVS, 1)
+                if self.isolation.seccomp:
+                    _refuse_new_sessions()  # so killpg reaches every process it starts
                 self._set_limits()
                 _sanitize_fds(keep=kernel_sock.fileno())
                 os.environ.update({"MPLBACKEND": "agg", "NBGRADER_EXECUTION": "autograde"})
             except BaseException:  # noqa: BLE001
                 os._exit(72)
-            _run_kernel(kernel_sock, workdir)
+            _run_kernel(kernel_sock, workdir, None)
         kernel_sock.close()
         self.keeper_pid = self.init_pid = pid
         self.sock = judge_sock
@@ -633,11 +1082,13 @@ class Sandbox:
         return self
 
 
-def _run_kernel(kernel_sock, workdir: str) -> None:
+def _run_kernel(kernel_sock, workdir: str, python_path: list[str] | None) -> None:
     code = 0
     try:
         from .kernel import main
 
+        if python_path is not None:
+            _forget_origins(python_path)
         main(kernel_sock, workdir)
     except BaseException:  # noqa: BLE001
         code = 73
@@ -707,4 +1158,3 @@ def make_undumpable() -> None:
         _prctl(PR_SET_DUMPABLE, 0)
     except SandboxError:
         pass
-

@@ -14,19 +14,29 @@ same job runs three ways:
 A job forks the student's sandboxes *first*, before it reads any source
 notebook, so no solution or hidden test is ever in a sandbox's memory. The
 job itself is trusted, marked undumpable, and dies with its parent.
+
+The zygote imports ``course_lib`` from a plain copy in a temporary folder of
+its own (not from the checkout, nor through an editable install's finder), so
+that what a sandbox is shown of it names nothing of the course. Everything a
+grader leaves when it is killed (that copy, its scratch folder, cgroups, half
+written files) is named after its owner process; `clear_leftovers` removes
+what belongs to owners that died.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
-import zipfile
 from pathlib import Path
 
 PRELOAD_MODULES = ("numpy", "torch", "matplotlib.pyplot", "IPython.core.interactiveshell",
@@ -41,6 +51,9 @@ def preload() -> None:
     import importlib
     import pkgutil
 
+    # the editable install's finder maps course_lib and autograder to a checkout: imports here come from
+    # sys.path (the plain copy of course_lib, the grader's own code), never through it
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
     for name in PRELOAD_MODULES:
         try:
             importlib.import_module(name)
@@ -72,17 +85,41 @@ def preload() -> None:
     TransformerManager().transform_cell("x = 1\n")
 
 
-def read_bytes(location: dict) -> bytes:
-    """A submitted file's bytes: {"path": ...} or {"zip": ..., "member": ...}."""
-    if "zip" in location:
-        with zipfile.ZipFile(location["zip"]) as archive:
-            info = archive.getinfo(location["member"])
-            from .judge import MAX_NOTEBOOK_BYTES
+class UnreadableFile(OSError):
+    """A submitted file that cannot be read (corrupt zip member, not a regular file, ...)."""
 
-            if info.file_size > MAX_NOTEBOOK_BYTES:
-                return b"\0" * (MAX_NOTEBOOK_BYTES + 1)
-            return archive.read(info)
-    return Path(location["path"]).read_bytes()
+
+def read_bytes(location: dict) -> bytes:
+    """A submitted file's bytes: {"path": ...} or {"zip": ..., "member": ..., "index": ...}. Never follows
+    a symbolic link, never blocks on a FIFO, never reads more than a notebook may hold (a bigger file
+    reads as that many bytes plus one, which the judge refuses); every failure is an UnreadableFile."""
+    from .judge import MAX_NOTEBOOK_BYTES
+    from .lms import open_zip
+
+    if "zip" in location:
+        try:
+            with open_zip(location["zip"]) as archive:
+                members = archive.infolist()
+                index = location.get("index")
+                info = members[index] if index is not None else archive.getinfo(location["member"])
+                if info.filename != location["member"]:
+                    raise UnreadableFile(f"the zip no longer holds {location['member']!r} at this place")
+                if info.file_size > MAX_NOTEBOOK_BYTES:
+                    return b"\0" * (MAX_NOTEBOOK_BYTES + 1)
+                with archive.open(info) as member:
+                    return member.read(MAX_NOTEBOOK_BYTES + 1)
+        except UnreadableFile:
+            raise
+        except Exception as error:  # noqa: BLE001 - BadZipFile (CRC), zlib.error, EOFError: a damaged member
+            raise UnreadableFile(f"{type(error).__name__}: {error}") from None
+    try:
+        fd = os.open(location["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise UnreadableFile(f"{error.strerror or error}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableFile("not a regular file")
+        return file.read(MAX_NOTEBOOK_BYTES + 1)
 
 
 def run_job(spec: dict) -> dict:
@@ -101,7 +138,7 @@ def run_job(spec: dict) -> dict:
             continue
         try:
             submitted[name] = read_bytes(location)
-        except (OSError, KeyError, zipfile.BadZipFile) as error:
+        except OSError as error:
             submitted[name] = error
     # sandboxes first: forked before any source notebook is read into this process
     boxes = {}
@@ -142,6 +179,9 @@ def run_job(spec: dict) -> dict:
                 result.notes.append(f"feedback page not rendered: {error}")
         else:
             result_html = None
+        for problem in spec.get("problems", []):  # found when the submission was listed (lms.py)
+            if problem not in result.flags:
+                result.flags.append(problem)
         payload = result.to_json()
         payload["feedback_html"] = result_html
         results[name] = payload
@@ -238,9 +278,15 @@ class Pool:
     """The grader's handle on one zygote: submit specs, collect finished job ids, kill stragglers."""
 
     def __init__(self):
+        clear_leftovers()
+        code = Path(__file__).resolve().parent.parent
+        self.runtime = course_lib_copy()
+        # the zygote's sys.path: the copy of course_lib (its working directory, first), then the grader's code
+        paths = [str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=None, preexec_fn=_die_with_parent, cwd=str(Path(__file__).resolve().parent.parent))
+            stderr=None, preexec_fn=_die_with_parent, cwd=str(self.runtime or code),
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)))
         self._buffer = b""
         self.started: dict[str, float] = {}
         self.ready = False
@@ -305,6 +351,59 @@ class Pool:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        if self.runtime:
+            shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+# ---- what a grader leaves behind --------------------------------------------------------------------
+
+LEFTOVER = re.compile(r"^vg-[a-z-]+?-(\d+)-(\d+)-")  # vg-<kind>-<owner pid>-<owner start time>-<random>
+HALF_WRITTEN = re.compile(r"^\..+\.tmp(\d+)$")  # feedback.write_atomic's temporary files
+
+
+def scratch_dir(kind: str) -> Path:
+    """A private temporary folder named after this process, so a later run can tell when it is left over."""
+    from .sandbox import owner_tag
+
+    return Path(tempfile.mkdtemp(prefix=f"vg-{kind}-{owner_tag()}-"))
+
+
+def course_lib_copy() -> Path | None:
+    """A plain, world-readable copy of the course_lib this grader would import, in a scratch folder."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("course_lib")
+    source = next(iter(spec.submodule_search_locations or []), None) if spec else None
+    if source is None:
+        return None
+    folder = scratch_dir("runtime")
+    shutil.copytree(source, folder / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+def clear_leftovers(course_root: Path | None = None) -> None:
+    """Remove what graders that died left: sandbox cgroups (and their processes), scratch folders and
+    copies of course_lib in the temporary folder, half-written files in the course root."""
+    from .sandbox import owner_alive, sweep_cgroups
+
+    sweep_cgroups()
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        entries = []
+    for entry in entries:
+        match = LEFTOVER.match(entry.name)
+        if match and entry.is_dir(follow_symlinks=False) and not owner_alive(int(match[1]), int(match[2])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    for folder in ([course_root / "autograded", course_root / "feedback"] if course_root else []):
+        for parent, _, files in os.walk(folder):
+            for name in files:
+                match = HALF_WRITTEN.match(name)
+                if match and not owner_alive(int(match[1]), None):
+                    Path(parent, name).unlink(missing_ok=True)
 
 
 def _die_with_parent() -> None:
