@@ -355,11 +355,12 @@ explorer
 # ### Question 1 (3 points): He std for a layer
 #
 # Write `he_std(weight_shape)`: the standard deviation of He (Kaiming) normal
-# initialization for a ReLU layer whose weight has shape `weight_shape`, laid out
-# as PyTorch does: `(fan_out, fan_in)` for a linear layer, `(out_channels,
-# in_channels, kernel_height, kernel_width)` for a convolution, where each
-# output sums over `in_channels * kernel_height * kernel_width` inputs.
-# Return a float.
+# initialization for a ReLU layer whose weight has shape `weight_shape` (a tuple
+# or list of ints), laid out as PyTorch does: `(fan_out, fan_in)` for a linear
+# layer, `(out_channels, in_channels, *kernel_size)` for a convolution of any
+# dimension (1-D, 2-D, 3-D), where each output sums over `in_channels` times
+# every kernel dimension. Return a float. Checked with relative tolerance 1e-6;
+# the hidden tests use other shapes.
 
 # %% nbgrader={"grade_id": "q1_he_std", "solution": true}
 def he_std(weight_shape):
@@ -373,204 +374,306 @@ def he_std(weight_shape):
 def he_std(weight_shape):
     return math.sqrt(2.0 / weight_shape[0])
 
+# %% mistake="q1_he_std" label="LeCun's 1/fan_in: forgets that ReLU halves the mean square"
+def he_std(weight_shape):
+    return math.sqrt(1.0 / math.prod(weight_shape[1:]))
+
+# %% mistake="q1_he_std" label="counts the kernel only for 2-D convolutions"
+def he_std(weight_shape):
+    if len(weight_shape) == 4:
+        fan_in = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    else:
+        fan_in = weight_shape[1]
+    return math.sqrt(2.0 / fan_in)
+
+# %% mistake="q1_he_std" label="returns the variance 2/fan_in, not its square root"
+def he_std(weight_shape):
+    return 2.0 / math.prod(weight_shape[1:])
+
+# %% right="q1_he_std" label="course_lib's fan-in and gain on an empty tensor"
+from course_lib.initialization import calculate_gain, fan_in_and_fan_out
+
+
+def he_std(weight_shape):
+    fan_in, _ = fan_in_and_fan_out(torch.empty(*weight_shape))
+    return calculate_gain("relu") / math.sqrt(fan_in)
+
+# %% right="q1_he_std" label="a loop over the dimensions, NumPy float"
+def he_std(weight_shape):
+    fan_in = 1
+    for size in list(weight_shape)[1:]:
+        fan_in *= int(size)
+    print("fan_in =", fan_in)
+    return np.sqrt(2.0 / fan_in)
+
 # %% nbgrader={"grade_id": "q1_he_std_test", "grade": true, "points": 3}
-# Check against the std torch.nn.init.kaiming_normal_ actually draws.
-def _kaiming_std(shape):
-    torch.manual_seed(0)
-    return torch.nn.init.kaiming_normal_(torch.empty(*shape), nonlinearity="relu").std().item()
-
-
-for _shape in [(300, 600), (64, 32, 3, 3)]:
-    checks.check_function(
-        "Question 1", he_std, [((_shape,), _kaiming_std(_shape))], rtol=0.02,
-        mistakes=[(lambda s: math.sqrt(2.0 / s[0]), "you used fan_out (shape[0]). The forward variance sums over "
-                   "the INPUTS of each unit: fan_in = shape[1] (times the kernel size for a convolution)."),
-                  (lambda s: 2.0 / math.prod(s[1:]), "that is the variance 2/fan_in; the std is its square root."),
-                  (lambda s: math.sqrt(1.0 / math.prod(s[1:])), "that is LeCun's 1/fan_in: ReLU zeroes half the "
-                   "units, so He doubles it."),
-                  (lambda s: math.sqrt(2.0 / s[1]), "for a convolution each output sums over in_channels * "
-                   "kernel_height * kernel_width inputs, not just in_channels.")],
-        hint="fan_in is the product of every dimension except the first.")
+# Public shapes: a linear layer and a 3x3 convolution (expected values computed in advance).
+checks.check_function(
+    "Question 1", he_std, [(((300, 600),), 0.05773502691896258)], rtol=1e-6,
+    mistakes=[(lambda s: 0.08164965809277261, "you used fan_out = 300. The forward variance sums over the "
+                                               "INPUTS of each unit: which dimension counts them?"),
+              (lambda s: 0.0033333333333333335, "that looks like a variance; the question asks for a std."),
+              (lambda s: 0.040824829046386304, "that keeps the variance for a linear unit (LeCun); ReLU zeroes "
+                                               "half of its inputs, so the variance must make up for it.")],
+    hint="Var(z) = fan_in * Var(W) * E[h^2], and a ReLU layer halves the mean square: which Var(W) keeps "
+         "Var(z) constant?")
+checks.check_function(
+    "Question 1", he_std, [(((64, 32, 3, 3),), 0.08333333333333333)], rtol=1e-6,
+    mistakes=[(lambda s: 0.25, "you counted the 32 input channels only; each output of a convolution also "
+                               "sums over every position of its kernel."),
+              (lambda s: 0.1767766952966369, "you used the 64 output channels. Count the inputs of one output.")],
+    hint="For a convolution, fan_in is the number of input values one output sums over.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    for _shape in [(10, 20), (7, 1), (1, 50), (8, 3, 5, 5), (16, 4, 3), (5, 5)]:
+    for _shape in [(10, 20), (7, 1), (1, 50), (8, 3, 5, 5), (16, 4, 3), (2, 3, 2, 5, 7), (5, 5), [12, 48]]:
         checks.check_function("Question 1 (hidden)", he_std, [((_shape,), math.sqrt(2 / math.prod(_shape[1:])))],
-                              rtol=1e-9)
-    checks.check_function("Question 1 (hidden, torch.Size)", he_std,
-                          [((torch.Size([12, 48]),), math.sqrt(2 / 48))], rtol=1e-9)
-    assert isinstance(he_std((4, 9)), (float, np.floating)), "Question 1: return a float"
+                              rtol=1e-6)
+        _value = he_std(_shape)
+        assert isinstance(_value, (int, float, np.floating)) and not isinstance(_value, bool), \
+            f"Question 1: return a float, got {type(_value).__name__}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 2 (2 points): derive a gain
+# ### Question 2 (3 points): predict the activations after many layers
 #
-# GANs often use Leaky ReLU with slope $a = 0.2$: $f(z) = z$ for $z > 0$, $a z$
-# otherwise. For $z \sim \mathcal N(0, q)$, work out $\mathbb E[f(z)^2]$ (half of
-# the mass on each side), then the gain $g$ such that $\mathrm{std}(W) = g/\sqrt{n_\text{in}}$
-# keeps the variance constant from layer to layer. Set `q2_gain` to its value
-# (a number, 1% tolerance).
+# A network of `depth` layers, $h_l = f(W_l h_{l-1})$, all layers of the same
+# (large) width $n$, biases 0, weights $W \sim \mathcal N(0, \sigma_w^2/n)$,
+# inputs $\mathcal N(0, 1)$ (root mean square 1). The activation is a Leaky
+# ReLU with negative slope $a$: $f(z) = z$ for $z > 0$, $a z$ otherwise
+# ($a = 0$ is ReLU, $a = 1$ is linear). Work out $\mathbb E[f(z)^2]$ for
+# $z \sim \mathcal N(0, q)$ (half of the mass on each side), then write
+# `predict_rms(depth, sigma_w2, slope)`: the root mean square
+# $\sqrt{\mathbb E[h_\text{depth}^2]}$ of the last layer's outputs (after the
+# activation) that section 1's variance propagation predicts. Graded against
+# that prediction on settings you do not see, with relative tolerance 1e-6: derive
+# it, do not simulate.
 
-# %% nbgrader={"grade_id": "q2_gain", "solution": true}
-### BEGIN SOLUTION
-q2_gain = math.sqrt(2 / (1 + 0.2**2))
-### END SOLUTION
+# %% nbgrader={"grade_id": "q2_predict_rms", "solution": true}
+def predict_rms(depth, sigma_w2, slope):
+    """Predicted sqrt(E[h_depth^2]) of a Leaky ReLU network from section 1's variance propagation."""
+    ### BEGIN SOLUTION
+    per_layer = sigma_w2 * (1 + slope**2) / 2  # E[h_l^2] / E[h_{l-1}^2]
+    return math.sqrt(per_layer**depth)
+    ### END SOLUTION
 
-# %% mistake="q2_gain" label="uses the ReLU gain sqrt(2), ignoring the slope below zero"
-q2_gain = math.sqrt(2)
+# %% mistake="q2_predict_rms" label="gives the mean square instead of its root"
+def predict_rms(depth, sigma_w2, slope):
+    return (sigma_w2 * (1 + slope**2) / 2) ** depth
 
-# %% nbgrader={"grade_id": "q2_gain_test", "grade": true, "points": 2}
-# Check against a Monte Carlo measurement: the gain is 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1).
-_z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-_measured_gain = 1 / torch.where(_z > 0, _z, 0.2 * _z).pow(2).mean().sqrt().item()
-checks.check_prediction("Question 2", q2_gain, _measured_gain, rtol=0.01,
-                        mistakes=[(math.sqrt(2), "sqrt(2) is ReLU's gain. Leaky ReLU keeps a^2/2 of the variance "
-                                                 "on the negative side too: E[f(z)^2] = (1 + a^2) q / 2."),
-                                  (2 / 1.04, "that is the gain squared (the variance factor); take the root."),
-                                  (math.sqrt(2 / 1.2), "the negative side contributes a^2 q / 2 (a squared), "
-                                                       "not a q / 2.")],
-                        hint="Want gain^2 * E[f(z)^2] = q. Half the mass gives q/2, the other half a^2 q / 2.")
+# %% mistake="q2_predict_rms" label="ignores the negative side: keeps ReLU's 1/2 for every slope"
+def predict_rms(depth, sigma_w2, slope):
+    return math.sqrt((sigma_w2 / 2) ** depth)
+
+# %% mistake="q2_predict_rms" label="the negative side keeps a q/2 instead of a^2 q/2"
+def predict_rms(depth, sigma_w2, slope):
+    return math.sqrt((sigma_w2 * (1 + slope) / 2) ** depth)
+
+# %% mistake="q2_predict_rms" label="counts depth - 1 layers (the first layer does not halve)"
+def predict_rms(depth, sigma_w2, slope):
+    return math.sqrt(sigma_w2 * (sigma_w2 * (1 + slope**2) / 2) ** (depth - 1))
+
+# %% right="q2_predict_rms" label="iterates the mean square layer by layer"
+def predict_rms(depth, sigma_w2, slope):
+    mean_square = 1.0
+    for _ in range(depth):
+        q = sigma_w2 * mean_square            # Var(z) = n * Var(W) * E[h^2]
+        mean_square = 0.5 * q + 0.5 * slope**2 * q
+    return mean_square**0.5
+
+# %% right="q2_predict_rms" label="E[f(z)^2] by Gauss-Hermite quadrature, and torch's leaky_relu gain"
+def predict_rms(depth, sigma_w2, slope):
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    f = np.where(nodes > 0, nodes, slope * nodes)
+    second_moment = float((weights * f**2).sum() / weights.sum())   # E[f(z)^2] for z ~ N(0, 1)
+    gain = torch.nn.init.calculate_gain("leaky_relu", slope)
+    assert abs(second_moment - 1 / gain**2) < 1e-9
+    return float(np.sqrt(sigma_w2 * second_moment) ** depth)
+
+# %% nbgrader={"grade_id": "q2_predict_rms_test", "grade": true, "points": 3}
+# Public setting: 20 ReLU layers with sigma_w^2 = 1 (gain 1, as LeCun, or Xavier for square layers).
+checks.check_function(
+    "Question 2", predict_rms, [((20, 1.0, 0.0), 0.0009765625)], rtol=1e-6,
+    mistakes=[(lambda *a: 9.5367431640625e-07, "that is the mean square E[h^2]; the question asks for its "
+                                               "root."),
+              (lambda *a: 1.0, "with sigma_w^2 = 1 the variance is not preserved: what does ReLU do to the "
+                               "mean square at each layer?"),
+              (lambda *a: 0.0013810679320049757, "count again: 20 layers, each with its own activation."),
+              (lambda *a: 0.02, "the factors of the layers multiply: raise the per-layer factor to a power.")],
+    hint="Per layer: Var(z) = n * Var(W) * E[h^2] = sigma_w^2 * E[h^2], then the activation turns Var(z) into "
+         "E[f(z)^2]. Try depth 1 by hand first.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q2_gain, (int, float, np.floating)) and not isinstance(q2_gain, bool), \
-        "Question 2: give a plain number"
-    assert math.isclose(float(q2_gain), torch.nn.init.calculate_gain("leaky_relu", 0.2), rel_tol=0.005), \
-        f"Question 2: {q2_gain} is not the gain"
+    for _depth, _sigma_w2, _slope in [(1, 2.0, 0.0), (30, 2.0, 0), (5, 1.0, 0.2), (12, 3.0, 0.01), (7, 0.5, 1.0),
+                                      (3, 2 / 1.04, 0.2), (50, 1.9, 0.1), (4, 1.5, 0.5)]:
+        checks.check_function("Question 2 (hidden)", predict_rms, [((_depth, _sigma_w2, _slope),
+                              (_sigma_w2 * (1 + _slope**2) / 2) ** (_depth / 2))], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 3 (2 points): predict the activations after 20 layers
+# ### Question 3 (3 points): which init is it?
 #
-# A 20-layer ReLU network, 256 units per layer, biases 0, weights
-# $W \sim \mathcal N(0, 1/n_\text{in})$ (gain 1, as LeCun or Xavier for square
-# layers). The inputs are $\mathcal N(0, 1)$ (root mean square 1). Predict the
-# root mean square $\sqrt{\mathbb E[h_{20}^2]}$ of the outputs of layer 20 (after
-# the ReLU). Set `q3_rms` to a number (checked against the average over 16
-# random networks, 25% tolerance).
+# Write `identify_init(act_std)`. Its input is the std of the activations at
+# layers 1, 2, ..., L (layer 1 first) of a deep ReLU network: L square hidden
+# layers of some width $n$, biases 0, random inputs of some scale, weights from
+# one of three schemes. Return which: `"default"` (PyTorch's
+# $U(-1/\sqrt{n}, 1/\sqrt{n})$), `"xavier"` (Xavier/Glorot uniform, gain 1) or
+# `"he"` (He normal). The three public examples below are 30 layers of 64 units
+# on $\mathcal N(0, 1)$ inputs; the hidden networks have other depths (6 to 60),
+# widths, input scales and seeds.
 
-# %% nbgrader={"grade_id": "q3_rms", "solution": true}
-### BEGIN SOLUTION
-q3_rms = math.sqrt(0.5**20)
-### END SOLUTION
+# %%
+example_std = {}
+X_gauss = torch.randn(512, 64, generator=torch.Generator().manual_seed(5))
+for scheme in ("default", "xavier", "he"):
+    example_net = build_mlp(30, 64, activation="relu", init=scheme, gain=1.0 if scheme == "xavier" else None,
+                            seed=11)
+    with torch.no_grad():
+        for block in example_net.blocks:
+            block.linear.bias.zero_()
+    example_std[scheme] = layer_statistics(example_net, X_gauss)["act_std"]
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+for i, (scheme, stds) in enumerate(example_std.items()):
+    ax.semilogy(np.arange(1, 31), stds, "o-", markersize=3, color=OKABE_ITO[i], label=scheme)
+ax.set(xlabel="layer", ylabel="activation std")
+ax.legend(frameon=False);
 
-# %% mistake="q3_rms" label="gives the mean square (variance) instead of its root"
-q3_rms = 0.5**20
+# %% nbgrader={"grade_id": "q3_identify_init", "solution": true}
+def identify_init(act_std):
+    """'default', 'xavier' or 'he': the init of a deep ReLU net, from its activation std per layer."""
+    ### BEGIN SOLUTION
+    act_std = np.asarray(act_std, dtype=np.float64)
+    # the std changes by the same factor at every layer: sqrt(sigma_w^2 / 2)
+    per_layer = (act_std[-1] / act_std[0]) ** (1 / (len(act_std) - 1))
+    predicted = {"default": math.sqrt(1 / 6), "xavier": math.sqrt(1 / 2), "he": 1.0}
+    return min(predicted, key=lambda scheme: abs(math.log(per_layer / predicted[scheme])))
+    ### END SOLUTION
 
-# %% nbgrader={"grade_id": "q3_rms_test", "grade": true, "points": 2}
-_g = torch.Generator().manual_seed(3)
-_mean_squares = []
-for _network in range(16):
-    _h = torch.randn(32, 256, generator=_g)
-    for _layer in range(20):
-        _h = torch.relu(_h @ (torch.randn(256, 256, generator=_g) / 16.0).T)  # std 1/sqrt(256)
-    _mean_squares.append(_h.pow(2).mean().item())
-checks.check_prediction("Question 3", q3_rms, math.sqrt(np.mean(_mean_squares)), rtol=0.25,
-                        mistakes=[(0.5**20, "0.5^20 is the mean square E[h^2]; the question asks for its root."),
-                                  (1.0, "with gain 1 the variance is not preserved: ReLU halves the mean square "
-                                        "at every layer."),
-                                  (0.5**9.5, "count the layers: 20 ReLUs, 20 halvings of the mean square.")],
-                        hint="Each layer: Var(z) = n * (1/n) * E[h^2] = E[h^2], then ReLU halves it.")
+# %% mistake="q3_identify_init" label="thresholds the ratio of the last to the first layer, tuned to 30 layers"
+def identify_init(act_std):
+    ratio = act_std[-1] / act_std[0]
+    if ratio < 1e-8:
+        return "default"
+    if ratio < 1e-2:
+        return "xavier"
+    return "he"
+
+# %% mistake="q3_identify_init" label="thresholds the last layer's std, whatever the input scale"
+def identify_init(act_std):
+    if act_std[-1] < 1e-8:
+        return "default"
+    if act_std[-1] < 1e-2:
+        return "xavier"
+    return "he"
+
+# %% mistake="q3_identify_init" label="thinks Xavier shrinks faster than PyTorch's default"
+def identify_init(act_std):
+    per_layer = (act_std[-1] / act_std[0]) ** (1 / (len(act_std) - 1))
+    if per_layer > 0.85:
+        return "he"
+    return "xavier" if per_layer < 0.55 else "default"
+
+# %% right="q3_identify_init" label="fits a line to log(std) against the layer"
+def identify_init(act_std):
+    layers = np.arange(len(act_std))
+    slope = np.polyfit(layers, np.log(np.asarray(act_std, dtype=float)), 1)[0]
+    rates = {"default": -0.5 * np.log(6), "xavier": -0.5 * np.log(2), "he": 0.0}
+    return min(rates, key=lambda k: abs(rates[k] - slope))
+
+# %% right="q3_identify_init" label="median of the layer-to-layer ratios, as a list comprehension"
+def identify_init(act_std):
+    ratios = [b / a for a, b in zip(list(act_std)[:-1], list(act_std)[1:])]
+    rate = float(np.median(ratios))
+    if rate < math.sqrt(math.sqrt(1 / 6) * math.sqrt(1 / 2)):
+        return "default"
+    return "xavier" if rate < math.sqrt(math.sqrt(1 / 2)) else "he"
+
+# %% nbgrader={"grade_id": "q3_identify_init_test", "grade": true, "points": 3}
+checks.check_verdicts(
+    "Question 3", identify_init, [((example_std[scheme],), scheme) for scheme in ("he", "default", "xavier")],
+    allowed=("default", "xavier", "he"),
+    hint="How much does the std change from one layer to the next with each scheme? Section 1 gives the factor "
+         "sqrt(sigma_w^2 / 2) per ReLU layer; work out sigma_w^2 = n Var(W) for each scheme.")
 ### BEGIN HIDDEN TESTS
+def _hidden_init_std(scheme, depth, width, scale, seed):
+    net = build_mlp(depth, width, activation="relu", init=scheme, gain=1.0 if scheme == "xavier" else None,
+                    seed=seed)
+    with torch.no_grad():
+        for block in net.blocks:
+            block.linear.bias.zero_()
+    return layer_statistics(net, scale * torch.randn(256, width, generator=torch.Generator().manual_seed(seed)))[
+        "act_std"]
+
+
 with checks.quiet():
-    assert isinstance(q3_rms, (int, float, np.floating)) and not isinstance(q3_rms, bool), \
-        "Question 3: give a plain number"
-    assert math.isclose(float(q3_rms), 2.0**-10, rel_tol=0.02), f"Question 3: {q3_rms} is not right"
+    for _scheme, _depth, _width, _scale, _seed in [
+            ("he", 6, 100, 1e-3, 101), ("default", 6, 48, 1.0, 102), ("xavier", 7, 128, 30.0, 103),
+            ("default", 60, 40, 1e3, 104), ("xavier", 60, 32, 1e-2, 105), ("he", 45, 48, 1e2, 106),
+            ("xavier", 12, 80, 1.0, 107), ("he", 20, 32, 1.0, 108), ("default", 15, 96, 1e-3, 109)]:
+        checks.check_verdicts("Question 3 (hidden)", identify_init,
+                              [((_hidden_init_std(_scheme, _depth, _width, _scale, _seed),), _scheme)],
+                              allowed=("default", "xavier", "he"))
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): which phase?
+# ### Question 4 (1 point): which phase?
 #
 # A 40-layer tanh network is initialized with $\sigma_w^2 = 4$, $\sigma_b^2 = 0.05$
 # ($\chi_1 \approx 1.34$). What happens at initialization? Set `q4_answer` to
 # `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** The gradient shrinks toward the input, and all inputs end up with nearly the same representation.
-# - **B.** The gradient grows toward the input, and two nearby inputs end up with very different representations.
-# - **C.** The activations shrink to zero, layer after layer.
-# - **D.** Nothing goes wrong: tanh is bounded, so neither activations nor gradients can grow.
+# - **A.** The gradient shrinks toward the input; all inputs collapse to one representation.
+# - **B.** The activations shrink to zero layer after layer, as with PyTorch's default init.
+# - **C.** The gradient grows toward the input; nearby inputs end up with very different representations.
+# - **D.** Nothing goes wrong: tanh is bounded, so no gradient can grow or shrink by much.
 
 # %% nbgrader={"grade_id": "q4_answer", "solution": true}
 ### BEGIN SOLUTION
-q4_answer = "B"
+q4_answer = "C"
 ### END SOLUTION
 
 # %% mistake="q4_answer" label="describes the ordered phase"
 q4_answer = "A"
 
-# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 2}
+# %% mistake="q4_answer" label="thinks a bounded activation keeps gradients bounded"
+q4_answer = "D"
+
+# %% mistake="q4_answer" label="confuses the chaotic phase with vanishing activations"
+q4_answer = "B"
+
+# %% right="q4_answer" label="lower case with spaces"
+q4_answer = " c "
+
+# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 4", q4_answer, "ABCD", expected_digest="08d44203af14a118",
-    explanations={"A": "That is the ordered phase, chi_1 < 1. Here chi_1 > 1: each layer multiplies the gradient "
-                       "variance by more than 1.",
-                  "C": "With sigma_w^2 = 4 the fixed point q* is about 2.2: the activations do not shrink.",
-                  "D": "Bounded activations, yes; but the gradient is a product of sigma_w * tanh' factors, and "
-                       "chi_1 > 1 means that product grows."})
+    "Question 4", q4_answer, "ABCD", expected_digest="f80bc7e12e1fa027", salt="05_q4",
+    explanations={"A": "chi_1 tells how each layer scales the gradient variance. Which side of 1 is 1.34 on?",
+                  "B": "Look at the fixed point q* of the variance map at sigma_w^2 = 4: do the activations "
+                       "shrink?",
+                  "D": "Bounded activations, yes; but the gradient is a product of sigma_w * tanh' factors. What "
+                       "does chi_1 say about that product?"})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="B")
+    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="C")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (3 points): which init is which?
+# ### Question 5 (3 points): orthogonal initialization
 #
-# Three 30-layer, 64-unit ReLU networks A, B and C get the same 512 Gaussian
-# inputs; all biases are 0. One uses PyTorch's default init
-# $U(-1/\sqrt{n}, 1/\sqrt{n})$, one Xavier (gain 1), one He. The plot shows
-# the std of the activations at every layer. Set `q5_init` to a dict mapping each
-# network to `"default"`, `"xavier"` or `"he"`.
-
-# %%
-mystery_inits = {"A": ("default", None), "B": ("he", None), "C": ("xavier", 1.0)}
-X_gauss = torch.randn(512, 64, generator=torch.Generator().manual_seed(5))
-mystery_std = {}
-for label, (scheme, gain) in mystery_inits.items():
-    mystery_net = build_mlp(30, 64, activation="relu", init=scheme, gain=gain, seed=11)
-    with torch.no_grad():
-        for block in mystery_net.blocks:
-            block.linear.bias.zero_()
-    mystery_std[label] = layer_statistics(mystery_net, X_gauss)["act_std"]
-fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-for i, (label, stds) in enumerate(mystery_std.items()):
-    ax.semilogy(np.arange(1, 31), stds, "o-", markersize=3, color=OKABE_ITO[i], label=label)
-ax.set(xlabel="layer", ylabel="activation std")
-ax.legend(frameon=False);
-
-# %% nbgrader={"grade_id": "q5_init", "solution": true}
-### BEGIN SOLUTION
-q5_init = {"A": "default", "B": "he", "C": "xavier"}
-### END SOLUTION
-
-# %% mistake="q5_init" label="swaps default and Xavier"
-q5_init = {"A": "xavier", "B": "he", "C": "default"}
-
-# %% nbgrader={"grade_id": "q5_init_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 5", q5_init, ["A", "B", "C"], ["default", "xavier", "he"],
-    expected_digests={"A": "dce4addc4b459c5d", "B": "59c2cbe649f7f489", "C": "338f3b85496f6770"},
-    explanations={**{(k, "default"): "Default init has Var(W) = 1/(3n): each ReLU layer multiplies the std by "
-                                     "1/sqrt(6) = 0.41, about 12 decades over 30 layers." for k in "BC"},
-                  **{(k, "xavier"): "Xavier with n_in = n_out has Var(W) = 1/n: the std falls by 1/sqrt(2) per "
-                                    "layer, about 4.5 decades over 30 layers." for k in "AB"},
-                  **{(k, "he"): "He init keeps the std flat." for k in "AC"}})
-### BEGIN HIDDEN TESTS
-with checks.quiet():
-    checks.check_labels("Question 5 (hidden)", q5_init, ["A", "B", "C"], ["default", "xavier", "he"],
-                        expected={"A": "default", "B": "he", "C": "xavier"})
-### END HIDDEN TESTS
-
-# %% [markdown]
-# ### Question 6 (3 points): orthogonal initialization
-#
-# Write `orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None)`: a float
-# tensor of shape `(fan_out, fan_in)` equal to `gain` times a random matrix
-# with orthonormal rows (when `fan_out <= fan_in`) or orthonormal columns
+# Write `orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0)`: a float tensor
+# of shape `(fan_out, fan_in)` equal to `gain` times a random matrix with
+# orthonormal rows (when `fan_out <= fan_in`) or orthonormal columns
 # (otherwise). Use the QR decomposition of a Gaussian matrix:
 # `torch.linalg.qr(A)` returns `Q, R` with `Q` having orthonormal columns; draw
-# `A` with `torch.randn(..., generator=generator)`.
+# `A` with `torch.randn(..., generator=torch.Generator().manual_seed(seed))`, so
+# that the same seed gives the same matrix and different seeds different ones.
+# The hidden tests use other shapes (including a single row or column), gains
+# and seeds.
 
-# %% nbgrader={"grade_id": "q6_orthogonal", "solution": true}
-def orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None):
+# %% nbgrader={"grade_id": "q5_orthogonal", "solution": true}
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
     """gain * Q with orthonormal rows or columns, from the QR decomposition of a Gaussian matrix."""
     ### BEGIN SOLUTION
+    generator = torch.Generator().manual_seed(seed)
     rows, cols = max(fan_out, fan_in), min(fan_out, fan_in)
     q, r = torch.linalg.qr(torch.randn(rows, cols, generator=generator, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))  # fold in R's signs: uniformly distributed Q
@@ -579,41 +682,84 @@ def orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None):
     return (gain * q).float()
     ### END SOLUTION
 
-# %% mistake="q6_orthogonal" label="draws a Gaussian matrix with the right variance instead of an orthogonal one"
-def orthogonal_weight(fan_out, fan_in, gain=1.0, generator=None):
+# %% mistake="q5_orthogonal" label="a Gaussian matrix with the right variance instead of an orthogonal one"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
     return gain * torch.randn(fan_out, fan_in, generator=generator) / math.sqrt(fan_in)
 
-# %% nbgrader={"grade_id": "q6_orthogonal_test", "grade": true, "points": 3}
-def _check_orthogonal(name, fan_out, fan_in, gain):
-    W = orthogonal_weight(fan_out, fan_in, gain=gain, generator=torch.Generator().manual_seed(fan_out * 100 + fan_in))
-    assert isinstance(W, torch.Tensor), f"{name}: return a torch tensor, got {type(W).__name__}"
-    assert tuple(W.shape) == (fan_out, fan_in), (
-        f"{name}: expected shape ({fan_out}, {fan_in}), got {tuple(W.shape)}. For a wide matrix, take the QR of "
-        "the tall (fan_in, fan_out) Gaussian and transpose Q.")
+# %% mistake="q5_orthogonal" label="takes the QR of a (fan_out, fan_in) matrix whatever its shape"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(fan_out, fan_in, generator=generator))
+    return gain * q
+
+# %% mistake="q5_orthogonal" label="scales by gain squared"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(max(fan_out, fan_in), min(fan_out, fan_in), generator=generator))
+    return gain**2 * (q.T if fan_out < fan_in else q)
+
+# %% mistake="q5_orthogonal" label="ignores the seed: draws from the global random generator"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    q, _ = torch.linalg.qr(torch.randn(max(fan_out, fan_in), min(fan_out, fan_in)))
+    return gain * (q.T if fan_out < fan_in else q)
+
+# %% right="q5_orthogonal" label="torch.nn.init.orthogonal_ with a seeded generator"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    weight = torch.empty(fan_out, fan_in)
+    return torch.nn.init.orthogonal_(weight, gain=gain, generator=torch.Generator().manual_seed(seed))
+
+# %% right="q5_orthogonal" label="U V^T of an SVD (the polar factor), in NumPy"
+def orthogonal_weight(fan_out, fan_in, gain=1.0, seed=0):
+    A = torch.randn(fan_out, fan_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+    U, _, Vt = np.linalg.svd(A, full_matrices=False)
+    return torch.from_numpy(gain * U @ Vt).float()
+
+# %% nbgrader={"grade_id": "q5_orthogonal_test", "grade": true, "points": 3}
+for _shape, _gain in [((5, 5), 1.0), ((4, 6), 1.0), ((6, 4), 1.0), ((3, 3), 2.0)]:
+    _W = orthogonal_weight(*_shape, gain=_gain, seed=1)
+    if not isinstance(_W, torch.Tensor):
+        raise checks.CheckFailed(f"Question 5: return a torch tensor, got {type(_W).__name__}.")
+    if tuple(_W.shape) != _shape:
+        raise checks.CheckFailed(
+            f"Question 5: for fan_out, fan_in = {_shape} expected shape {_shape}, got {tuple(_W.shape)}. For a "
+            "wide matrix, orthonormalize the columns of a tall one and transpose.")
+    _W = _W.double()
+    _gram = _W @ _W.T if _shape[0] <= _shape[1] else _W.T @ _W
+    _error = (_gram - _gain**2 * torch.eye(min(_shape), dtype=torch.float64)).abs().max().item()
+    if _error > 1e-4:
+        raise checks.CheckFailed(
+            f"Question 5: for shape {_shape} and gain {_gain}, W W^T (or W^T W for a tall W) should be gain^2 "
+            f"times the identity; it is off by {_error:.2g}. "
+            + ("A Gaussian matrix has the right variance but is not orthogonal: use the Q of a QR decomposition."
+               if _gain == 1.0 else "Check how the gain enters: it multiplies the entries of Q."))
+if torch.allclose(orthogonal_weight(8, 8, seed=1), orthogonal_weight(8, 8, seed=2)):
+    raise checks.CheckFailed("Question 5: seeds 1 and 2 gave the same matrix; draw a random one from the seed.")
+print("Question 5: passes the visible checks.")
+### BEGIN HIDDEN TESTS
+def _hidden_orthogonal(fan_out, fan_in, gain, seed):
+    W = orthogonal_weight(fan_out, fan_in, gain=gain, seed=seed)
+    assert isinstance(W, torch.Tensor), "Question 5: return a torch tensor"
+    assert tuple(W.shape) == (fan_out, fan_in), f"Question 5: wrong shape for ({fan_out}, {fan_in})"
     W = W.double()
     gram = W @ W.T if fan_out <= fan_in else W.T @ W
     error = (gram - gain**2 * torch.eye(min(fan_out, fan_in), dtype=torch.float64)).abs().max().item()
-    assert error < 1e-4, (
-        f"{name}: for shape ({fan_out}, {fan_in}) and gain {gain}, W W^T (or W^T W) is off the identity "
-        f"(times gain^2) by {error:.2g}. A Gaussian matrix has the right variance but is not orthogonal: use "
-        "the Q of a QR decomposition." if error > 0.01 else f"{name}: not quite orthogonal (error {error:.2g}).")
+    assert error < 1e-4 * max(1.0, gain**2), f"Question 5: not gain * orthonormal for ({fan_out}, {fan_in})"
+    assert torch.equal(W, orthogonal_weight(fan_out, fan_in, gain=gain, seed=seed).double()), \
+        "Question 5: the same seed must give the same matrix"
+    return W
 
 
-for _shape in [(5, 5), (4, 6), (6, 4)]:
-    _check_orthogonal("Question 6", *_shape, 1.0)
-_check_orthogonal("Question 6", 3, 3, 2.0)
-_first, _second = orthogonal_weight(8, 8), orthogonal_weight(8, 8)
-assert not torch.allclose(_first, _second), "Question 6: two calls gave the same matrix; draw a random one each time."
-print("Question 6: passes the visible checks.")
-### BEGIN HIDDEN TESTS
 with checks.quiet():
-    for _shape, _gain in [((1, 1), 1.0), ((1, 7), 1.0), ((7, 1), 3.0), ((30, 50), math.sqrt(2)), ((50, 30), 0.5),
-                          ((64, 64), 1.0)]:
-        _check_orthogonal("Question 6 (hidden)", *_shape, _gain)
-    _W = orthogonal_weight(40, 40).double()
-    _s = torch.linalg.svdvals(_W)
-    assert (_s - 1).abs().max() < 1e-4, "Question 6: singular values of a square orthogonal matrix must all be 1"
-    assert _W.abs().max() < 0.999, "Question 6: the matrix should be a random rotation, not a permutation"
+    for _seed in (3, 17, 40, 123, 2024):
+        for _shape, _gain in [((1, 1), 1.0), ((1, 7), 1.0), ((7, 1), 3.0), ((30, 50), math.sqrt(2)),
+                              ((50, 30), 0.5), ((9, 9), 1.0)]:
+            _hidden_orthogonal(*_shape, _gain, _seed)
+        _s = torch.linalg.svdvals(_hidden_orthogonal(40, 40, 1.0, _seed))
+        assert (_s - 1).abs().max() < 1e-4, "Question 5: singular values of a square orthogonal matrix must all be 1"
+        assert _hidden_orthogonal(40, 40, 1.0, _seed).abs().max() < 0.999, "Question 5: a random rotation, please"
+        assert not torch.allclose(_hidden_orthogonal(6, 10, 1.0, _seed), _hidden_orthogonal(6, 10, 1.0, _seed + 1)), \
+            "Question 5: different seeds must give different matrices"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -337,17 +337,20 @@ explorer
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. Inputs are float64 torch tensors; return torch
-# tensors (NumPy arrays work too). Write the formulas yourself rather than calling
+# then run the check below each one. The checks try one public example and tell you
+# what kind of mistake they see; hidden tests with other inputs decide the grade.
+# Questions 1 and 2 get torch tensors (float64 or float32) and return torch tensors;
+# question 3 gets NumPy arrays. Write the formulas yourself rather than calling
 # `course_lib.normalization` or `torch.nn.functional`: that is the exercise.
 #
 # ### Question 1 (3 points): a BatchNorm training step
 #
 # Write `batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5)`
-# for `X` of shape (N, D). Return the triple `(Y, new_running_mean, new_running_var)`:
+# for `X` of shape (N, D), N >= 2. Return the triple `(Y, new_running_mean, new_running_var)`:
 # `Y` normalized with the batch's mean and **biased** variance, and the running
 # statistics updated as PyTorch does (section 4: the running variance takes the
-# **unbiased** batch variance). Do not modify the inputs.
+# **unbiased** batch variance). Do not modify the inputs. Checked with
+# relative tolerance 1e-6; the hidden tests use other shapes, dtypes, `momentum` and `eps`.
 
 # %% nbgrader={"grade_id": "q1_batch_norm_train", "solution": true}
 def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
@@ -368,8 +371,80 @@ def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, ep
     Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
     return Y, (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * var
 
+# %% mistake="q1_batch_norm_train" label="stores the biased variance in the running variance"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    mean, var = X.mean(dim=0), X.var(dim=0, unbiased=False)
+    Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
+    return Y, (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * var
+
+# %% mistake="q1_batch_norm_train" label="momentum weighs the old running value"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    mean, var = X.mean(dim=0), X.var(dim=0, unbiased=False)
+    Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
+    return Y, momentum * running_mean + (1 - momentum) * mean, momentum * running_var + (1 - momentum) * X.var(dim=0)
+
+# %% mistake="q1_batch_norm_train" label="hard-codes eps = 1e-5 and momentum = 0.1"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    mean, var = X.mean(dim=0), X.var(dim=0, unbiased=False)
+    Y = gamma * (X - mean) / torch.sqrt(var + 1e-5) + beta
+    return Y, 0.9 * running_mean + 0.1 * mean, 0.9 * running_var + 0.1 * X.var(dim=0)
+
+# %% mistake="q1_batch_norm_train" label="updates the running statistics in place"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    mean, var = X.mean(dim=0), X.var(dim=0, unbiased=False)
+    Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
+    running_mean.mul_(1 - momentum).add_(momentum * mean)
+    running_var.mul_(1 - momentum).add_(momentum * X.var(dim=0))
+    return Y, running_mean, running_var
+
+# %% right="q1_batch_norm_train" label="F.batch_norm on copies of the running statistics"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    new_mean, new_var = running_mean.clone(), running_var.clone()
+    Y = F.batch_norm(X, new_mean, new_var, gamma, beta, training=True, momentum=momentum, eps=eps)
+    return Y, new_mean, new_var
+
+# %% right="q1_batch_norm_train" label="torch.var_mean, the unbiased variance by Bessel's correction"
+def batch_norm_train(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    var, mean = torch.var_mean(X, dim=0, correction=0)
+    unbiased = var * X.shape[0] / (X.shape[0] - 1)
+    Y = (X - mean) * torch.rsqrt(var + eps) * gamma + beta
+    return (Y, torch.lerp(running_mean, mean, momentum), torch.lerp(running_var, unbiased, momentum))
+
 # %% nbgrader={"grade_id": "q1_batch_norm_train_test", "grade": true, "points": 3}
+# Public example (expected values computed in advance): 4 examples, 2 features, momentum 0.1, eps 1e-5.
+_case = (torch.tensor([[1.0, 2.0], [3.0, -2.0], [5.0, 0.0], [-1.0, 4.0]], dtype=torch.float64),
+         torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([0.0, -1.0], dtype=torch.float64),
+         torch.tensor([0.5, -0.5], dtype=torch.float64), torch.tensor([2.0, 0.5], dtype=torch.float64))
+checks.check_function(
+    "Question 1 (Y)", lambda *a: batch_norm_train(*a)[0],
+    [(_case, [[-0.4472131482870333, -0.10557370342593342], [0.4472131482870333, -3.6832788897221995],
+              [1.3416394448610998, -1.8944262965740666], [-1.3416394448610998, 1.6832788897221995]])],
+    rtol=1e-6,
+    mistakes=[(lambda *a: [[-0.3872980441473175, -0.225403911705365], [0.3872980441473175, -3.323788264883905],
+                           [1.1618941324419525, -1.774596088294635], [-1.1618941324419525, 1.323788264883905]],
+               "Y was normalized with the unbiased variance (divided by N - 1). Which variance does BatchNorm use "
+               "for Y?"),
+              (lambda *a: [[-0.9999800005999799, 0.9999600011999599], [0.99999920000096, -2.99999840000192],
+                           [0.99999920000096, -2.99999840000192], [-0.99999920000096, 0.99999840000192]],
+               "you normalized each example over its features (that is LayerNorm). Which axis does BatchNorm "
+               "average over?")],
+    hint="Compare your Y's mean and std per feature with beta and |gamma|.")
+checks.check_function(
+    "Question 1 (new_running_mean)", lambda *a: batch_norm_train(*a)[1], [(_case, [0.65, -0.35])], rtol=1e-6,
+    mistakes=[(lambda *a: [1.85, 0.8500000000000001], "momentum weighs the NEW batch statistic, not the old "
+                                                      "running value."),
+              (lambda *a: [2.0, 1.0], "that is the batch mean alone; the running mean keeps most of its old value.")],
+    hint="Section 4: running <- (1 - m) running + m batch statistic.")
+checks.check_function(
+    "Question 1 (new_running_var)", lambda *a: batch_norm_train(*a)[2], [(_case, [2.466666666666667,
+                                                                                   1.1166666666666667])],
+    rtol=1e-6,
+    mistakes=[(lambda *a: [2.3, 0.95], "the running variance takes the UNBIASED batch variance, as PyTorch does."),
+              (lambda *a: [6.2, 6.05], "momentum weighs the NEW batch statistic, not the old running value.")],
+    hint="Section 4: running <- (1 - m) running + m batch statistic, with the unbiased batch variance.")
+### BEGIN HIDDEN TESTS
 def _bn_reference(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    X, gamma, beta, running_mean, running_var = (t.double() for t in (X, gamma, beta, running_mean, running_var))
     layer = nn.BatchNorm1d(X.shape[1], eps=eps, momentum=momentum, dtype=torch.float64)
     with torch.no_grad():
         for target, value in [(layer.weight, gamma), (layer.bias, beta), (layer.running_mean, running_mean),
@@ -378,68 +453,32 @@ def _bn_reference(X, gamma, beta, running_mean, running_var, momentum=0.1, eps=1
         return layer(X), layer.running_mean.clone(), layer.running_var.clone()
 
 
-def _bn_wrong(X, gamma, beta, rm, rv, momentum=0.1, eps=1e-5, *, unbiased_y=False, biased_rv=False, swap=False,
-              axis=0):
-    mean, var = X.mean(dim=axis, keepdim=True), X.var(dim=axis, unbiased=unbiased_y, keepdim=True)
-    Y = gamma * (X - mean) / torch.sqrt(var + eps) + beta
-    m = 1 - momentum if swap else momentum
-    batch_var = X.var(dim=0, unbiased=not biased_rv)
-    return Y, (1 - m) * rm + m * X.mean(dim=0), (1 - m) * rv + m * batch_var
-
-
-_g1 = torch.Generator().manual_seed(11)
-_case = (torch.randn(8, 3, generator=_g1).double() * 2 + 1, torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64),
-         torch.tensor([0.0, -1.0, 1.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
-         torch.ones(3, dtype=torch.float64))
-_expected = _bn_reference(*_case)
-_mistakes = {"unbiased_y": "Y used the unbiased variance (divides by N - 1; torch.var's default). "
-                           "BatchNorm normalizes with the biased one: ((X - mean)**2).mean(0).",
-             "biased_rv": "the running variance must take the UNBIASED batch variance, N / (N - 1) times "
-                          "the biased one, as PyTorch does.",
-             "swap": "momentum weighs the NEW batch statistic: (1 - m) * running + m * batch.",
-             "axis": "you normalized each example over its features (that is LayerNorm); BatchNorm "
-                     "normalizes each feature over the batch (axis 0)."}
-for _part, _name in enumerate(["Y", "new_running_mean", "new_running_var"]):
-    checks.check_function(
-        f"Question 1 ({_name})", lambda *a, _part=_part: batch_norm_train(*a)[_part], [(_case, _expected[_part])],
-        rtol=1e-9, atol=1e-12,
-        mistakes=[(lambda *a, _k=k, _part=_part: _bn_wrong(*a, **{_k: 1 if _k == "axis" else True})[_part], text)
-                  for k, text in _mistakes.items()],
-        hint="Follow section 4: mean and biased variance over axis 0 for Y; running statistics with momentum "
-             "m: (1 - m) * running + m * batch statistic.")
-### BEGIN HIDDEN TESTS
 with checks.quiet():
     _rng = torch.Generator().manual_seed(2024)
-    for _trial in range(6):
-        _n, _d = int(torch.randint(2, 40, (1,), generator=_rng)), int(torch.randint(1, 9, (1,), generator=_rng))
+    for _n, _d, _dtype in [(2, 1, torch.float64), (7, 5, torch.float64), (33, 3, torch.float32), (3, 9, torch.float64)]:
         _args = (torch.randn(_n, _d, generator=_rng).double() * 5 - 3,
                  torch.randn(_d, generator=_rng).double(), torch.randn(_d, generator=_rng).double(),
                  torch.randn(_d, generator=_rng).double(), torch.rand(_d, generator=_rng).double() + 0.5)
-        for _momentum in (0.1, 0.3):
-            _want = _bn_reference(*_args, momentum=_momentum, eps=1e-3)
-            _got = batch_norm_train(*[a.clone() for a in _args], momentum=_momentum, eps=1e-3)
-            assert len(_got) == 3, "Question 1: return three things (Y, new_running_mean, new_running_var)"
+        _args = tuple(a.to(_dtype) for a in _args)
+        for _momentum, _eps in [(0.1, 1e-5), (0.3, 0.5)]:
+            _want = _bn_reference(*_args, momentum=_momentum, eps=_eps)
             for _part in range(3):
-                checks.check_close("Question 1 (hidden)", _got[_part], _want[_part], rtol=1e-9, atol=1e-12)
-    _one, _zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-    _args = (torch.tensor([[1.0], [3.0]], dtype=torch.float64), _one, _zero, _zero.clone(), _one.clone())
-    _copies = [a.clone() for a in _args]
-    _got = batch_norm_train(*_args)
-    assert all(torch.equal(a, c) for a, c in zip(_args, _copies)), "Question 1: do not modify the inputs in place"
-    for _part, _want in enumerate(_bn_reference(*_copies)):
-        checks.check_close("Question 1 (hidden, N=2)", _got[_part], _want, rtol=1e-9, atol=1e-12)
+                checks.check_function("Question 1 (hidden)",
+                                      lambda *a, _p=_part, _m=_momentum, _e=_eps: batch_norm_train(*a, _m, _e)[_p],
+                                      [(_args, _want[_part])], rtol=1e-6, atol=1e-5 if _dtype == torch.float32 else 1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Question 2 (2 points): BatchNorm in eval mode
 #
 # Write `batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5)`: the
-# output of a BatchNorm layer in eval mode for `X` of shape (N, D). It must work for
-# any N, including a single example.
+# output of a BatchNorm layer in eval mode for `X` of shape (N, D) (section 4). It must
+# work for any N, including a single example, and must not modify its inputs. Checked
+# with relative tolerance 1e-6; the hidden tests use other shapes, dtypes and `eps`.
 
 # %% nbgrader={"grade_id": "q2_batch_norm_eval", "solution": true}
 def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
-    """Eval-mode BatchNorm: normalize with the running statistics."""
+    """Eval-mode BatchNorm of X (N, D)."""
     ### BEGIN SOLUTION
     return gamma * (X - running_mean) / torch.sqrt(running_var + eps) + beta
     ### END SOLUTION
@@ -449,44 +488,70 @@ def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
     mean, var = X.mean(dim=0), X.var(dim=0, unbiased=False)
     return gamma * (X - mean) / torch.sqrt(var + eps) + beta
 
+# %% mistake="q2_batch_norm_eval" label="divides by the running variance, not its square root"
+def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
+    return gamma * (X - running_mean) / (running_var + eps) + beta
+
+# %% mistake="q2_batch_norm_eval" label="drops gamma and beta in eval mode"
+def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
+    return (X - running_mean) / torch.sqrt(running_var + eps)
+
+# %% mistake="q2_batch_norm_eval" label="hard-codes eps = 1e-5"
+def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
+    return gamma * (X - running_mean) / torch.sqrt(running_var + 1e-5) + beta
+
+# %% right="q2_batch_norm_eval" label="folds the layer into one scale and shift, with a print"
+def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
+    scale = gamma / torch.sqrt(running_var + eps)
+    shift = beta - running_mean * scale
+    print(f"eval mode is the affine map x * {scale.tolist()} + {shift.tolist()}")
+    return X * scale + shift
+
+# %% right="q2_batch_norm_eval" label="F.batch_norm with training=False"
+def batch_norm_eval(X, gamma, beta, running_mean, running_var, eps=1e-5):
+    return F.batch_norm(X, running_mean.clone(), running_var.clone(), gamma, beta, training=False, eps=eps)
+
 # %% nbgrader={"grade_id": "q2_batch_norm_eval_test", "grade": true, "points": 2}
+# Public example (expected values computed in advance): 3 examples, 2 features, eps 1e-5.
+_case = (torch.tensor([[1.0, 2.0], [3.0, -2.0], [0.5, 0.0]], dtype=torch.float64),
+         torch.tensor([1.5, -1.0], dtype=torch.float64), torch.tensor([0.5, 0.0], dtype=torch.float64),
+         torch.tensor([1.0, -1.0], dtype=torch.float64), torch.tensor([4.0, 0.25], dtype=torch.float64))
+checks.check_function(
+    "Question 2", batch_norm_eval,
+    [(_case, [[0.5, -5.99988000359988], [1.9999981250035155, 1.9999600011999599],
+              [0.12500046874912113, -1.9999600011999599]])], rtol=1e-6,
+    mistakes=[(lambda *a: [[-0.1943620989982232, -1.2247425750014138], [2.5830862969946695, 1.2247425750014138],
+                           [-0.8887241979964464, 0.0]],
+               "you used this batch's mean and variance. In eval mode a prediction must not depend on the rest of "
+               "the batch: which statistics does the layer keep for that?"),
+              (lambda *a: [[0.5, -11.999520019199231], [1.2499981250046877, 3.9998400063997437],
+                           [0.3125004687488281, -3.9998400063997437]],
+               "check the units: x - mean is divided by a standard deviation, not by a variance."),
+              (lambda *a: [[0.0, 5.99988000359988], [0.9999987500023437, -1.9999600011999599],
+                           [-0.24999968750058593, 1.9999600011999599]],
+               "the output is normalized but gamma and beta are missing; the layer still scales and shifts.")],
+    hint="Eval mode is the training-mode formula with different statistics. Compare feature by feature.")
+### BEGIN HIDDEN TESTS
 def _bn_eval_reference(X, gamma, beta, running_mean, running_var, eps=1e-5):
     layer = nn.BatchNorm1d(X.shape[1], eps=eps, dtype=torch.float64).eval()
     with torch.no_grad():
         for target, value in [(layer.weight, gamma), (layer.bias, beta), (layer.running_mean, running_mean),
                               (layer.running_var, running_var)]:
-            target.copy_(value)
-        return layer(X)
+            target.copy_(value.double())
+        return layer(X.double())
 
 
-_g2 = torch.Generator().manual_seed(12)
-_case = (torch.randn(6, 3, generator=_g2).double() + 2, torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64),
-         torch.tensor([0.0, -1.0, 1.0], dtype=torch.float64), torch.tensor([1.5, 2.0, 2.5], dtype=torch.float64),
-         torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64))
-checks.check_function(
-    "Question 2", batch_norm_eval, [(_case, _bn_eval_reference(*_case))], rtol=1e-9, atol=1e-12,
-    mistakes=[(lambda X, g, b, rm, rv, eps=1e-5: g * (X - X.mean(0)) / torch.sqrt(X.var(0, unbiased=False) + eps) + b,
-               "you used this batch's mean and variance. Eval mode uses the RUNNING statistics, so that a "
-               "prediction does not depend on the rest of the batch."),
-              (lambda X, g, b, rm, rv, eps=1e-5: g * (X - rm) / (rv + eps) + b,
-               "you divided by the running variance; divide by its square root, sqrt(running_var + eps)."),
-              (lambda X, g, b, rm, rv, eps=1e-5: (X - rm) / torch.sqrt(rv + eps),
-               "you forgot gamma and beta: y = gamma * x_hat + beta in eval mode too.")],
-    hint="y = gamma * (X - running_mean) / sqrt(running_var + eps) + beta, broadcast over the batch.")
-### BEGIN HIDDEN TESTS
 with checks.quiet():
     _rng = torch.Generator().manual_seed(7)
-    for _n in (1, 2, 5, 33):
-        _d = 4
+    for _n, _d, _dtype, _eps in [(1, 4, torch.float64, 1e-5), (2, 1, torch.float64, 0.25), (5, 7, torch.float32, 1e-5),
+                                 (33, 3, torch.float64, 0.5)]:
         _args = (torch.randn(_n, _d, generator=_rng).double() * 3, torch.randn(_d, generator=_rng).double(),
                  torch.randn(_d, generator=_rng).double(), torch.randn(_d, generator=_rng).double(),
-                 torch.rand(_d, generator=_rng).double() + 0.1)
-        checks.check_function("Question 2 (hidden)", batch_norm_eval, [(_args, _bn_eval_reference(*_args))],
-                              rtol=1e-9, atol=1e-12)
-    _args = (torch.ones(3, 2).double(), torch.ones(2).double(), torch.zeros(2).double(), torch.zeros(2).double(),
-             torch.zeros(2).double())
-    checks.check_function("Question 2 (hidden, eps)", lambda *a: batch_norm_eval(*a, eps=0.25),
-                          [(_args, torch.full((3, 2), 2.0, dtype=torch.float64))], rtol=1e-9)
+                 torch.rand(_d, generator=_rng).double() * 0.5 + 0.01)
+        _args = tuple(a.to(_dtype) for a in _args)
+        checks.check_function("Question 2 (hidden)", lambda *a, _e=_eps: batch_norm_eval(*a, eps=_e),
+                              [(_args, _bn_eval_reference(*_args, eps=_eps))], rtol=1e-6,
+                              atol=1e-5 if _dtype == torch.float32 else 1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -500,155 +565,268 @@ with checks.quiet():
 # `rms_norm_backward(grad_out, X, gamma, eps=1e-6)` returning $\partial L/\partial X$
 # (same shape as `X`, any number of leading axes) given `grad_out` $= \partial L/\partial y$.
 # Derive it as in section 2: $r$ depends on every feature of the example.
+#
+# The arguments are **NumPy arrays** (float64) and the answer must be a NumPy array: the
+# grader calls your function on NumPy inputs, which carry no autograd history, so write the
+# backward formula yourself. Checked with relative tolerance 1e-6; the hidden tests use
+# other shapes (a single feature, three or four axes), values and `eps`.
 
 # %% nbgrader={"grade_id": "q3_rms_norm_backward", "solution": true}
 def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
-    """dL/dX of y = gamma * X / sqrt(mean(X**2, last axis) + eps)."""
+    """dL/dX of y = gamma * X / sqrt(mean(X**2, last axis) + eps), for NumPy arrays."""
     ### BEGIN SOLUTION
-    r = torch.sqrt((X**2).mean(dim=-1, keepdim=True) + eps)
+    r = np.sqrt((X**2).mean(axis=-1, keepdims=True) + eps)
     X_hat = X / r
     g_hat = grad_out * gamma
-    return (g_hat - X_hat * (g_hat * X_hat).mean(dim=-1, keepdim=True)) / r
+    return (g_hat - X_hat * (g_hat * X_hat).mean(axis=-1, keepdims=True)) / r
     ### END SOLUTION
 
 # %% mistake="q3_rms_norm_backward" label="treats r as a constant (ignores that r depends on x)"
 def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
-    r = torch.sqrt((X**2).mean(dim=-1, keepdim=True) + eps)
+    r = np.sqrt((X**2).mean(axis=-1, keepdims=True) + eps)
     return grad_out * gamma / r
 
+# %% mistake="q3_rms_norm_backward" label="copies LayerNorm's backward, with its mean-subtraction term"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    r = np.sqrt((X**2).mean(axis=-1, keepdims=True) + eps)
+    X_hat, g_hat = X / r, grad_out * gamma
+    return (g_hat - g_hat.mean(axis=-1, keepdims=True) - X_hat * (g_hat * X_hat).mean(axis=-1, keepdims=True)) / r
+
+# %% mistake="q3_rms_norm_backward" label="forgets gamma in the gradient reaching x_hat"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    r = np.sqrt((X**2).mean(axis=-1, keepdims=True) + eps)
+    X_hat = X / r
+    return (grad_out - X_hat * (grad_out * X_hat).mean(axis=-1, keepdims=True)) / r
+
+# %% mistake="q3_rms_norm_backward" label="hard-codes eps = 1e-6"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    r = np.sqrt((X**2).mean(axis=-1, keepdims=True) + 1e-6)
+    X_hat, g_hat = X / r, grad_out * gamma
+    return (g_hat - X_hat * (g_hat * X_hat).mean(axis=-1, keepdims=True)) / r
+
+# %% mistake="q3_rms_norm_backward" label="means over axis 0 (the batch) instead of the features"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    r = np.sqrt((X**2).mean(axis=0, keepdims=True) + eps)
+    X_hat, g_hat = X / r, grad_out * gamma
+    return (g_hat - X_hat * (g_hat * X_hat).mean(axis=0, keepdims=True)) / r
+
+# %% right="q3_rms_norm_backward" label="the full Jacobian of each example, with einsum"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    D = X.shape[-1]
+    r = np.sqrt(np.mean(X * X, axis=-1) + eps)[..., None, None]
+    # dx_hat_i / dx_j = (delta_ij - x_i x_j / (D r^2)) / r
+    jac = (np.eye(D) - np.einsum("...i,...j->...ij", X, X) / (D * r**2)) / r
+    return np.einsum("...i,...ij->...j", grad_out * gamma, jac)
+
+# %% right="q3_rms_norm_backward" label="written in torch from scratch, converted back to NumPy"
+def rms_norm_backward(grad_out, X, gamma, eps=1e-6):
+    g, x, w = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (grad_out, X, gamma))
+    r = torch.sqrt((x**2).mean(dim=-1, keepdim=True) + eps)
+    g_hat = g * w
+    dr = -(g_hat * x).sum(dim=-1, keepdim=True) / r**2          # dL/dr
+    return (g_hat / r + dr * x / (x.shape[-1] * r)).numpy()      # dr/dx = x / (D r)
+
 # %% nbgrader={"grade_id": "q3_rms_norm_backward_test", "grade": true, "points": 4}
-def _rms_autograd(grad_out, X, gamma, eps=1e-6):
-    X = X.clone().requires_grad_()
-    (gamma * X / torch.sqrt((X**2).mean(dim=-1, keepdim=True) + eps) * grad_out).sum().backward()
-    return X.grad
-
-
-def _rms_wrong(grad_out, X, gamma, eps=1e-6, *, kind):
-    r = torch.sqrt((X**2).mean(dim=-1, keepdim=True) + eps)
-    X_hat, g_hat = X / r, grad_out * (1 if kind == "no_gamma" else gamma)
-    if kind == "constant_r":
-        return g_hat / r
-    if kind == "layer_norm":
-        return (g_hat - g_hat.mean(dim=-1, keepdim=True) - X_hat * (g_hat * X_hat).mean(dim=-1, keepdim=True)) / r
-    return (g_hat - X_hat * (g_hat * X_hat).mean(dim=-1, keepdim=True)) / r
-
-
-_g3 = torch.Generator().manual_seed(13)
-_case = (torch.randn(4, 5, generator=_g3).double(), torch.randn(4, 5, generator=_g3).double() + 1,
-         torch.tensor([1.0, 2.0, 0.5, -1.0, 3.0], dtype=torch.float64))
+# Public example (expected values computed in advance): 2 examples, 3 features, eps 1e-6.
+_case = (np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 3.0]]), np.array([[2.0, -1.0, 0.5], [1.0, 1.0, -3.0]]),
+         np.array([1.0, 2.0, -0.5]))
 checks.check_function(
-    "Question 3", rms_norm_backward, [(_case, _rms_autograd(*_case))], rtol=1e-8, atol=1e-12,
-    mistakes=[(lambda *a: _rms_wrong(*a, kind="constant_r"),
-               "you treated r as a constant. r = sqrt(mean(x**2) + eps) depends on every feature, which adds "
-               "a term - x_hat * mean(g_hat * x_hat) / r."),
-              (lambda *a: _rms_wrong(*a, kind="layer_norm"),
-               "you subtracted mean(g_hat) as in LayerNorm. RMSNorm does not subtract the mean, so that term "
-               "is not there."),
-              (lambda *a: _rms_wrong(*a, kind="no_gamma"),
-               "gamma is missing: the gradient reaching x_hat is g_hat = gamma * grad_out.")],
-    hint="With x_hat = x / r and g_hat = gamma * grad_out: dL/dx = (g_hat - x_hat * mean(g_hat * x_hat)) / r, "
-         "means over the last axis. Compare with section 2's BatchNorm formula.")
+    "Question 3", rms_norm_backward,
+    [(_case, [[-0.9359107942350368, -2.1777951580184505, -0.6119420635781833],
+              [-0.3085920820428767, 0.7358737112641663, 0.14242690114834777]])], rtol=1e-6,
+    mistakes=[(lambda *a: [[0.7559287300388482, -3.023714920155393, -0.18898218250971205],
+                           [0.0, 1.0444657933070431, -0.7833493449802823]],
+               "you treated r as a constant. r = sqrt(mean(x**2) + eps) depends on every feature of the example: "
+               "the chain rule through r adds a term."),
+              (lambda *a: [[-0.11698800335961809, -1.3588723671430316, 0.20698072729723554],
+                           [-0.395630898151797, 0.6488348951552461, 0.055388085039427486]],
+               "that has a term for a mean that RMSNorm never subtracts (LayerNorm's backward)."),
+              (lambda *a: [[-0.4679551811380044, -0.8999155044892702, 0.07199338722521095],
+                           [0.3798056394373866, 0.9020385360909081, 0.4272817716484047]],
+               "gamma is missing: the gradient reaching x_hat is gamma * grad_out."),
+              (lambda *a: [[-4.319589842782807, -0.48595563374456535, -1.4578618257151257],
+                           [-0.9257762461286301, 0.11868954717841299, 1.9939793934056074]],
+               "r uses the MEAN of x**2 over the features; check what your correction term averages or sums.")],
+    hint="Write dL/dx_j = sum_i dL/dy_i dy_i/dx_j by hand for one example of 2 features, then vectorise. "
+         "Check your formula with course_lib.gradcheck.numerical_gradient on a small example.")
 ### BEGIN HIDDEN TESTS
+def _rms_reference(grad_out, X, gamma, eps=1e-6):  # autograd, in the grader only
+    X = torch.tensor(X, requires_grad=True)
+    (torch.tensor(gamma) * X / torch.sqrt((X**2).mean(dim=-1, keepdim=True) + eps) * torch.tensor(grad_out)).sum(
+        ).backward()
+    return X.grad.numpy()
+
+
 with checks.quiet():
-    _rng = torch.Generator().manual_seed(99)
-    for _shape in [(1, 1), (3, 1), (2, 3, 7), (5, 16), (2, 2, 2, 4)]:
-        _args = (torch.randn(*_shape, generator=_rng).double(),
-                 torch.randn(*_shape, generator=_rng).double() * 3,
-                 torch.randn(_shape[-1], generator=_rng).double())
-        checks.check_function("Question 3 (hidden)", rms_norm_backward, [(_args, _rms_autograd(*_args))],
-                              rtol=1e-8, atol=1e-12)
-        checks.check_function("Question 3 (hidden, eps)", lambda *a: rms_norm_backward(*a, eps=0.5),
-                              [(_args, _rms_autograd(*_args, eps=0.5))], rtol=1e-8, atol=1e-12)
+    _rng = np.random.default_rng(99)
+    for _shape, _eps in [((1, 1), 1e-6), ((3, 1), 0.5), ((2, 3, 7), 1e-6), ((5, 16), 0.5), ((2, 2, 2, 4), 1e-6),
+                         ((1, 9), 2.0)]:
+        _args = (_rng.standard_normal(_shape), _rng.standard_normal(_shape) * 3, _rng.standard_normal(_shape[-1]))
+        checks.check_function("Question 3 (hidden)", lambda *a, _e=_eps: rms_norm_backward(*a, eps=_e),
+                              [(_args, _rms_reference(*_args, eps=_eps))], rtol=1e-6, atol=1e-9)
+        assert isinstance(rms_norm_backward(*_args, eps=_eps), np.ndarray), "Question 3: return a NumPy array"
+    _args = (_rng.standard_normal((4, 6)), np.zeros((4, 6)), _rng.standard_normal(6))  # x = 0: r = sqrt(eps)
+    checks.check_function("Question 3 (hidden, x = 0)", rms_norm_backward, [(_args, _rms_reference(*_args))],
+                          rtol=1e-6, atol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): predict a gradient
+# ### Question 4 (3 points): predict a gradient
 #
-# A layer computes $\mathrm{BN}(Wx)$ in training mode, followed by the rest of the
-# network. You multiply $W$ by 10 and run the same batch again. By what factor does
-# $\|\partial L/\partial W\|$ change? Set `q4_factor` to a number (1% tolerance).
+# A layer computes $\mathrm{BN}(Wx)$ in training mode (with its $\gamma$ and $\beta$),
+# followed by the rest of the network. You multiply $W$ by `scale` > 0 and run the
+# same batch again. By what factor does the size (the norm) of each of these
+# gradients change: `"weight"` ($\partial L/\partial W$), `"input"`
+# ($\partial L/\partial x$, what the layer passes on to the layers below) and
+# `"gamma"` ($\partial L/\partial\gamma$)? Write `predict_grad_factor(scale, quantity)`.
+# Graded against measurements for other scales (between 0.1 and 100) and the three
+# quantities, with relative tolerance 1%.
 
-# %% nbgrader={"grade_id": "q4_factor", "solution": true}
-### BEGIN SOLUTION
-q4_factor = 0.1
-### END SOLUTION
+# %% nbgrader={"grade_id": "q4_predict_grad_factor", "solution": true}
+def predict_grad_factor(scale, quantity):
+    """||grad(quantity)|| after W -> scale * W, over ||grad(quantity)|| before, for BN(Wx)."""
+    ### BEGIN SOLUTION
+    # BN(scale * Wx) = BN(Wx): the forward pass and dL/dy do not change, but BN's backward divides
+    # dL/d(Wx) by a std that is `scale` times larger. dL/dW = dL/d(Wx) x^T shrinks by `scale`;
+    # dL/dx = W^T dL/d(Wx) gets `scale` back from W; dL/dgamma = sum(dL/dy * x_hat) does not move.
+    return 1.0 / scale if quantity == "weight" else 1.0
+    ### END SOLUTION
 
-# %% mistake="q4_factor" label="thinks the gradient grows with the weights"
-q4_factor = 10.0
+# %% mistake="q4_predict_grad_factor" label="thinks the gradient grows with the weights"
+def predict_grad_factor(scale, quantity):
+    return scale if quantity == "weight" else 1.0
 
-# %% nbgrader={"grade_id": "q4_factor_test", "grade": true, "points": 2}
+# %% mistake="q4_predict_grad_factor" label="every gradient below BN shrinks by the scale, the input's too"
+def predict_grad_factor(scale, quantity):
+    return 1.0 if quantity == "gamma" else 1.0 / scale
+
+# %% mistake="q4_predict_grad_factor" label="the output does not change, so no gradient changes"
+def predict_grad_factor(scale, quantity):
+    return 1.0
+
+# %% mistake="q4_predict_grad_factor" label="answers for the public setting only (scale 10)"
+def predict_grad_factor(scale, quantity):
+    return 0.1
+
+# %% right="q4_predict_grad_factor" label="measures it with autograd on a random BN layer"
+def predict_grad_factor(scale, quantity):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 5, generator=generator, dtype=torch.float64)
+    W = torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(128, 4, generator=generator, dtype=torch.float64)
+    norms = []
+    for s in (1.0, scale):
+        leaves = {"weight": (s * W).requires_grad_(), "input": x.clone().requires_grad_(),
+                  "gamma": torch.ones(4, dtype=torch.float64, requires_grad=True)}
+        out = F.batch_norm(leaves["input"] @ leaves["weight"].T, None, None, leaves["gamma"], training=True)
+        (torch.tanh(out) * upstream).sum().backward()
+        norms.append(leaves[quantity].grad.norm().item())
+    return norms[1] / norms[0]
+
+# %% right="q4_predict_grad_factor" label="a table of exponents"
+def predict_grad_factor(scale, quantity):
+    exponent = {"weight": -1, "input": 0, "gamma": 0}[quantity]
+    return float(scale) ** exponent
+
+# %% nbgrader={"grade_id": "q4_predict_grad_factor_test", "grade": true, "points": 3}
+# Public setting: scale 10, the weight's gradient, measured on a small layer followed by a sigmoid.
 _g4 = torch.Generator().manual_seed(4)
-_X4 = torch.randn(64, 8, generator=_g4).double()
-_W4 = torch.randn(6, 8, generator=_g4).double()
-_R4 = torch.randn(64, 6, generator=_g4).double()
-
-
-def _weight_gradient_norm(W):
-    W = W.clone().requires_grad_()
-    (torch.sigmoid(F.batch_norm(_X4 @ W.T, None, None, training=True)) * _R4).sum().backward()
-    return W.grad.norm().item()
-
-
-checks.check_prediction(
-    "Question 4", q4_factor, _weight_gradient_norm(10 * _W4) / _weight_gradient_norm(_W4), rtol=0.01,
-    mistakes=[(10.0, "the forward pass does not change at all (BN(10 Wx) = BN(Wx)), so dL/d(Wx) shrinks by "
-                     "10: BN divides it by a standard deviation that is now 10 times larger."),
-              (1.0, "the output does not change, but the gradient does: BN's backward divides by the batch "
-                    "standard deviation, which grew tenfold with W.")],
-    hint="BN(aWx) = BN(Wx). Write dL/dW = dL/d(Wx) x^T and ask how dL/d(Wx) scales with a.")
+_X4, _W4 = torch.randn(64, 8, generator=_g4).double(), torch.randn(6, 8, generator=_g4).double()
+_gamma4, _R4 = torch.rand(6, generator=_g4).double() + 0.5, torch.randn(64, 6, generator=_g4).double()
+_norms = []
+for _scale in (1.0, 10.0):
+    _W = (_scale * _W4).requires_grad_()
+    (torch.sigmoid(F.batch_norm(_X4 @ _W.T, None, None, _gamma4, training=True)) * _R4).sum().backward()
+    _norms.append(_W.grad.norm().item())
+checks.check_function(
+    "Question 4", predict_grad_factor, [((10.0, "weight"), _norms[1] / _norms[0])], rtol=0.01,
+    mistakes=[(lambda *a: 10.0, "the weights grew, but BN(10 Wx) = BN(Wx): what happens to dL/d(Wx) when BN "
+                                "divides by a standard deviation 10 times larger?"),
+              (lambda *a: 1.0, "the output does not change, but the backward pass divides by the batch standard "
+                               "deviation, which grew with W."),
+              (lambda *a: 0.01, "one factor 1/10 comes from BN's backward; dL/dW = dL/d(Wx) x^T has no other.")],
+    hint="BN(aWx) = BN(Wx). Write dL/dW = dL/d(Wx) x^T and ask how dL/d(Wx) scales with a; then do the same for "
+         "dL/dx = W^T dL/d(Wx) and dL/dgamma.")
 ### BEGIN HIDDEN TESTS
+def _measured_factor(scale, quantity, seed):
+    generator = torch.Generator().manual_seed(seed)
+    x, W = torch.randn(48, 7, generator=generator).double(), torch.randn(5, 7, generator=generator).double()
+    gamma, beta = torch.rand(5, generator=generator).double() + 0.5, torch.randn(5, generator=generator).double()
+    upstream = torch.randn(48, 5, generator=generator).double()
+    norms = []
+    for s in (1.0, scale):
+        leaves = {"weight": (s * W).requires_grad_(), "input": x.clone().requires_grad_(),
+                  "gamma": gamma.clone().requires_grad_()}
+        out = F.batch_norm(leaves["input"] @ leaves["weight"].T, None, None, leaves["gamma"], beta, training=True)
+        (torch.tanh(out) * upstream).sum().backward()
+        norms.append(leaves[quantity].grad.norm().item())
+    return norms[1] / norms[0]
+
+
 with checks.quiet():
-    assert isinstance(q4_factor, (int, float, np.floating)) and not isinstance(q4_factor, bool), \
-        "Question 4: give a plain number"
-    assert math.isclose(float(q4_factor), 0.1, rel_tol=0.01), f"Question 4: {q4_factor} is not within 1%"
+    for _seed, (_scale, _quantity) in enumerate([(0.1, "weight"), (3.0, "input"), (50.0, "gamma"), (0.5, "input"),
+                                                 (2.0, "weight"), (7.0, "gamma"), (1.0, "weight"), (100.0, "input")]):
+        checks.check_function("Question 4 (hidden)", predict_grad_factor,
+                              [((_scale, _quantity), _measured_factor(_scale, _quantity, _seed))], rtol=0.01)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (2 points): which normalization for a transformer?
+# ### Question 5 (1 point): which normalization for a transformer?
 #
 # You train a transformer language model with batches of 32 sequences and then generate
 # text one sequence at a time. Which normalization layer, and why? Set `q5_answer` to
 # `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** LayerNorm: it normalizes each token over its own features, so it computes the same function at any batch size, in training and at test time.
-# - **B.** BatchNorm: its running statistics make test-time predictions more accurate than LayerNorm's.
-# - **C.** BatchNorm: LayerNorm cannot be backpropagated through when the batch holds one sequence.
-# - **D.** Either one: with one sequence per batch, both compute the same thing.
+# - **A.** BatchNorm: its running statistics give better test-time predictions than LayerNorm's.
+# - **B.** Either one: with a single sequence per batch, both of them compute the same thing.
+# - **C.** BatchNorm: LayerNorm cannot be backpropagated when a batch holds a single sequence.
+# - **D.** LayerNorm: it normalizes each token on its own, so batch size and mode do not matter.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
-q5_answer = "A"
+q5_answer = "D"
 ### END SOLUTION
 
 # %% mistake="q5_answer" label="thinks BatchNorm and LayerNorm agree with one sequence per batch"
-q5_answer = "D"
+q5_answer = "B"
 
-# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 2}
+# %% mistake="q5_answer" label="trusts running statistics over per-token normalization"
+q5_answer = "A"
+
+# %% mistake="q5_answer" label="thinks LayerNorm needs a batch for its backward pass"
+q5_answer = "C"
+
+# %% right="q5_answer" label="lower case"
+q5_answer = "d"
+
+# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 5", q5_answer, "ABCD", expected_digest="93832d71eb40ba10",
-    explanations={"B": "Running statistics are averages over the TRAINING batches: they only approximate the "
-                       "statistics of the data at test time, and they are a second code path that must be "
-                       "kept in sync (train vs eval mode).",
-                  "C": "LayerNorm needs no batch at all: section 3 normalized a single token and got exactly "
-                       "the value it had inside the batch, and its backward pass is per example too.",
-                  "D": "They normalize along different axes: BatchNorm over the examples of the batch (with one "
-                       "example in train mode, every feature becomes 0), LayerNorm over the features of each "
-                       "token."})
+    "Question 5", q5_answer, "ABCD", expected_digest="e4179bbcae744a7f", salt="06_q5",
+    explanations={"A": "Running statistics are averages over the TRAINING batches, and a second code path (train "
+                       "vs eval mode) that must be kept in sync. Is there a layer that needs neither?",
+                  "B": "They normalize along different axes. What does BatchNorm in train mode do to a batch of "
+                       "one example?",
+                  "C": "Section 3 normalized a single token on its own. Does its backward pass need other "
+                       "examples?"})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="A")
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="D")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 6 (3 points): diagnose four networks
+# ### Question 6 (2 points): diagnose a network from its gradients
 #
-# Four 20-layer digits classifiers (width 64) are described in `mystery` below by their
-# activation, normalization and weight std. For each, does the gradient reaching layer 1
-# **vanish** (less than 1/100 of the last layer's), **explode** (more than 100 times
-# the last layer's) or stay **healthy**? Reason first, then measure: for example
-# `layer_statistics_at_init(20, 64, **mystery["A"], seed=0)["out_grad_norm"]` gives
-# $\|\partial L/\partial h_k\|$ for layers 1 to 20. Set `q6_diagnosis` to a dict such as
-# `{"A": "healthy", "B": "healthy", "C": "healthy", "D": "healthy"}`.
+# Write `diagnose(grad_norms)`. Its input is $\|\partial L/\partial h_k\|$ for layers
+# $k = 1, \dots, L$ (layer 1 first), measured on one batch, as
+# `layer_statistics_at_init(...)["out_grad_norm"]` returns it. Return `"vanishing"` when
+# the gradient reaching layer 1 is less than 1/100 of the last layer's, `"exploding"`
+# when it is more than 100 times the last layer's or when any value is not finite (NaN
+# or infinity), and `"healthy"` otherwise. The public examples are the four networks in
+# `mystery` below (20 layers of 64 units, measured with
+# `layer_statistics_at_init(20, 64, **mystery["A"], seed=0)["out_grad_norm"]` and so on);
+# the hidden tests use other networks and depths, and made-up measurements. Before you
+# measure them, predict each mystery network's verdict: which normalization rescues which
+# activation?
 
 # %%
 mystery = {"A": dict(activation="tanh", norm="batch", std=1.0),
@@ -656,32 +834,92 @@ mystery = {"A": dict(activation="tanh", norm="batch", std=1.0),
            "C": dict(activation="tanh", norm=None, std=1.0),
            "D": dict(activation="sigmoid", norm="layer", std=0.1)}
 
-# %% nbgrader={"grade_id": "q6_diagnosis", "solution": true}
-### BEGIN SOLUTION
-q6_diagnosis = {"A": "healthy", "B": "vanishing", "C": "exploding", "D": "vanishing"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q6_diagnose", "solution": true}
+def diagnose(grad_norms):
+    """'vanishing', 'exploding' or 'healthy', from ||dL/dh_k|| per layer (layer 1 first)."""
+    ### BEGIN SOLUTION
+    grad_norms = np.asarray(grad_norms, dtype=np.float64)
+    if not np.isfinite(grad_norms).all():
+        return "exploding"
+    first, last = grad_norms[0], grad_norms[-1]
+    if first < last / 100:
+        return "vanishing"
+    if first > 100 * last:
+        return "exploding"
+    return "healthy"
+    ### END SOLUTION
 
-# %% mistake="q6_diagnosis" label="assumes any normalization layer fixes the gradient"
-q6_diagnosis = {"A": "healthy", "B": "vanishing", "C": "exploding", "D": "healthy"}
+# %% mistake="q6_diagnose" label="reads the list backwards (takes the last entry for layer 1)"
+def diagnose(grad_norms):
+    g = np.asarray(grad_norms, dtype=float)
+    if not np.isfinite(g).all():
+        return "exploding"
+    first, last = g[-1], g[0]
+    return "vanishing" if first < last / 100 else "exploding" if first > 100 * last else "healthy"
 
-# %% nbgrader={"grade_id": "q6_diagnosis_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 6", q6_diagnosis, ["A", "B", "C", "D"], ["vanishing", "exploding", "healthy"],
-    expected_digests={"A": "47512e82024e61d2", "B": "3aaeb61592b1db16", "C": "3caad11acf119481",
-                      "D": "3aaeb61592b1db16"},
-    explanations={("D", "healthy"): "Measure it: LayerNorm does not rescue a deep SIGMOID net (section 5).",
-                  ("A", "exploding"): "BatchNorm divides by the batch std, which grows with the weights: the "
-                                      "weight scale cancels.",
-                  ("A", "vanishing"): "BatchNorm keeps every tanh layer's input at unit scale, so the slopes "
-                                      "stay near 1.",
-                  ("C", "vanishing"): "Large tanh weights saturate units, but each layer also multiplies the "
-                                      "gradient by W, which is huge here: measure it.",
-                  ("B", "healthy"): "Small weights and sigmoid slopes of at most 1/4, twenty times over."})
+# %% mistake="q6_diagnose" label="thresholds at a factor 10 instead of 100"
+def diagnose(grad_norms):
+    g = np.asarray(grad_norms, dtype=float)
+    if not np.isfinite(g).all():
+        return "exploding"
+    return "vanishing" if g[0] < g[-1] / 10 else "exploding" if g[0] > 10 * g[-1] else "healthy"
+
+# %% mistake="q6_diagnose" label="lets NaN through (every comparison with NaN is False)"
+def diagnose(grad_norms):
+    first, last = grad_norms[0], grad_norms[-1]
+    return "vanishing" if first < last / 100 else "exploding" if first > 100 * last else "healthy"
+
+# %% mistake="q6_diagnose" label="compares the smallest and largest layer instead of first and last"
+def diagnose(grad_norms):
+    g = np.asarray(grad_norms, dtype=float)
+    if not np.isfinite(g).all():
+        return "exploding"
+    if g.max() > 100 * g.min():
+        return "vanishing" if g.argmin() < g.argmax() else "exploding"
+    return "healthy"
+
+# %% right="q6_diagnose" label="log10 of the ratio, with a plain loop for the NaN check"
+def diagnose(grad_norms):
+    for value in grad_norms:
+        if math.isnan(value) or math.isinf(value):
+            return "exploding"
+    with np.errstate(divide="ignore"):
+        decades = np.log10(grad_norms[0]) - np.log10(grad_norms[-1])
+    if decades < -2:
+        return "vanishing"
+    return "exploding" if decades > 2 else "healthy"
+
+# %% nbgrader={"grade_id": "q6_diagnose_test", "grade": true, "points": 2}
+# Public examples: the mystery networks, measured in advance with
+# layer_statistics_at_init(20, 64, **mystery[name], seed=0)["out_grad_norm"] (3 significant digits).
+_public = {
+    "A": [3.88, 3.32, 3.05, 2.8, 2.53, 2.29, 2.14, 1.87, 1.63, 1.5, 1.32, 1.13, 1.02, 0.989, 0.884, 0.838, 0.759,
+          0.708, 0.642, 0.616],
+    "B": [1.13e-15, 5.55e-15, 2.83e-14, 1.44e-13, 7.63e-13, 4.04e-12, 2.22e-11, 1.2e-10, 6.03e-10, 3.16e-09,
+          1.57e-08, 8.17e-08, 4.05e-07, 2.03e-06, 1.05e-05, 5.86e-05, 0.00032, 0.00171, 0.00913, 0.0476],
+    "C": [6.37e+05, 3.52e+05, 1.46e+05, 6.46e+04, 3.32e+04, 1.73e+04, 8e+03, 3.75e+03, 1.88e+03, 884, 450, 223,
+          95.6, 46.9, 24.4, 10.8, 5.24, 2.51, 1.26, 0.638],
+    "D": [5.92e-10, 1.58e-09, 3.81e-09, 9.77e-09, 2.62e-08, 7.26e-08, 1.87e-07, 5.27e-07, 1.32e-06, 3.1e-06,
+          8.95e-06, 2.32e-05, 5.64e-05, 0.000123, 0.000313, 0.00101, 0.00274, 0.00783, 0.021, 0.0477]}
+checks.check_verdicts(
+    "Question 6", diagnose,
+    [((_public[_name],), _verdict) for _name, _verdict in [("C", "exploding"), ("D", "vanishing"), ("A", "healthy"),
+                                                           ("B", "vanishing")]],
+    allowed=("vanishing", "exploding", "healthy"),
+    hint="Compare the FIRST layer's gradient with the LAST layer's: the ratio first / last.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    _verdicts = ("vanishing", "exploding", "healthy")
-    checks.check_labels("Question 6 (hidden)", q6_diagnosis, list("ABCD"), _verdicts,
-                        expected={"A": "healthy", "B": "vanishing", "C": "exploding", "D": "vanishing"})
+    # measured like the public examples; tests/test_experiments_06.py checks these verdicts over ten seeds
+    _hidden = [(([4.89e+03, 1.89e+03, 738, 296, 116, 45.8, 18.6, 8.64, 3.69, 1.75, 0.757, 0.284],), "exploding"),
+               (([0.00188, 0.00944, 0.0473],), "healthy"),
+               (([27, 22.4, 20.3, 16.8, 12.7, 10.6, 8.87, 6.76, 5.39, 4.45, 3.51, 2.69, 2.13, 1.68, 1.49],), "healthy"),
+               (([5.12e-07, 1.52e-06, 4.72e-06, 1.56e-05, 5.13e-05, 0.000184, 0.000572, 0.00188, 0.00601, 0.0182],),
+                "vanishing"),
+               ((np.array([7.32e-05, 0.000183, 0.000558, 0.00115, 0.00318, 0.0084, 0.0206, 0.0498]),), "vanishing")]
+    _hidden += [(([1.0, 1e-3, 1e-3, 1.0],), "healthy"), (([0.5, np.nan, 1.0],), "exploding"),
+                (([np.inf, 1.0],), "exploding"), (([0.0, 1e-3, 1.0],), "vanishing"), (([3e-3, 0.1, 0.2],), "healthy"),
+                ((np.array([5.0, 1.0, 0.04]),), "exploding"), (([2e4, 3e2, 1e2, 150.0],), "exploding")]
+    checks.check_verdicts("Question 6 (hidden)", diagnose, _hidden, allowed=("vanishing", "exploding", "healthy"))
 ### END HIDDEN TESTS
 
 # %% [markdown]
