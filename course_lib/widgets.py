@@ -12,8 +12,15 @@ Explorers can be driven from code, which is how the tests check them::
     data = explorer.update(depth=30, factor=0.5)   # recompute and redraw
     explorer.last, explorer.verdict.value, explorer.png
 
-Outside a widget-capable front end (a script, nbconvert) the explorer still
-displays: its output carries a static PNG of the current settings.
+Displayed in a notebook, an explorer writes two outputs: the live widget and
+a saved copy of its title, verdict and figure (`static_html`). JupyterLab
+shows the copy only when the widget cannot be drawn (its model is gone after
+a page reload or with a new kernel), in place of "Error displaying widget";
+a front end without widgets (nbconvert, a script) shows the copy.
+
+Text is readable at JupyterLab's default width: figures render at 80 dpi,
+so the course's 11 pt text (`course_lib.plotting.COURSE_RC`) is 12 px or
+more, and every figure is at most 800 px wide.
 
 Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
 - a slider change from the browser only marks the explorer stale; one
@@ -26,7 +33,7 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
   instead of rebuilding the figure, and mark the moving artists animated
   so the static rest is rendered once and blitted; the layout is recomputed
   only when the y tick labels change width; the PNG is rendered by Agg at
-  72 dpi and encoded with fast run-length compression.
+  80 dpi and encoded with fast run-length compression.
 """
 
 import base64
@@ -53,7 +60,7 @@ from torch.nn import functional as F
 from .chains import orthogonal_chain_gradients
 from .models import build_mlp
 from .monitoring import GradientMonitor
-from .plotting import OKABE_ITO, plot_gradient_norms
+from .plotting import OKABE_ITO, integer_ticks, plot_gradient_norms
 from .seeding import flush_denormals, one_torch_thread
 
 
@@ -153,11 +160,11 @@ class Explorer:
     """
 
     title = ""
-    dpi = 72
+    dpi = 80                 # 11 pt text = 12.2 px; figure width in px = inches x 80 (at most 800)
     cache_size = 16          # results kept per explorer, keyed by control values (0: no cache)
     background = True        # front-end changes refresh on the background thread, coalesced
 
-    def __init__(self, controls: dict[str, w.ValueWidget], *, figsize=(6.4, 3.4)):
+    def __init__(self, controls: dict[str, w.ValueWidget], *, figsize=(7.2, 3.4)):
         self.controls = controls
         self.figure = Figure(figsize=figsize, dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.figure)
@@ -317,8 +324,19 @@ class Explorer:
             legend = ax.get_legend()
             parts.append((spec.get_geometry() if spec else None, ax.get_xlabel(), ax.get_ylabel(),
                           ax.get_title("left"), ax.get_title(), ax.get_title("right"), lengths,
+                          self._x_tick_ends(ax),
                           tuple(t.get_text() for t in legend.get_texts()) if legend else None))
         return tuple(parts)
+
+    @staticmethod
+    def _x_tick_ends(ax) -> tuple:
+        """Where the outer x ticks sit (fraction of the axis): a label near an end can stick out of the axes,
+        and the layout makes room for it (whole-number layer ticks keep their lengths as the depth changes)."""
+        low, high = sorted(ax.get_xlim())
+        ticks = [t for t in ax.xaxis.get_majorticklocs() if low <= t <= high]
+        if not ticks or not ax.xaxis.get_visible():
+            return ()
+        return round((ticks[0] - low) / (high - low), 3), round((high - ticks[-1]) / (high - low), 3)
 
     def _tick_label_lengths(self, *, both: bool = False) -> list:
         """The longest y (and x) tick label of each axes, in characters (cheap: formats, does not draw)."""
@@ -398,10 +416,42 @@ class Explorer:
                                   f"{html.escape(str(error))}</span>")
 
     def _repr_mimebundle_(self, **kwargs):
+        """The widget view, with the figure as PNG for front ends without widgets."""
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
         bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        bundle["text/plain"] = f"{type(self).__name__}({self.values}): {self.last.get('summary', '')}"
+        bundle["text/plain"] = self._text()
         return bundle
+
+    def _ipython_display_(self):
+        """Two outputs: the live widget, then the saved copy JupyterLab shows when the widget cannot be drawn."""
+        from IPython.display import display
+
+        bundle = self.widget._repr_mimebundle_() or {}
+        display({**bundle, "text/plain": self._text()}, raw=True)
+        display({"text/html": self.static_html(), "text/plain": self._text()}, raw=True)
+
+    def static_html(self) -> str:
+        """Title, verdict and figure as they are now, as self-contained HTML (`_STATIC_CSS` explains)."""
+        width, height = self.canvas.get_width_height()
+        png = base64.b64encode(self.png).decode("ascii")
+        title = f"<b>{html.escape(self.title)}</b><br>" if self.title else ""
+        return (f'<div class="course-explorer-static"><style>{_STATIC_CSS}</style>{title}'
+                f'<div>{self.verdict.value}</div>'
+                f'<img src="data:image/png;base64,{png}" width="{width}" height="{height}" '
+                f'alt="{html.escape(self.last.get("summary", ""))}">'
+                f'<div style="color:#666">{STATIC_NOTE}</div></div>')
+
+    def _text(self) -> str:
+        return f"{type(self).__name__}({self.values}): {self.last.get('summary', '')}"
+
+
+STATIC_NOTE = "A saved copy of this explorer: run the cell to move its sliders again."
+# The saved copy follows the widget's output. While the live explorer is on the page, hide the copy;
+# while it is not (model gone: "Error displaying widget", or still loading), hide the widget's output.
+_STATIC_CSS = (".jp-OutputArea-child:has(.course-explorer) + .jp-OutputArea-child:has(.course-explorer-static)"
+               "{display:none}"
+               ".jp-OutputArea-child:has([data-mime-type='application/vnd.jupyter.widget-view+json'])"
+               ":not(:has(.course-explorer)):has(+ .jp-OutputArea-child .course-explorer-static){display:none}")
 
 
 class GradientFlowExplorer(Explorer):
@@ -449,7 +499,7 @@ class GradientFlowExplorer(Explorer):
         self.fixed = {name: value for name, value in settings.items() if name not in show}
         self._batches: OrderedDict = OrderedDict()
         self._networks: OrderedDict = OrderedDict()
-        super().__init__({name: self._make_control(name, settings[name]) for name in show}, figsize=(7.6, 3.0))
+        super().__init__({name: self._make_control(name, settings[name]) for name in show}, figsize=(9.6, 3.4))
 
     @staticmethod
     def _make_control(name: str, value) -> w.ValueWidget:
@@ -558,7 +608,7 @@ class GradientFlowExplorer(Explorer):
         plot_gradient_norms({"||dL/dW||": self._positive(data["grad_norms"]),
                              "||dL/dh||": self._positive(data["out_grad_norms"])}, ax=grads_ax)
         grads_ax.lines[1].set_linestyle("--")
-        grads_ax.legend(frameon=False, fontsize="small", loc="lower left", bbox_to_anchor=(0, 1), ncol=2,
+        grads_ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2,
                         borderaxespad=0.2)
         grads_ax.set_ylabel("gradient norm per layer")
         grads_ax.minorticks_off()
@@ -568,6 +618,7 @@ class GradientFlowExplorer(Explorer):
         acts_ax.set_yscale("log")
         acts_ax.minorticks_off()
         acts_ax.set_xlabel("layer (1 = next to the input)")
+        integer_ticks(acts_ax)
         acts_ax.set_ylabel("activation std", color=OKABE_ITO[2])
         acts_ax.grid(True, alpha=0.3)
         fraction_ax = acts_ax.twinx()
@@ -661,9 +712,10 @@ class ChainExplorer(Explorer):
         ax = figure.add_subplot()
         layers = np.arange(len(data["grad_norms"]))
         ax.plot(layers, data["grad_norms"], "o-", color=OKABE_ITO[0], markersize=3, label="measured (autograd)")
-        ax.plot(layers, data["formula"], "--", color=OKABE_ITO[1], label=f"formula: {data['factor']:.2f}^k")
+        ax.plot(layers, data["formula"], "--", color=OKABE_ITO[1], label=self._formula(data))
         ax.set_yscale("log")
-        ax.set_xlabel("layer (0 = input, right = output)")
+        ax.set_xlabel("layer k (0 = input, L = depth = output)")
+        integer_ticks(ax)
         ax.set_ylabel("gradient norm ||dL/dh||")
         ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2)
         ax.grid(True, alpha=0.3)
@@ -678,12 +730,17 @@ class ChainExplorer(Explorer):
         measured, formula = ax.lines[:2]
         measured.set_data(layers, data["grad_norms"])
         formula.set_data(layers, data["formula"])
-        formula.set_label(f"formula: {data['factor']:.2f}^k")
+        formula.set_label(self._formula(data))
         ax.get_legend().get_texts()[1].set_text(formula.get_label())
         ax.set_xlim(-0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
         self._ylim = decade_limits(np.concatenate([data["grad_norms"], data["formula"]]), current=self._ylim)
         ax.set_ylim(*self._ylim)
         return True
+
+    @staticmethod
+    def _formula(data: dict) -> str:
+        """What the dashed line is: the factor once per layer between layer k and the output."""
+        return f"formula {data['factor']:.2f}^(L - k), L = {data['depth']}"
 
     def describe(self, data: dict) -> str:
         return (f"The input receives <b>{data['ratio']:.1e}</b> of the output's gradient "
@@ -731,7 +788,7 @@ class ActivationExplorer(Explorer):
             "bias": w.FloatSlider(value=bias, min=-2.0, max=1.0, step=0.1, description="initial bias",
                                   continuous_update=False, style={"description_width": "initial"}),
         }
-        super().__init__(controls, figsize=(7.6, 3.2))
+        super().__init__(controls, figsize=(9.6, 3.4))
 
     @one_torch_thread()
     def compute(self, *, activation: str, depth: int, bias: float) -> dict:
@@ -765,6 +822,8 @@ class ActivationExplorer(Explorer):
         right.set_ylim(0, 1)
         right.set_xlabel("layer")
         right.set_ylabel("dead fraction")
+        for ax in (left, right):
+            integer_ticks(ax)
 
     def describe(self, data: dict) -> str:
         ratio = "no gradient" if not math.isfinite(data["ratio"]) else f"<b>{data['ratio']:.1e}</b>"
@@ -808,7 +867,7 @@ class VarianceExplorer(Explorer):
                                       continuous_update=False, readout_format=".2f"),
             "depth": w.IntSlider(value=depth, min=2, max=60, description="depth", continuous_update=False),
         }
-        super().__init__(controls, figsize=(9.6, 3.2))
+        super().__init__(controls, figsize=(10.0, 3.4))
 
     @one_torch_thread()
     def chi_curve(self, activation: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -846,9 +905,10 @@ class VarianceExplorer(Explorer):
             ax.semilogy(layers, measured, "o", color=OKABE_ITO[0], markersize=3, label="measured")
             ax.semilogy(layers, predicted, "-", color=OKABE_ITO[1], label="mean field")
             ax.set_xlabel("layer")
+            integer_ticks(ax)
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
-        forward.legend(frameon=False, fontsize="small")
+        forward.legend(frameon=False)
         phase.plot(data["grid"], data["chis"], color=OKABE_ITO[2])
         phase.axhline(1.0, color="black", linewidth=0.8)
         phase.axvline(data["critical"], color=OKABE_ITO[3], linestyle="--",
@@ -856,7 +916,7 @@ class VarianceExplorer(Explorer):
         phase.plot([data["sigma_w2"]], [data["chi_1"]], "o", color=OKABE_ITO[1], label="this net")
         phase.set_xlabel("sigma_w^2")
         phase.set_ylabel("chi_1 (gradient factor per layer)")
-        phase.legend(frameon=False, fontsize="small")
+        phase.legend(frameon=False)
         phase.grid(True, alpha=0.3)
 
     def describe(self, data: dict) -> str:
@@ -899,7 +959,7 @@ class SaturationExplorer(Explorer):
                                           style={"description_width": "initial"}),
             "activation": w.Dropdown(options=["sigmoid", "tanh"], value=activation, description="activation"),
         }
-        super().__init__(controls, figsize=(7.6, 3.0))
+        super().__init__(controls, figsize=(9.6, 3.4))
 
     def compute(self, *, depth: int, weight_scale: float, activation: str) -> dict:
         with one_torch_thread():
@@ -928,6 +988,8 @@ class SaturationExplorer(Explorer):
         right.set_ylim(0, 1)
         right.set_xlabel("layer")
         right.set_ylabel("saturated fraction")
+        for ax in (left, right):
+            integer_ticks(ax)
 
     def describe(self, data: dict) -> str:
         ratio = "no gradient" if not math.isfinite(data["ratio"]) else f"<b>{format_ratio(data['ratio'])}</b>"
@@ -959,14 +1021,14 @@ class RecurrentExplorer(Explorer):
 
     title = "Gradient through time in a recurrent network"
 
-    def __init__(self, *, radius: float = 0.9, length: int = 50, nonlinearity: str = "tanh", seed: int = 0):
+    def __init__(self, *, radius: float = 0.9, length: int = 50, nonlinearity: str = "linear", seed: int = 0):
         self.seed = seed
         controls = {
             "radius": w.FloatSlider(value=radius, min=0.5, max=1.5, step=0.05, description="spectral radius",
                                     continuous_update=False, style={"description_width": "initial"}),
             "length": w.IntSlider(value=length, min=5, max=200, step=5, description="length T",
                                   continuous_update=False),
-            "nonlinearity": w.Dropdown(options=["tanh", "linear"], value=nonlinearity, description="RNN"),
+            "nonlinearity": w.Dropdown(options=["linear", "tanh"], value=nonlinearity, description="RNN"),
         }
         super().__init__(controls)
 
@@ -988,14 +1050,22 @@ class RecurrentExplorer(Explorer):
         ax.semilogy(steps, data["formula"], "--", color=OKABE_ITO[1],
                     label=f"radius^(T - t) = {data['radius']:.2f}^(T - t)")
         ax.set_xlabel("time step t (T = last)")
+        integer_ticks(ax)
         ax.set_ylabel("||dL/dh_t||  (||dL/dh_T|| = 1)")
+        # whole decades, at least three: at radius 1 the linear RNN's gradient stays at 1 and its
+        # rounding noise (1e-7) must not fill the axis as if it were a zigzag
+        ax.set_ylim(*decade_limits(np.concatenate([data["grad_norms"], data["formula"]])))
         ax.legend(frameon=False, loc="best")
         ax.grid(True, alpha=0.3)
 
     def describe(self, data: dict) -> str:
+        power = (f"{data['radius']:.2f}<sup>{data['length']}</sup> = "
+                 f"{format_ratio(data['radius'] ** data['length'])}")
+        if abs(data["ratio"] - 1) < 1e-3:  # radius 1, linear: float32 rounding is all that moves
+            return (f"The gradient <b>stays at 1</b> all the way back to h<sub>0</sub> (radius 1: {power}): "
+                    f"<b>{data['kind']}</b>")
         return (f"h<sub>0</sub> receives <b>{format_ratio(data['ratio'])}</b> of the gradient at step "
-                f"{data['length']} (a linear RNN: {data['radius']:.2f}<sup>{data['length']}</sup> = "
-                f"{format_ratio(data['radius'] ** data['length'])}): <b>{data['kind']}</b>")
+                f"{data['length']} (a linear RNN: {power}): <b>{data['kind']}</b>")
 
 
 def recurrent_explorer(**settings) -> RecurrentExplorer:
@@ -1032,7 +1102,7 @@ class NormalizationExplorer(Explorer):
             "activation": w.Dropdown(options=["sigmoid", "tanh", "relu"], value=activation,
                                      description="activation"),
         }
-        super().__init__(controls, figsize=(8.4, 3.2))
+        super().__init__(controls, figsize=(9.6, 3.4))
 
     def compute(self, *, weight_scale: float, depth: int, activation: str) -> dict:
         data = {"weight_scale": weight_scale, "depth": depth, "activation": activation}
@@ -1065,9 +1135,11 @@ class NormalizationExplorer(Explorer):
                            markersize=3, label=label)
         left.set_xlabel("layer (1 = next to the input)")
         left.set_ylabel("gradient norm ||dL/dh||")
-        left.legend(frameon=False, fontsize="small")
+        left.legend(frameon=False)
         left.grid(True, alpha=0.3)
         right.set_xlabel("layer")
+        for ax in (left, right):
+            integer_ticks(ax)
         right.set_ylabel("std of the layer's activations")
         right.grid(True, alpha=0.3)
 
@@ -1132,6 +1204,7 @@ class ResidualExplorer(Explorer):
                         color=OKABE_ITO[i], alpha=1.0 if chosen else 0.35, linewidth=1.5 if chosen else 1,
                         label=f"{kind}-{data['depth']}")
         ax.set_xlabel("block (1 = next to the input)")
+        integer_ticks(ax)
         ax.set_ylabel("gradient norm ||dL/dh_k||")
         ax.legend(frameon=False)
         ax.grid(True, alpha=0.3)

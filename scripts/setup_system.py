@@ -55,7 +55,8 @@ def _playwright_browsers() -> list[str]:
              str(Path.home() / "Library" / "Caches" / "ms-playwright")]
     found = []
     for root in filter(None, roots):
-        for pattern in ("chromium-*/chrome-linux*/chrome", "chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium"):
+        for pattern in ("chromium-*/chrome-linux*/chrome",
+                        "chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium"):
             found += sorted(glob.glob(os.path.join(root, pattern)), reverse=True)
     return found
 

@@ -13,6 +13,7 @@ import gc
 import inspect
 import io
 import math
+import re
 import threading
 import time
 
@@ -491,18 +492,133 @@ def _notebooks_with_explorers() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _notebooks_with_explorers())
 def test_executed_explorer_cells_carry_a_static_figure(executed, name):
-    """nbconvert/nbclient output of each explorer cell: the widget view plus a PNG of its settings."""
+    """nbconvert/nbclient output of each explorer cell: the widget view, then the saved copy of its figure."""
     from autograder.build import read_source
     from jupyterlab_session import explorer_cells
 
     run = executed(name)
     assert not run.errors, run.errors
     for index in explorer_cells(read_source(name)[0]):
-        outputs = [o for o in run.nb.cells[index].outputs if o.get("output_type") in ("display_data",
-                                                                                   "execute_result")]
-        bundles = [o["data"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
-        assert bundles, f"{name}: cell {index} displays no explorer"
-        for bundle in bundles:
-            assert "image/png" in bundle, f"{name}: cell {index} has no static figure for nbconvert"
-            width, height = png_size(base64.b64decode(bundle["image/png"]))
+        outputs = [o["data"] for o in run.nb.cells[index].outputs if o.get("output_type") in ("display_data",
+                                                                                             "execute_result")]
+        views = [i for i, data in enumerate(outputs) if "application/vnd.jupyter.widget-view+json" in data]
+        assert views, f"{name}: cell {index} displays no explorer"
+        for view in views:
+            assert view + 1 < len(outputs), f"{name}: cell {index} has no saved copy after its explorer"
+            copy = outputs[view + 1].get("text/html", "")
+            assert 'class="course-explorer-static"' in copy, f"{name}: cell {index}: {copy[:200]!r}"
+            width, height = png_size(static_png(copy))
             assert width > 200 and height > 100
+
+
+def static_png(html_copy: str) -> bytes:
+    match = re.search(r'<img src="data:image/png;base64,([^"]+)"', html_copy)
+    assert match, "the saved copy has no figure"
+    return base64.b64decode(match.group(1))
+
+
+# -- shown in a notebook: the live widget, then a saved copy for when the widget model is gone ---------
+
+def test_displayed_in_a_notebook_it_writes_the_widget_then_a_saved_copy(explorers):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    explorer = explorers("chain_explorer")
+    explorer.update(depth=12)
+    published = []
+    shell = InteractiveShell.instance()
+    original = shell.display_pub.publish
+    shell.display_pub.publish = lambda data, metadata=None, **kwargs: published.append(data)
+    try:
+        from IPython.display import display
+
+        display(explorer)
+    finally:
+        shell.display_pub.publish = original
+    assert len(published) == 2
+    assert "application/vnd.jupyter.widget-view+json" in published[0]
+    assert "image/png" not in published[0], "a second figure would show under the live explorer"
+    copy = published[1]["text/html"]
+    assert static_png(copy) == explorer.png, "the saved copy shows the figure as it is when displayed"
+    assert explorer.title in copy and explorer.verdict.value in copy and widgets.STATIC_NOTE in copy
+    assert ":has(.course-explorer)" in copy, "the copy hides itself while the live explorer is on the page"
+    assert "ChainExplorer" in published[1]["text/plain"]
+
+
+# -- readable at JupyterLab's default width (~850 px of output), ticks never at 2.5 layers -------------
+
+def text_pixels(text, dpi) -> float:
+    return text.get_fontsize() * dpi / 72
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_explorer_text_is_at_least_9_pt_and_the_figure_fits_the_page(explorers, name):
+    from course_lib.plotting import MIN_TEXT_PX
+
+    explorer = explorers(name)
+    width, _ = explorer.canvas.get_width_height()
+    assert width <= 800, f"{name}: {width} px wide does not fit JupyterLab's output area"
+    explorer.canvas.draw()
+    texts = []
+    for ax in explorer.figure.axes:
+        texts += [ax.xaxis.label, ax.yaxis.label, ax.title]
+        texts += [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text() and t.get_visible()]
+        if ax.get_legend():
+            texts += ax.get_legend().get_texts()
+    small = {t.get_text(): round(text_pixels(t, explorer.dpi), 1) for t in texts
+             if t.get_text() and text_pixels(t, explorer.dpi) < MIN_TEXT_PX}
+    assert not small, f"{name}: text under {MIN_TEXT_PX} px (9 pt) on screen: {small}"
+
+
+LAYER_AXES = ("layer", "block", "time step")
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_layer_axes_have_whole_number_ticks(explorers, name):
+    explorer = explorers(name)
+    for settings in ({}, {"depth": 3} if "depth" in explorer.controls else {}):
+        explorer.update(**settings)
+        explorer.canvas.draw()
+        for ax in explorer.figure.axes:
+            if ax.get_xlabel().startswith(LAYER_AXES):
+                low, high = sorted(ax.get_xlim())
+                ticks = [t for t in ax.get_xticks() if low <= t <= high]
+                assert ticks and all(float(t).is_integer() for t in ticks), f"{name}: {ax.get_xlabel()}: {ticks}"
+
+
+def test_course_plots_use_readable_text_and_whole_layers():
+    from course_lib.plotting import COURSE_RC, MIN_TEXT_PX, plot_gradient_norms, plot_layer_metric
+
+    assert matplotlib.rcParams["font.size"] == COURSE_RC["font.size"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    try:
+        plot_gradient_norms({"a": np.geomspace(1e-6, 1, 8), "b": np.ones(8)}, ax=left)
+        plot_layer_metric(np.random.default_rng(0).random((7, 3)), ax=right)
+        figure.canvas.draw()
+        assert figure.get_dpi() * 9 <= 900, "a 9-inch figure fits JupyterLab's output area unscaled"
+        for ax in (left, right):
+            texts = ax.get_xticklabels() + ax.get_yticklabels() + ax.get_legend().get_texts()
+            assert min(text_pixels(t, figure.get_dpi()) for t in texts) >= MIN_TEXT_PX
+            assert all(float(t).is_integer() for t in ax.get_xticks())
+    finally:
+        plt.close(figure)
+
+
+def test_recurrent_explorer_at_radius_one_stays_at_one(explorers):
+    explorer = explorers("recurrent_explorer", radius=1.0, length=50)
+    assert explorer.values["nonlinearity"] == "linear", "the notebook's prose has students start on the linear RNN"
+    low, high = explorer.figure.axes[0].get_ylim()
+    assert math.log10(high / low) >= 2.9, "rounding noise around 1 must not fill a log axis"
+    ticks = [t for t in explorer.figure.axes[0].get_yticks() if low <= t <= high]
+    assert len(ticks) >= 3
+    assert "stays at 1" in explorer.verdict.value and "radius 1" in explorer.verdict.value
+    assert "stays at 1" not in explorer.update(radius=0.9) and "stays at 1" not in explorer.verdict.value
+
+
+def test_chain_explorer_legend_names_the_exponent_the_axis_counts(explorers):
+    explorer = explorers("chain_explorer", depth=10, factor=0.25)
+    ax = explorer.figure.axes[0]
+    legend = ax.get_legend().get_texts()[1].get_text()
+    assert "L - k" in legend and "L = 10" in legend
+    assert "layer k" in ax.get_xlabel()
+    k, values = ax.lines[1].get_data()
+    assert np.allclose(values, 0.25 ** (10 - k)), "the dashed line is factor^(L - k)"
