@@ -260,9 +260,10 @@ def page_safe(nb) -> list[str]:
 
 # ---- maths, rendered here: MathML in the page, no script and no network ---------------------------------
 
+# As Jupyter's MathJax reads maths: $$...$$, and $...$ within a paragraph (code spans and blocks excepted).
 _MATH = re.compile(r"(?P<code>```.*?```|~~~.*?~~~|`[^`\n]*`)"
                    r"|(?<!\\)\$\$(?P<display>.+?)\$\$"
-                   r"|(?<![\\$\w])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?![\w$])", re.S)
+                   r"|(?<![\\$])\$(?P<inline>(?:[^$\\\n]|\\.|\n(?![ \t]*\n))+?)\$", re.S)
 
 
 _PLACEHOLDER = re.compile(r"MATHMLPLACEHOLDER\d+X")
