@@ -554,24 +554,23 @@ def clip_by_global_norm(grads, max_norm):
 
 # %% nbgrader={"grade_id": "q3_clip_test", "grade": true, "points": 3}
 _grads = [np.array([3.0, 0.0]), np.array([[0.0, 4.0]])]  # total norm 5
-_result = clip_by_global_norm(_grads, 1.0)
-assert isinstance(_result, list) and len(_result) == 2, "Question 3: return a list with one array per input array"
-assert [np.shape(r) for r in _result] == [(2,), (1, 2)], "Question 3: keep each array's shape"
-assert np.array_equal(_grads[0], [3.0, 0.0]) and np.array_equal(_grads[1], [[0.0, 4.0]]), \
-    "Question 3: your function changed the arrays it was given; scale copies and return those"
-checks.check_close("Question 3", np.concatenate([np.ravel(r) for r in _result]), [0.6, 0.0, 0.0, 0.8], rtol=1e-6,
-                   mistakes=[(np.array([1.0, 0.0, 0.0, 1.0]),
-                              "you clipped each array (or each entry) on its own. Clipping uses the TOTAL norm "
-                              "over all parameters and scales them all by one factor, so the update keeps its "
-                              "direction."),
-                             (np.array([0.75, 0.0, 0.0, 1.0]), "you used the largest array's norm; the total norm "
-                                                               "counts every entry of every array."),
-                             (np.array([3.0, 0.0, 0.0, 4.0]), "nothing was clipped: the total norm is 5 > 1.")],
-                   hint="Compute the one total norm over all arrays first; then decide whether to rescale.")
-checks.check_close("Question 3 (small gradient)",
-                   np.concatenate([np.ravel(r) for r in clip_by_global_norm(_grads, 10.0)]), [3.0, 0.0, 0.0, 4.0],
-                   rtol=1e-6, mistakes=[(np.array([6.0, 0.0, 0.0, 8.0]), "you rescaled to max_norm even though the "
-                                         "gradient was already smaller: clipping only ever shrinks.")])
+checks.check_function(
+    "Question 3", lambda gs, c: np.concatenate([np.ravel(r) for r in clip_by_global_norm(gs, c)]),
+    [((_grads, 1.0), [0.6, 0.0, 0.0, 0.8]), ((_grads, 10.0), [3.0, 0.0, 0.0, 4.0])], rtol=1e-6,
+    mistakes=[(lambda *_: [1.0, 0.0, 0.0, 1.0],
+               "you clipped each array (or each entry) on its own. Clipping uses the TOTAL norm over all "
+               "parameters and scales them all by one factor, so the update keeps its direction."),
+              (lambda *_: [0.75, 0.0, 0.0, 1.0],
+               "you used the largest array's norm; the total norm counts every entry of every array."),
+              (lambda gs, c: [3.0, 0.0, 0.0, 4.0] if c == 1.0 else None,
+               "nothing was clipped: the total norm is 5 > 1."),
+              (lambda *_: [6.0, 0.0, 0.0, 8.0],
+               "you rescaled to max_norm even though the gradient was already smaller: clipping only ever shrinks.")],
+    hint="Compute the one total norm over all arrays first; then decide whether to rescale.")
+_shapes = [np.shape(r) for r in clip_by_global_norm(_grads, 1.0)]
+if _shapes != [(2,), (1, 2)]:
+    raise checks.CheckFailed(f"Question 3: not yet right.\n  return one array per input array, each of its input's "
+                             f"shape: expected shapes [(2,), (1, 2)], got {_shapes}.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     def _clipped_flat(gs, c):
@@ -680,15 +679,21 @@ checks.check_verdicts(
      (("lstm", np.array([0.2, 0.25, 0.22]), 1e-30), "forget_bias"),
      (("lstm", np.array([1.0, 0.8, 0.6, 0.7]), 0.1), "none")],
     allowed=["clip", "lstm", "forget_bias", "none"],
-    mistakes=[(lambda cell, g, r: "lstm" if r < 1e-6 else "none",
-               "a gradient norm that jumps to 1e7 is EXPLODING: a spike needs its step capped, whatever the "
-               "architecture."),
-              (lambda cell, g, r: "lstm" if r < 1e-6 else "clip" if max(g) > 1000 * np.median(g) else "none",
-               "an LSTM already has the additive cell path; what closes it is the forget gate."),
-              (lambda cell, g, r: "clip" if r < 1e-6 else "none",
-               "clipping only shrinks large gradients; a tiny first_over_last means they VANISH."),
-              (lambda cell, g, r: "clip" if max(g) > 1000 * np.mean(g) else "lstm" if r < 1e-6 else "none",
-               "a single spike inflates the mean of the history; compare with its median.")],
+    # Explanations keyed to the public case they are about (first_over_last tells the cases apart).
+    mistakes=[(lambda c, g, r: "none" if r == 0.3 else None,
+               "one norm is 1e7 while the others are near 1: the gradient explodes. Compare the largest norm with "
+               "the median (a single spike inflates the mean)."),
+              (lambda c, g, r: "lstm" if r == 0.3 else None,
+               "an LSTM helps when gradients vanish; this one explodes, and a spike needs its step capped."),
+              (lambda c, g, r: "forget_bias" if r in (0.3, 1e-12) else None, "a vanilla RNN has no forget gate."),
+              (lambda c, g, r: "clip" if r in (1e-12, 1e-30, 0.1) else None,
+               "no norm in this history is far above the median: nothing explodes, and clipping only ever shrinks."),
+              (lambda c, g, r: "none" if r in (1e-12, 1e-30) else None,
+               "first_over_last is far below 1e-6: the gradient reaching step 1 vanishes."),
+              (lambda c, g, r: "lstm" if r == 1e-30 else None,
+               "this network already is an LSTM; what closes its cell path is the forget gate."),
+              (lambda c, g, r: ("lstm" if c == "rnn" else "forget_bias") if r == 0.1 else None,
+               "first_over_last = 0.1 is far above 1e-6: nothing vanishes here.")],
     hint="Go through the rules in the order the question gives them.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():

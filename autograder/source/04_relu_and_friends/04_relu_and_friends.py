@@ -352,8 +352,10 @@ checks.check_function("Question 1 (leaky_relu_derivative)", leaky_relu_derivativ
                                 (lambda *_: [-0.03, -0.005, 1.0, 1.0], "below zero the derivative of a*z is a "
                                  "constant, not a*z.")],
                       hint="What is the slope of the line a*z?")
-assert leaky_relu(_z).dtype == torch.float64 and leaky_relu_derivative(_z).dtype == torch.float64, \
-    "Question 1: return tensors of the input's dtype (float64 here)"
+_dtypes = [getattr(leaky_relu(_z), "dtype", None), getattr(leaky_relu_derivative(_z), "dtype", None)]
+if _dtypes != [torch.float64, torch.float64]:
+    raise checks.CheckFailed(f"Question 1: not yet right.\n  for a float64 input, return float64 tensors (got "
+                             f"{_dtypes[0]} and {_dtypes[1]}): keep the input's dtype.")
 ### BEGIN HIDDEN TESTS
 def _torch_leaky(z, slope):
     z = z.detach().clone().requires_grad_()
@@ -716,12 +718,18 @@ checks.check_verdicts(
     "Question 6", diagnose, [((example_grads[k], example_dead[k]), v)
                              for k, v in {"A": "vanishing", "B": "dead", "C": "healthy"}.items()],
     allowed=["vanishing", "dead", "healthy"],
-    mistakes=[(lambda g, d: "dead" if np.mean(d) >= 0.5 else "vanishing" if g[0] < g[-1] / 100 else "healthy",
-               "one layer with most of its units dead is enough: look at every layer, not their average."),
-              (lambda g, d: "dead" if d[0] >= 0.5 else "vanishing" if g[0] < g[-1] / 100 else "healthy",
-               "deep layers die first (section 3): look at every layer, not only layer 1."),
-              (lambda g, d: "dead" if max(d) >= 0.5 else "vanishing" if g[-1] < g[0] / 100 else "healthy",
-               "vanishing means layer 1, next to the input, gets far LESS than the last layer.")],
+    # Explanations keyed to what is true of the public network the answer got wrong.
+    mistakes=[(lambda g, d: "healthy" if max(d) >= 0.5 else None,
+               "one layer with at least half of its units dead is enough: look at each layer on its own "
+               "(not at their average, not only at layer 1)."),
+              (lambda g, d: "vanishing" if max(d) >= 0.5 else None,
+               "a layer with at least half of its units dead comes first: dead units also starve the layers "
+               "below them of gradient."),
+              (lambda g, d: "healthy" if max(d) < 0.5 and g[0] < g[-1] / 100 else None,
+               "vanishing means layer 1, next to the input, gets far LESS than the last hidden layer."),
+              (lambda g, d: "dead" if max(d) < 0.5 else None, "no layer of this network has half of its units dead."),
+              (lambda g, d: "vanishing" if max(d) < 0.5 and g[0] >= g[-1] / 100 else None,
+               "layer 1 gets at least 1/100 of the last hidden layer's gradient: nothing vanishes here.")],
     hint="Apply the rules in the order the question gives them, to every layer.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
