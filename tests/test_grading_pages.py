@@ -71,6 +71,18 @@ def test_demo_cells_are_found_by_name_transitively():
     assert judge.demo_dependencies(["code", "code"], ["y = x", "x = 1"], [0])[1] == {"x": 0}
 
 
+def test_the_judge_runs_a_demo_cell_a_test_needs():
+    model = judge.SourceModel.from_notebook(mc.NAME, mc.source_notebook())
+    model.prune()
+    assert [c.index for c in model.cells if c.kind == "demo" and c.needed] == []
+    nb = mc.source_notebook()
+    nb.cells[9].source = nb.cells[9].source.replace("_v = [1.0, 2.0]", "_v = [float(t) for t in doubled[:2]]")
+    model = judge.SourceModel.from_notebook(mc.NAME, nb)
+    model.prune()
+    assert [c.index for c in model.cells if c.kind == "demo" and c.needed] == [2, 3]
+    assert model.cells[1].needed  # the setup cell the demo cells read
+
+
 def test_a_hidden_failure_is_reported_by_kind_only():
     leak = "values=[3.0, 5.0, 7.0]"
     kinds = [judge.failure_kind({"ename": "ValueError", "evalue": leak}),
