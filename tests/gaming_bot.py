@@ -31,8 +31,6 @@ import nbformat
 MAX_TRIES = 30
 ANSWER_NAME = re.compile(r"\bq\d+_\w+\b")
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
-DIRECTION = re.compile(r"too (high|low|large|small|big)|\b(more|fewer|larger|smaller|above|below|higher|lower)\b",
-                       re.I)
 
 
 @dataclass
@@ -236,48 +234,64 @@ def candidates(question: Question, history: list[Attempt]):
         tried.add(source)
         return source
 
-    # Dicts of labels: vary one key at a time over the labels the text names.
+    # Dicts of labels: settle one key at a time, using any "wrong: [keys]" the check prints.
     dicts = [v for v in pool if isinstance(v, dict)]
-    labels = sorted({v for v in pool if isinstance(v, str) and len(v) > 1})
+    labels = sorted({v for v in pool if isinstance(v, str) and 1 < len(v) <= 20 and " " not in v})
     for template in dicts[:1]:
         guess = dict(template)
         for key in guess:
-            for label in labels or sorted({str(v) for v in guess.values()}):
+            for label in list(labels) or sorted({str(v) for v in guess.values()}):
                 guess[key] = label
                 source = offer(dict(guess))
-                if source:
-                    yield source
-                    if history and history[-1].passed:
-                        return
+                if not source:
+                    continue
+                yield source
+                if history[-1].passed:
+                    return
+                allowed = re.search(r"one of (\[[^\]]*\])", history[-1].output)
+                if allowed:  # the message lists the allowed labels: use only those
+                    listed = parse_value(allowed.group(1))
+                    labels[:] = [v for v in labels if v in (listed or labels)]
+                    continue
+                named = re.findall(r"\[([^\]]*)\]", history[-1].output)
+                if named and repr(key) not in " ".join(named):
+                    break  # this key is no longer listed as wrong: keep its label
     for value in [v for v in pool if isinstance(v, str)]:
         source = offer(value)
         if source:
             yield source
-    seen_numbers = numbers(question.text)
-    for attempt in history:
-        seen_numbers += numbers(attempt.output)
-    for value in seen_numbers:
-        for typed in ({int(value), value} if value == int(value) and abs(value) < 1e9 else {value}):
-            source = offer(typed)
-            if source:
-                yield source
-    # Bisection when the messages give a direction.
-    low, high = 0.0, 1e6
-    for _ in range(20):
-        if not history or not DIRECTION.search(history[-1].output):
+    # Numbers: bisect while the messages give a direction, else try every number the text or any
+    # message shows (newest messages first), as int and float.
+    low, high = None, None
+    while True:
+        last = history[-1] if history else None
+        value = parse_value(last.source.split("=", 1)[1]) if last and "=" in last.source else None
+        fresh = None
+        if last and isinstance(value, (int, float)) and not isinstance(value, bool):
+            message = last.output.lower()
+            if re.search(r"too (high|large|big|many)|fewer|smaller|lower|not the smallest|below the", message):
+                high = value
+            elif re.search(r"too (low|small|few)|need more|more layers|larger|higher|at least|still above", message):
+                low = value
+            if low is not None or high is not None:
+                lo = low if low is not None else (high / 4 if high and high > 0 else -1e6)
+                hi = high if high is not None else (low * 4 + 1 if low and low > 0 else 1e6)
+                middle = (lo + hi) / 2
+                fresh = offer(round(middle) if isinstance(value, int) else middle)
+                if fresh is None and isinstance(value, int):
+                    fresh = offer(int(lo) + 1) or offer(int(hi) - 1)
+        if fresh is None:
+            seen = [n for attempt in reversed(history) for n in numbers(attempt.output)] + numbers(question.text)
+            for number in seen:
+                for typed in ([int(number), number] if number == int(number) and abs(number) < 1e9 else [number]):
+                    fresh = offer(typed)
+                    if fresh:
+                        break
+                if fresh:
+                    break
+        if fresh is None:
             return
-        message = history[-1].output.lower()
-        last = parse_value(history[-1].source.split("=", 1)[1]) if "=" in history[-1].source else None
-        if not isinstance(last, (int, float)):
-            return
-        if re.search(r"too (high|large|big)|fewer|smaller|lower|below", message):
-            high = last
-        else:
-            low = last
-        middle = (low + high) / 2
-        source = offer(round(middle) if float(last).is_integer() else middle)
-        if source:
-            yield source
+        yield fresh
 
 
 def play(notebook: Path, workdir: Path) -> dict[str, Question]:
