@@ -17,15 +17,16 @@ whose gradients differ by orders of magnitude.
 """
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import checks
 from .datasets import load_digits
 from .models import MLP, build_mlp
 from .monitoring import GradientMonitor
+from .seeding import one_torch_thread
 from .training import History, train
 
 MYSTERIES = ("A", "B", "C", "D", "E")
@@ -52,18 +53,6 @@ _MYSTERY_SETTINGS = {
     "D": {"depth": 6, "activation": "tanh", "init": "zeros"},
     "E": {"depth": 6, "activation": "relu", "init": "normal", "std": 1.0},
 }
-
-
-@contextmanager
-def one_thread():
-    """Run in one torch thread, then restore the count: networks this small train faster without a
-    thread pool to wake, and many times faster on a busy CPU, where pool threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def mystery_settings(name: str) -> dict:
@@ -122,7 +111,7 @@ def measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict:
     Parameter gradients are cleared afterwards.
     """
     model.zero_grad(set_to_none=True)
-    with one_thread(), GradientMonitor(model, keep_values=False) as monitor:
+    with one_torch_thread(), GradientMonitor(model, keep_values=False) as monitor:
         loss = nn.functional.cross_entropy(model(X), y)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -136,15 +125,16 @@ def train_network(settings: dict, *, seed: int = 0, lr: float = LR, num_steps: i
     """Build from `settings` (weights from `seed`) and train on all digits with the course recipe."""
     X, y = load_digits()
     net = build_network(settings, seed=seed)
-    with one_thread():
+    with one_torch_thread():
         return train(net, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, monitor=monitor, seed=seed,
                      progress=False)
 
 
-def evaluate_fix(changes: dict, *, mystery: str = FIXABLE, seed: int = 0, lr: float = LR,
+def evaluate_fix(changes: dict, *, mystery: str | dict = FIXABLE, seed: int = 0, lr: float = LR,
                  num_steps: int = NUM_STEPS) -> float:
-    """Final training loss of mystery `mystery` with `changes` applied (inf if it diverged).
+    """Final training loss of a broken network with `changes` applied (inf if it diverged).
 
+    `mystery` is a mystery's name or the settings of any broken network.
     `changes` maps settings in `FIX_KEYS` to new values (the depth stays); the
     repaired network is built from `seed` and trained with the course recipe,
     so the same changes always give the same number. A repair passes when the
@@ -160,8 +150,48 @@ def evaluate_fix(changes: dict, *, mystery: str = FIXABLE, seed: int = 0, lr: fl
     unknown = set(changes) - set(FIX_KEYS)
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}; a repair may change {list(FIX_KEYS)}")
-    history = train_network({**mystery_settings(mystery), **changes}, seed=seed, lr=lr, num_steps=num_steps)
+    broken = dict(mystery) if isinstance(mystery, dict) else mystery_settings(mystery)
+    history = train_network({**broken, **changes}, seed=seed, lr=lr, num_steps=num_steps)
     return math.inf if history.diverged else history.final_loss
+
+
+def check_repair(name: str, repair, settings: dict, *, seeds) -> list[float]:
+    """Check a `repair(settings) -> changes` answer (notebook 08): one allowed change that trains from every seed.
+
+    Calls `repair` on a copy of `settings`, requires a dict changing exactly one
+    setting in `FIX_KEYS`, and trains the changed network from each of `seeds`
+    with the course recipe (`evaluate_fix`). Raises `checks.CheckFailed` with a
+    message a student can act on; returns the final losses when every one is
+    below `FIX_TARGET`.
+    """
+    def fail(*lines):
+        raise checks.CheckFailed("\n".join([f"{name}: not yet right."] + [f"  {line}" for line in lines]))
+
+    if not callable(repair):
+        fail(f"repair must be a function, got {type(repair).__name__}.")
+    try:
+        changes = repair(dict(settings))
+    except NotImplementedError:
+        fail("the function still raises NotImplementedError: write your code in its body.")
+    except Exception as error:  # noqa: BLE001 - the student's code failed: say where
+        fail(f"repair({settings}) raised {type(error).__name__}: {error}")
+    if not isinstance(changes, dict) or len(changes) != 1:
+        fail(f"repair({settings}) returned {changes!r}: return a dict that changes exactly one setting, "
+             "such as {'init': 'he'}.")
+    losses = []
+    for seed in seeds:  # stop at the first seed that fails: a wrong repair costs one training
+        try:
+            loss = evaluate_fix(changes, mystery=settings, seed=seed)
+        except ValueError as error:
+            fail(f"the change {changes} cannot be applied: {error}")
+        losses.append(loss)
+        if not loss < FIX_TARGET:
+            reached = "diverges" if math.isinf(loss) else f"reaches a final loss of {loss:.3f}"
+            fail(f"with {changes}, the network {settings} {reached} from seed {seed} (target: below "
+                 f"{FIX_TARGET}; ln 10 = 2.303 is chance).",
+                 "Measure it first: which cause does section 4's table give, and does your change remove "
+                 "that cause?")
+    return losses
 
 
 def update_to_data_ratios(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float) -> np.ndarray:
@@ -174,7 +204,7 @@ def update_to_data_ratios(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     About 1e-3 is healthy (Karpathy, CS231n). Gradients are cleared afterwards.
     """
     model.zero_grad(set_to_none=True)
-    with one_thread(), GradientMonitor(model, keep_values=False) as monitor:
+    with one_torch_thread(), GradientMonitor(model, keep_values=False) as monitor:
         nn.functional.cross_entropy(model(X), y).backward()
     model.zero_grad(set_to_none=True)
     return lr * monitor.latest("grad_data")

@@ -9,7 +9,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from autograder.build import read_source, solution_cells
 from course_lib import mysteries as m
 
 pytestmark = pytest.mark.slow  # every test here trains networks
@@ -18,29 +20,29 @@ SEEDS = [0, 1, 2]
 CHANCE = math.log(10)
 PLATEAU = {"depth": 8, "activation": "sigmoid", "init": "standard"}
 
-# The answer key of notebook 08's question 2, and one repair per cause.
+# The cause behind each mystery (the answer key question 1's hidden test grades triage against).
 CAUSE = {"A": "dead units", "B": "missing normalization", "C": "saturating activation", "D": "bad init",
          "E": "exploding"}
-REPAIR = {"A": {"bias": 0.0}, "B": {"norm": "batch"}, "C": {"bias": 0.0}, "D": {"init": "xavier"},
-          "E": {"init": "he"}}
+# The broken networks question 3's hidden test repairs (besides mystery B itself).
+GRADED_REPAIRS = [{"depth": 4, "activation": "tanh", "init": "zeros"},
+                  {"depth": 6, "activation": "relu", "init": "he", "bias": -0.5}]
+
+
+def _solution() -> dict:
+    """Notebook 08's official answers, executed from the authored source (never copied here)."""
+    answers = solution_cells(read_source("08_diagnosing")[0])
+    namespace = {"np": np, "math": math, "torch": torch}
+    for grade_id in ("q1_triage", "q3_repair", "q4_rescaled_ratios"):
+        exec(answers[grade_id], namespace)  # noqa: S102 - our own authored solution
+    return namespace
+
+
+SOLUTION = _solution()
 
 
 def signature(measured: dict) -> str:
-    """The field guide of notebook 08, section 4 (question 1's rules), applied to a measurement."""
-    flow, act, dead = measured["flow"], measured["act_std"], measured["dead"]
-    if not (np.isfinite(flow).all() and np.isfinite(act).all()):
-        return "exploding"
-    if np.nanmax(dead, initial=0.0) > 0.5:
-        return "dead units"
-    if flow[-1] == 0:
-        return "bad init"
-    if flow[0] > 100 * flow[-1]:
-        return "exploding"
-    if act[-1] < act[0] / 100:
-        return "missing normalization"
-    if flow[0] < flow[-1] / 100:
-        return "saturating activation"
-    return "healthy"
+    """The field guide of section 4, as the official answer to question 1 applies it to a measurement."""
+    return SOLUTION["triage"](measured["flow"], measured["act_std"], measured["dead"])
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +82,42 @@ def test_each_mystery_shows_its_symptom_and_does_not_train(probe, name, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name", m.MYSTERIES)
 def test_each_repair_trains(probe, name, seed):
-    assert m.evaluate_fix(REPAIR[name], mystery=name, seed=seed) < m.FIX_TARGET
-    assert signature(m.measure(m.build_network({**m.mystery_settings(name), **REPAIR[name]}, seed=seed),
+    """The official repair (question 3) fixes every mystery, with one change, and leaves it healthy."""
+    changes = SOLUTION["repair"](m.mystery_settings(name))
+    assert len(changes) == 1
+    assert m.evaluate_fix(changes, mystery=name, seed=seed) < m.FIX_TARGET
+    assert signature(m.measure(m.build_network({**m.mystery_settings(name), **changes}, seed=seed),
                                *probe)) == "healthy"
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_graded_repair_passes_and_typical_mistakes_fail(seed):
-    """Question 3 is graded on seeds 0 (visible) and 1 (hidden); the solution must pass on others too."""
-    assert m.evaluate_fix({"norm": "batch"}, seed=seed) < 0.3
-    assert m.evaluate_fix({"activation": "relu"}, seed=seed) > 2.0  # the authored mistake: keeps the init
-    assert m.evaluate_fix({}, seed=seed) > 2.0  # untouched
+def test_graded_networks_are_the_hidden_tests():
+    source = read_source("08_diagnosing")[0]
+    test = next(c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q3_repair_test")
+    for settings in GRADED_REPAIRS:
+        assert repr(settings) in test.replace('"', "'"), settings
+
+
+@pytest.mark.parametrize("broken", [m.mystery_settings(m.FIXABLE)] + GRADED_REPAIRS, ids=["B", "zeros", "dead"])
+def test_graded_repair_passes_on_ten_seeds_and_typical_mistakes_fail(broken):
+    """Question 3 grades on hidden seeds: the official answer must pass from 10 of 10 seeds."""
+    losses = m.check_repair("official repair", SOLUTION["repair"], broken, seeds=range(10))
+    assert max(losses) < m.FIX_TARGET and len(losses) == 10
+    assert m.evaluate_fix({}, mystery=broken, seed=0) > 2.0  # broken as given
+    if broken.get("init") == "zeros":  # the mistake "always add BatchNorm": no repair for symmetric weights
+        assert m.evaluate_fix({"norm": "batch"}, mystery=broken, seed=0) > 2.0
+    elif broken.get("bias"):  # the mistake "fix the init, never the bias"
+        assert m.evaluate_fix({"init": "xavier"}, mystery=broken, seed=0) > 2.0
+    else:  # the mistake "ReLU, keep the small init"
+        assert m.evaluate_fix({"activation": "relu"}, mystery=broken, seed=0) > 2.0
+
+
+def test_official_rescaled_ratios_match_a_real_learning_rate_change(probe):
+    """Question 4: rescaling the ratios equals measuring them again at the new learning rate."""
+    net = m.build_network(PLATEAU, seed=0)
+    ratios = m.update_to_data_ratios(net, *probe, lr=m.LR)
+    new_lr = m.LR * 1e-3 / ratios[2]
+    np.testing.assert_allclose(SOLUTION["rescaled_ratios"](ratios, 3, 1e-3),
+                               m.update_to_data_ratios(net, *probe, lr=new_lr), rtol=1e-5)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

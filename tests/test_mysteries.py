@@ -100,15 +100,9 @@ def test_evaluate_fix_validates_and_is_deterministic():
     assert first == mysteries.evaluate_fix({"init": "he"}, mystery="E", num_steps=30)
     assert math.isfinite(first)
     assert mysteries.evaluate_fix({}, mystery="E", num_steps=30) == math.inf  # diverges: reported as inf
-
-
-def test_one_thread_restores_the_thread_count():
-    threads = torch.get_num_threads()
-    with pytest.raises(RuntimeError):
-        with mysteries.one_thread():
-            assert torch.get_num_threads() == 1
-            raise RuntimeError("boom")
-    assert torch.get_num_threads() == threads
+    broken = mysteries.mystery_settings("E")  # any broken network's settings, not only a mystery's name
+    assert mysteries.evaluate_fix({"init": "he"}, mystery=broken, num_steps=30) == first
+    assert broken == mysteries.mystery_settings("E")  # the caller's settings are not changed
 
 
 def _parity(x):
@@ -136,3 +130,24 @@ def test_check_verdicts_passes_explains_and_catches():
         checks.check_verdicts("Q", mutating, [((np.ones(3),), "even")], allowed=("even", "odd"))
     with pytest.raises(checks.CheckFailed, match="expected a function"):
         checks.check_verdicts("Q", "even", cases, allowed=("even", "odd"))
+
+
+@pytest.mark.parametrize("repair, match", [
+    ("norm", "must be a function"),
+    (lambda settings: {"norm": "batch", "init": "he"}, "exactly one setting"),
+    (lambda settings: ["norm", "batch"], "exactly one setting"),
+    (lambda settings: {"depth": 3}, "depth is part of the problem"),
+    (lambda settings: {"colour": "red"}, "unknown settings"),
+    (lambda settings: settings["missing"], "raised KeyError"),
+])
+def test_check_repair_explains_malformed_repairs_before_training(repair, match):
+    with pytest.raises(checks.CheckFailed, match=match):
+        mysteries.check_repair("Question 3", repair, mysteries.mystery_settings("B"), seeds=[0])
+
+
+def test_check_repair_names_the_failing_seed_and_leaves_settings_alone():
+    broken = mysteries.mystery_settings("D")  # all-zero weights: BatchNorm cannot break the symmetry
+    seen = []
+    with pytest.raises(checks.CheckFailed, match=r"from seed 3 \(target: below 0.5"):
+        mysteries.check_repair("Question 3", lambda s: seen.append(s) or {"norm": "batch"}, broken, seeds=[3, 4])
+    assert seen == [broken] and seen[0] is not broken  # called once, on a copy

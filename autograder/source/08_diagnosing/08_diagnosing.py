@@ -31,9 +31,10 @@ import torch
 
 from course_lib import checks
 from course_lib.mysteries import (CAUSES, FIX_TARGET, LR, MYSTERIES, NUM_STEPS, build_mystery, build_network,
-                                  depth_sweep, evaluate_fix, measure, mystery_settings, probe_batch,
+                                  check_repair, depth_sweep, evaluate_fix, measure, mystery_settings, probe_batch,
                                   train_network, update_to_data_ratios)
-from course_lib.plotting import OKABE_ITO, plot_gradient_norms, plot_layer_metric, plot_training_curves
+from course_lib.plotting import (OKABE_ITO, integer_ticks, plot_gradient_norms, plot_layer_metric,
+                                 plot_training_curves)
 from course_lib.seeding import get_device, set_seed
 from course_lib.widgets import gradient_flow_explorer
 
@@ -154,14 +155,15 @@ assert not {"vanishing", "exploding", "non-finite"} & {f.kind for f in repaired.
 # Each of these networks (A to E) is a digits classifier that does not train,
 # each for exactly one of the reasons in the table. Below: the measurements of one
 # forward and backward pass on the probe batch at initialization, their health
-# reports, and 150 training steps of each. Practice question 2 asks you to name
-# each cause; question 3, to repair one of them.
+# reports, and 150 training steps of each. Practice question 1 turns the table
+# into code that names each cause; question 3 asks you to repair networks like these.
 
 # %% tags=["demo"]
 measured = {name: measure(build_mystery(name), X_probe, y_probe) for name in MYSTERIES}
 runs = {name: train_network(mystery_settings(name)) for name in MYSTERIES}
 positive = lambda values: np.where(np.asarray(values) > 0, values, np.nan)  # log axes cannot show 0
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
+fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), layout="constrained")  # fits JupyterLab's default width
+axes = axes.ravel()
 for i, name in enumerate(MYSTERIES):
     style = dict(color=OKABE_ITO[i], marker="o", markersize=3, label=name)
     layers = np.arange(1, len(measured[name]["flow"]) + 1)
@@ -175,7 +177,9 @@ for ax, label in zip(axes, ["||dL/dh_k|| (0 not shown)", "activation std (0 not 
                             "dead or saturated fraction", "training loss (capped at 10)"]):
     ax.set_xlabel("step" if "loss" in label else "layer (1 = next to the input)")
     ax.set_ylabel(label)
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(frameon=False, ncol=2)
+for ax in axes[:3]:
+    integer_ticks(ax)  # layers are whole numbers
 for name in MYSTERIES:
     print(f"Mystery {name}: loss at init {measured[name]['loss']:.3g}, "
           f"after training {'diverged' if runs[name].diverged else f'{runs[name].final_loss:.3f}'}")
@@ -185,9 +189,9 @@ assert all(run.diverged or run.final_loss > 2.0 for run in runs.values())  # non
 # %% [markdown]
 # **What to notice:** all five fail under the recipe that trained the repaired
 # network of section 3 in the same number of steps, yet their measurements differ.
-# Look at *where* each gradient curve goes (left), whether the activation scale
-# survives the depth (second panel), and whether units are dead or saturated
-# (third). The reports name symptoms; the table in section 4 turns symptoms into causes.
+# Look at *where* each gradient curve goes (top left), whether the activation scale
+# survives the depth (top right), and whether units are dead or saturated
+# (bottom left). The reports name symptoms; the table in section 4 turns symptoms into causes.
 #
 # ## 6. When depth does not help
 #
@@ -236,10 +240,11 @@ explorer
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. The checks tell you what is wrong; hidden
-# tests with other inputs decide the grade.
+# then run the check below each one. The checks try your answer on one public example
+# and tell you what kind of mistake they see; hidden tests with other inputs decide the
+# grade.
 #
-# ### Question 1 (3 points): the field guide as code
+# ### Question 1 (4 points): the field guide as code
 #
 # Write `triage(flow, act_std, dead)`. Its arguments are per-layer measurements,
 # layer 1 first, as lists, NumPy arrays or tensors of the same length: `flow` the
@@ -255,7 +260,8 @@ explorer
 # 6. `flow[0]` is less than 1/100 of `flow[-1]`: `"saturating activation"`;
 # 7. otherwise `"healthy"`.
 #
-# Do not change the arguments.
+# Do not change the arguments. Hidden tests use other made-up networks (boundary
+# values included) and the measurements of broken networks like the mysteries.
 
 # %% nbgrader={"grade_id": "q1_triage", "solution": true}
 def triage(flow, act_std, dead):
@@ -296,8 +302,93 @@ def triage(flow, act_std, dead):
         return "missing normalization"
     return "healthy"
 
-# %% nbgrader={"grade_id": "q1_triage_test", "grade": true, "points": 3}
-# Check: one made-up 3-layer network per rule (layer 1 first).
+# %% mistake="q1_triage" label="takes np.max of the dead fractions, so one NaN hides a dead layer"
+def triage(flow, act_std, dead):
+    flow, act_std, dead = (np.asarray(v, dtype=np.float64) for v in (flow, act_std, dead))
+    if not (np.isfinite(flow).all() and np.isfinite(act_std).all()):
+        return "exploding"
+    if np.max(dead) > 0.5:
+        return "dead units"
+    if flow[-1] == 0:
+        return "bad init"
+    if flow[0] > 100 * flow[-1]:
+        return "exploding"
+    if act_std[-1] < act_std[0] / 100:
+        return "missing normalization"
+    if flow[0] < flow[-1] / 100:
+        return "saturating activation"
+    return "healthy"
+
+# %% mistake="q1_triage" label="tests the zero gradient before the dead fraction (rules 2 and 3 swapped)"
+def triage(flow, act_std, dead):
+    flow, act_std, dead = (np.asarray(v, dtype=np.float64) for v in (flow, act_std, dead))
+    if not (np.isfinite(flow).all() and np.isfinite(act_std).all()):
+        return "exploding"
+    if flow[-1] == 0:
+        return "bad init"
+    if np.nanmax(dead, initial=0.0) > 0.5:
+        return "dead units"
+    if flow[0] > 100 * flow[-1]:
+        return "exploding"
+    if act_std[-1] < act_std[0] / 100:
+        return "missing normalization"
+    if flow[0] < flow[-1] / 100:
+        return "saturating activation"
+    return "healthy"
+
+# %% mistake="q1_triage" label="uses >= where the rules say 'above' and 'more than'"
+def triage(flow, act_std, dead):
+    flow, act_std, dead = (np.asarray(v, dtype=np.float64) for v in (flow, act_std, dead))
+    if not (np.isfinite(flow).all() and np.isfinite(act_std).all()):
+        return "exploding"
+    if np.nanmax(dead, initial=0.0) >= 0.5:
+        return "dead units"
+    if flow[-1] == 0:
+        return "bad init"
+    if flow[0] >= 100 * flow[-1]:
+        return "exploding"
+    if act_std[-1] <= act_std[0] / 100:
+        return "missing normalization"
+    if flow[0] <= flow[-1] / 100:
+        return "saturating activation"
+    return "healthy"
+
+# %% mistake="q1_triage" label="no NaN check: NaN compares False and falls through"
+def triage(flow, act_std, dead):
+    flow, act_std, dead = (np.asarray(v, dtype=np.float64) for v in (flow, act_std, dead))
+    if np.nanmax(dead, initial=0.0) > 0.5:
+        return "dead units"
+    if flow[-1] == 0:
+        return "bad init"
+    if flow[0] > 100 * flow[-1]:
+        return "exploding"
+    if act_std[-1] < act_std[0] / 100:
+        return "missing normalization"
+    if flow[0] < flow[-1] / 100:
+        return "saturating activation"
+    return "healthy"
+
+# %% right="q1_triage" label="plain Python floats and math.isfinite, with a print"
+def triage(flow, act_std, dead):
+    flow, act_std, dead = ([float(v) for v in values] for values in (flow, act_std, dead))
+    print(f"triage of a {len(flow)}-layer network")
+    if not all(math.isfinite(v) for v in flow + act_std):
+        return "exploding"
+    measured = [v for v in dead if not math.isnan(v)]
+    if measured and max(measured) > 0.5:
+        return "dead units"
+    if flow[-1] == 0:
+        return "bad init"
+    if flow[0] > 100 * flow[-1]:
+        return "exploding"
+    if act_std[-1] < act_std[0] / 100:
+        return "missing normalization"
+    if flow[0] < flow[-1] / 100:
+        return "saturating activation"
+    return "healthy"
+
+# %% nbgrader={"grade_id": "q1_triage_test", "grade": true, "points": 4}
+# The public examples: one made-up 3-layer network per rule (layer 1 first).
 _labels = CAUSES + ("healthy",)
 _cases = [(([np.nan, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]), "exploding"),
           (([0.0, 0.0, 0.1], [0.3, 0.0, 0.0], [0.2, 1.0, 1.0]), "dead units"),
@@ -306,39 +397,19 @@ _cases = [(([np.nan, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]), "exploding"),
           (([1e-5, 1e-3, 1e-1], [0.3, 1e-3, 1e-5], [0.0, 0.0, 0.0]), "missing normalization"),
           (([1e-5, 1e-3, 1e-1], [0.04, 0.1, 0.3], [0.0, 0.0, 0.0]), "saturating activation"),
           (([0.5, 0.3, 0.2], [0.4, 0.5, 0.6], [0.1, 0.2, 0.1]), "healthy")]
-
-
-def _swapped(flow, act_std, dead):  # rules 5 and 6 in the wrong order
-    flow, act_std = np.asarray(flow, dtype=float), np.asarray(act_std, dtype=float)
-    return "saturating activation" if flow[0] < flow[-1] / 100 else None
-
-
-def _reversed(flow, act_std, dead):  # ratio last/first instead of first/last
-    flow = np.asarray(flow, dtype=float)
-    return "exploding" if flow[-1] > 100 * flow[0] else "saturating activation" if flow[-1] < flow[0] / 100 else None
-
-
-def _no_nan_check(flow, act_std, dead):  # NaN compares False everywhere and falls through
-    return "healthy"
-
-
-def _dead_after_zero(flow, act_std, dead):  # rule 3 before rule 2
-    return "bad init" if np.asarray(flow, dtype=float)[-1] == 0 else None
-
-
 checks.check_verdicts(
     "Question 1", triage, _cases, allowed=_labels,
-    mistakes=[(_swapped, "rule 5 must come before rule 6. Both networks lose their gradient; only the "
-                         "activation std tells a collapsing network (missing normalization) from a "
-                         "saturating activation."),
-              (_reversed, "the ratio is flow[0] (layer 1, next to the input) against flow[-1] (the last "
-                          "layer): vanishing means layer 1 gets LESS."),
-              (_no_nan_check, "check for NaN and infinity first (np.isfinite): every comparison with NaN is "
-                              "False, so a NaN network falls through to 'healthy'."),
-              (_dead_after_zero, "a dead network gets no gradient either: test the dead fraction (rule 2) "
-                                 "before the zero gradient (rule 3).")],
-    hint="Convert the inputs with np.asarray(..., dtype=float) and apply the rules in the given order; "
-         "use np.nanmax for the dead fractions.")
+    mistakes=[(lambda flow, act_std, dead: "saturating activation" if np.asarray(flow, dtype=float)[0] <
+               np.asarray(flow, dtype=float)[-1] / 100 else None,
+               "rule 5 must come before rule 6. Both networks lose their gradient; only the activation std "
+               "tells a collapsing network (missing normalization) from a saturating activation."),
+              (lambda flow, act_std, dead: "exploding" if np.asarray(flow, dtype=float)[-1] >
+               100 * np.asarray(flow, dtype=float)[0] else None,
+               "the ratio is flow[0] (layer 1, next to the input) against flow[-1] (the last layer)."),
+              (lambda flow, act_std, dead: "healthy",
+               "every comparison with NaN is False: a NaN network falls through every rule unless you test "
+               "for non-finite values first.")],
+    hint="Convert the inputs to float arrays and apply the rules in the given order, one `if` each.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     _hidden = [
@@ -365,170 +436,290 @@ with checks.quiet():
         checks.check_verdicts("Question 1 (hidden, random)", triage,
                               [((_rng.uniform(0.2, 2.0, _n), _rng.uniform(0.2, 2.0, _n),
                                  _rng.uniform(0.0, 0.5, _n)), "healthy")], allowed=_labels)
-    _X, _y = probe_batch()  # the five mysteries, as measured in section 5
+    _X, _y = probe_batch(seed=3)  # the five mysteries drawn from another seed, measured on another batch
     _truth = {"A": "dead units", "B": "missing normalization", "C": "saturating activation", "D": "bad init",
               "E": "exploding"}
     for _name, _cause in _truth.items():
-        _m = measure(build_mystery(_name), _X, _y)
+        _m = measure(build_mystery(_name, seed=2), _X, _y)
         checks.check_verdicts(f"Question 1 (hidden, mystery {_name})", triage,
                               [((_m["flow"], _m["act_std"], _m["dead"]), _cause)], allowed=_labels)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 2 (4 points): diagnose the five mysteries
+# ### Question 2 (3 points): count the dead units
 #
-# Use the measurements and reports of section 5 (and the field guide of section 4)
-# to name the cause of each mystery network. Each label is one of
-# `"saturating activation"`, `"exploding"`, `"dead units"`, `"bad init"`,
-# `"missing normalization"`. Set `q2_diagnosis` to a dict such as
-# `{"A": "exploding", "B": "exploding", "C": "exploding", "D": "exploding", "E": "exploding"}`.
+# A ReLU unit is **dead** on a batch when it passes no gradient for any example: its
+# pre-activation is $\le 0$ for every example (PyTorch's ReLU has slope 0 at exactly 0).
+# Write `dead_fraction(Z)`: `Z` holds the pre-activations of one layer, shape
+# (examples, units), as a NumPy array or a tensor (any dtype, a batch of 1 included);
+# return the fraction of the layer's units that are dead, a float from 0 to 1, and
+# leave `Z` unchanged. Compared with relative tolerance 1e-6.
 
-# %% nbgrader={"grade_id": "q2_diagnosis", "solution": true}
-### BEGIN SOLUTION
-q2_diagnosis = {"A": "dead units", "B": "missing normalization", "C": "saturating activation",
-                "D": "bad init", "E": "exploding"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q2_dead_fraction", "solution": true}
+def dead_fraction(Z):
+    """The fraction of units (columns of Z) whose ReLU passes no gradient on any example (row)."""
+    ### BEGIN SOLUTION
+    Z = np.asarray(Z, dtype=np.float64)
+    return float(np.mean(np.all(Z <= 0, axis=0)))
+    ### END SOLUTION
 
-# %% mistake="q2_diagnosis" label="swaps B and C: blames the activation for the collapse, normalization for saturation"
-q2_diagnosis = {"A": "dead units", "B": "saturating activation", "C": "missing normalization",
-                "D": "bad init", "E": "exploding"}
+# %% mistake="q2_dead_fraction" label="counts zero activations, not units that are off for every example"
+def dead_fraction(Z):
+    return float(np.mean(np.asarray(Z, dtype=np.float64) <= 0))
 
-# %% nbgrader={"grade_id": "q2_diagnosis_test", "grade": true, "points": 4}
-_scale = ("Both B and C lose their gradient on the way to layer 1; compare their activation std across the "
-          "layers (second panel) and their saturated fractions (third panel).")
-checks.check_labels(
-    "Question 2", q2_diagnosis, list(MYSTERIES), list(CAUSES),
-    expected_digests={"A": "06fe3337f363ea3f", "B": "11db12b347770802", "C": "1650867298f2985b",
-                      "D": "2c2053f982546d4d", "E": "3caad11acf119481"},
-    explanations={**{("B", v): _scale for v in CAUSES}, **{("C", v): _scale for v in CAUSES},
-                  **{("A", v): "Look at A's dead fraction: what does a ReLU unit that is off for every "
-                               "example pass back?" for v in CAUSES},
-                  **{("D", v): "D gets no gradient at all, yet none of its units is dead: what does a network "
-                               "whose units all compute the same thing look like?" for v in CAUSES},
-                  **{("E", v): "Which way does E's gradient go from the last layer to layer 1, and what "
-                               "happens to its loss?" for v in CAUSES}})
+# %% mistake="q2_dead_fraction" label="calls a unit dead when it is off for ANY example"
+def dead_fraction(Z):
+    return float(np.mean(np.any(np.asarray(Z, dtype=np.float64) <= 0, axis=0)))
+
+# %% mistake="q2_dead_fraction" label="tests < 0: a pre-activation of exactly 0 passes no gradient either"
+def dead_fraction(Z):
+    return float(np.mean(np.all(np.asarray(Z, dtype=np.float64) < 0, axis=0)))
+
+# %% mistake="q2_dead_fraction" label="looks along the wrong axis (examples instead of units)"
+def dead_fraction(Z):
+    return float(np.mean(np.all(np.asarray(Z, dtype=np.float64) <= 0, axis=1)))
+
+# %% right="q2_dead_fraction" label="torch: the ReLU's own gradient, through autograd"
+def dead_fraction(Z):
+    z = torch.as_tensor(np.array(Z, dtype=np.float64)).requires_grad_()
+    torch.relu(z).sum().backward()
+    return (z.grad.sum(dim=0) == 0).double().mean().item()
+
+# %% right="q2_dead_fraction" label="a loop over the units, with the column maximum"
+def dead_fraction(Z):
+    Z = np.asarray(Z, dtype=np.float64)
+    dead = 0
+    for j in range(Z.shape[1]):
+        if Z[:, j].max() <= 0:
+            dead += 1
+    return dead / Z.shape[1]
+
+# %% nbgrader={"grade_id": "q2_dead_fraction_test", "grade": true, "points": 3}
+# The public example: 5 examples, 4 units.
+_Z2 = np.array([[-0.5, 0.3, 1.2, -1.0], [-1.5, -0.2, 0.4, -0.1], [-0.3, 0.8, 2.0, -2.2], [-2.0, -0.7, 0.1, -0.4],
+                [-0.8, 1.1, 0.9, -0.6]])
+checks.check_function(
+    "Question 2", dead_fraction, [((_Z2,), 0.5)], rtol=1e-6,
+    mistakes=[(lambda Z: float(np.mean(np.asarray(Z) <= 0)),
+               "that is the fraction of negative ENTRIES. A unit is dead only when it is off for every example "
+               "of the batch: look at whole columns."),
+              (lambda Z: float(np.mean(np.any(np.asarray(Z) <= 0, axis=0))),
+               "a unit that is off for some examples still learns from the others: it is dead only when it is "
+               "off for all of them."),
+              (lambda Z: float(np.mean(np.all(np.asarray(Z) <= 0, axis=1))),
+               "rows are examples and columns are units: the fraction is over units."),
+              (lambda Z: float(np.sum(np.all(np.asarray(Z) <= 0, axis=0))),
+               "that is the number of dead units; return the fraction of the layer.")],
+    hint="Decide for each unit (column) whether it is dead, then average over the units.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_labels("Question 2 (hidden)", q2_diagnosis, list(MYSTERIES), list(CAUSES),
-                        expected={"A": "dead units", "B": "missing normalization", "C": "saturating activation",
-                                  "D": "bad init", "E": "exploding"})
+    _rng = np.random.default_rng(12)
+    _exact = np.array([[0.0, -1.0, 2.0], [-3.0, 0.0, -1.0], [0.0, 0.0, 0.5]])  # unit 1 and 2 never above 0
+    _hidden = [((_exact,), 2 / 3),
+               ((np.array([[0.3, -0.2, 0.0, -1.0, 2.0, -0.1]]),), 4 / 6),  # a batch of 1
+               ((np.full((7, 1), 0.25),), 0.0),
+               ((-np.abs(_rng.standard_normal((4, 9))),), 1.0),
+               ((torch.tensor([[-1.0, 2.0], [0.0, -0.5], [-3.0, 1e-8]], dtype=torch.float32),), 0.5),
+               ((np.array([[-2, 1, 0, 3, -1], [-1, -1, 0, 2, -4]], dtype=np.int64),), 3 / 5)]
+    _mixed = _rng.standard_normal((20, 11))
+    _mixed[:, [0, 4, 5]] = -np.abs(_mixed[:, [0, 4, 5]])
+    _hidden.append(((_mixed,), 3 / 11))
+    checks.check_function("Question 2 (hidden)", dead_fraction, _hidden, rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 3 (4 points): repair mystery B
+# ### Question 3 (4 points): repair a broken network
 #
-# Repair mystery B by changing its settings, **not** its depth: `q3_changes` is a
-# dict of `build_mlp` settings to change, with keys among `"activation"`, `"init"`,
-# `"norm"`, `"residual"`, `"gain"`, `"std"`, `"weight_scale"`, `"bias"`, for example
-# `{"init": "he"}`; `mystery_settings("B")` shows what B has now. The repair counts
-# when `evaluate_fix(q3_changes)` (B with your changes, trained with the recipe:
-# plain SGD, lr 0.1, 150 steps) reaches a final training loss **below 0.5**. The
-# check trains it from seed 0; the hidden test trains it again from another seed, so
-# make sure your repair does not pass by luck (try `evaluate_fix(q3_changes, seed=1)`).
+# Write `repair(settings)`. Its argument describes a broken network as
+# `mystery_settings(...)` does (for example `mystery_settings("B")`); return the
+# change that lets it train: a dict that changes **exactly one** setting, with a key
+# among `"activation"`, `"init"`, `"norm"`, `"residual"`, `"gain"`, `"std"`,
+# `"weight_scale"`, `"bias"` (never the depth), for example `{"init": "he"}`. A repair
+# counts when `evaluate_fix(changes, mystery=settings, seed=...)` (the network with
+# your change, trained with the recipe: plain SGD, lr 0.1, 150 steps) reaches a final
+# training loss **below 0.5 from every seed**. The check repairs mystery B from seed 0;
+# hidden tests repair B from five other seeds, and two other broken networks, each
+# broken like one of the mysteries A-E, from two seeds each. Find the cause first
+# (section 4's table), then fix the cause; try your function on every mystery.
 
-# %% nbgrader={"grade_id": "q3_changes", "solution": true}
-### BEGIN SOLUTION
-q3_changes = {"norm": "batch"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q3_repair", "solution": true}
+def repair(settings):
+    """One change of settings that fixes the cause of a broken network."""
+    ### BEGIN SOLUTION
+    if settings.get("init") == "zeros":  # symmetric weights: every unit computes the same thing
+        return {"init": "xavier"}
+    if settings.get("bias", 0.0) != 0.0:  # units pushed off (ReLU) or into the flat tails (tanh, sigmoid)
+        return {"bias": 0.0}
+    if settings.get("init") == "normal":  # weights far too large for the width: exploding
+        return {"init": "he"}
+    return {"norm": "batch"}  # the activation scale collapses through the depth
+    ### END SOLUTION
 
-# %% mistake="q3_changes" label="swaps tanh for ReLU and keeps the small initialization"
-q3_changes = {"activation": "relu"}
+# %% mistake="q3_repair" label="always adds BatchNorm, which cannot break the symmetry of all-zero weights"
+def repair(settings):
+    return {"norm": "batch"}
 
-# %% nbgrader={"grade_id": "q3_changes_test", "grade": true, "points": 4}
-assert isinstance(q3_changes, dict), f"Question 3: q3_changes must be a dict such as {{'init': 'he'}}, " \
-                                     f"got {type(q3_changes).__name__}"
-try:
-    _loss = evaluate_fix(q3_changes, seed=0)
-except ValueError as error:
-    raise checks.CheckFailed(f"Question 3: not yet right.\n  These changes cannot be applied: {error}") from None
-assert _loss < FIX_TARGET, (
-    f"Question 3: not yet right.\n  With {q3_changes}, mystery B reaches a final loss of {_loss:.3f} "
-    f"(target: below {FIX_TARGET}; ln 10 = 2.303 is chance).\n  Did the activation std still collapse? "
-    "Something has to keep each layer's activations at a steady scale, whatever the weights do.")
-print(f"Question 3: passes the visible check (final loss {_loss:.3f} < {FIX_TARGET} from seed 0).")
+# %% mistake="q3_repair" label="swaps tanh for ReLU and keeps the small initialization"
+def repair(settings):
+    return {"activation": "relu"}
+
+# %% mistake="q3_repair" label="changes two settings at once"
+def repair(settings):
+    return {"activation": "relu", "init": "he"}
+
+# %% mistake="q3_repair" label="fixes every network's initialization, never its bias"
+def repair(settings):
+    return {"init": "xavier"} if settings.get("init") == "zeros" else {"norm": "batch"} \
+        if settings.get("activation") == "tanh" else {"init": "he"}
+
+# %% right="q3_repair" label="decides from measurements: BatchNorm unless the weights are symmetric or the units dead"
+def repair(settings):
+    m = measure(build_network(settings, seed=0), X_probe, y_probe)
+    if np.all(np.asarray(m["flow"]) == 0) and np.nanmax(np.nan_to_num(m["dead"]), initial=0.0) < 0.5:
+        return {"init": "he"}
+    if np.nanmax(np.nan_to_num(m["dead"]), initial=0.0) > 0.5:
+        return {"bias": 0}
+    return {"norm": "batch"}
+
+# %% nbgrader={"grade_id": "q3_repair_test", "grade": true, "points": 4}
+_losses3 = check_repair("Question 3", repair, mystery_settings("B"), seeds=[0])
+print(f"Question 3: passes the visible check (mystery B from seed 0: final loss {_losses3[0]:.3f} < {FIX_TARGET}).")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    _hidden_loss = evaluate_fix(q3_changes, seed=1)
-    assert _hidden_loss < FIX_TARGET, f"Question 3: from seed 1 the repair reaches only {_hidden_loss:.3f}"
+    check_repair("Question 3 (hidden)", repair, mystery_settings("B"), seeds=[1, 2, 3, 4, 5])
+    for _settings in ({"depth": 4, "activation": "tanh", "init": "zeros"},
+                      {"depth": 6, "activation": "relu", "init": "he", "bias": -0.5}):
+        check_repair("Question 3 (hidden)", repair, _settings, seeds=[1, 2])
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): what a bigger learning rate would do
+# ### Question 4 (3 points): what a bigger learning rate would do
 #
 # Back to the plateaued sigmoid network of section 1. The cell below measures
 # each layer's update:data ratio $\text{lr}\cdot\mathrm{std}(\partial L/\partial W)/\mathrm{std}(W)$
 # for one SGD step at lr 0.1 (at initialization, on the probe batch). For plain
-# SGD the ratio is proportional to the learning rate. Suppose you raised the
-# learning rate until **layer 1's** ratio reached the healthy $10^{-3}$. What would
-# the **last layer's** (layer 8's) ratio be then? Set `q4_last_ratio` to a number
-# (5% tolerance; you may compute it from `q4_ratios`).
+# SGD the ratio is proportional to the learning rate. Write
+# `rescaled_ratios(ratios, layer, target)`: given every layer's ratio at the current
+# learning rate (layer 1 first, a list or an array), return every layer's ratio after
+# changing the learning rate so that layer `layer` (1 = next to the input) lands
+# exactly at `target`. The check asks where layer 1 at the healthy $10^{-3}$ takes
+# every layer; hidden tests use other networks, layers and targets. Compared with
+# relative tolerance 1e-6.
 
 # %%
 q4_ratios = update_to_data_ratios(build_network(plateau, seed=0), X_probe, y_probe, lr=LR)
 print("update:data ratio per layer at lr 0.1:", np.array2string(q4_ratios, precision=3))
 
-# %% nbgrader={"grade_id": "q4_last_ratio", "solution": true}
-### BEGIN SOLUTION
-q4_last_ratio = 1e-3 * q4_ratios[-1] / q4_ratios[0]
-### END SOLUTION
+# %% nbgrader={"grade_id": "q4_rescaled_ratios", "solution": true}
+def rescaled_ratios(ratios, layer, target):
+    """Every layer's update:data ratio after the learning rate is scaled so layer `layer` reaches `target`."""
+    ### BEGIN SOLUTION
+    ratios = np.asarray(ratios, dtype=np.float64)
+    return ratios * (target / ratios[layer - 1])
+    ### END SOLUTION
 
-# %% mistake="q4_last_ratio" label="divides the wrong way round (scales by layer 1 / layer 8)"
-q4_last_ratio = 1e-3 * q4_ratios[0] / q4_ratios[-1]
+# %% mistake="q4_rescaled_ratios" label="divides the wrong way round"
+def rescaled_ratios(ratios, layer, target):
+    ratios = np.asarray(ratios, dtype=np.float64)
+    return ratios * (ratios[layer - 1] / target)
 
-# %% nbgrader={"grade_id": "q4_last_ratio_test", "grade": true, "points": 2}
-_ratios = update_to_data_ratios(build_network(plateau, seed=0), X_probe, y_probe, lr=LR)
-_factor = 1e-3 / _ratios[0]  # how much the learning rate must grow
-checks.check_prediction(
-    "Question 4", q4_last_ratio, _ratios[-1] * _factor, rtol=0.05,
-    mistakes=[(1e-3 * _ratios[0] / _ratios[-1],
-               "you scaled by layer 1 / layer 8. The learning rate must grow by 1e-3 / (layer 1's ratio), "
-               "and layer 8's ratio grows by the same factor."),
-              (1e-3, "every layer's ratio grows by the same factor, so layer 8 does not land at 1e-3 too: it "
-                     "started much higher than layer 1."),
-              (_ratios[-1] / _ratios[0], "you found the factor between the layers; now apply it to layer 1's "
-                                         "target of 1e-3.")],
-    hint="Every layer's ratio grows by the same factor as the learning rate. Which factor takes layer 1 "
-         "from q4_ratios[0] to 1e-3, and where does it take layer 8?")
+# %% mistake="q4_rescaled_ratios" label="always scales by layer 1, ignoring `layer`"
+def rescaled_ratios(ratios, layer, target):
+    ratios = np.asarray(ratios, dtype=np.float64)
+    return ratios * (target / ratios[0])
+
+# %% mistake="q4_rescaled_ratios" label="counts layers from 0"
+def rescaled_ratios(ratios, layer, target):
+    ratios = np.asarray(ratios, dtype=np.float64)
+    return ratios * (target / ratios[layer])
+
+# %% mistake="q4_rescaled_ratios" label="sets every layer to the target"
+def rescaled_ratios(ratios, layer, target):
+    return np.full(len(ratios), float(target))
+
+# %% mistake="q4_rescaled_ratios" label="scales in place, changing the caller's array"
+def rescaled_ratios(ratios, layer, target):
+    ratios *= target / ratios[layer - 1]
+    return ratios
+
+# %% right="q4_rescaled_ratios" label="torch, via the new learning rate"
+def rescaled_ratios(ratios, layer, target):
+    ratios = torch.as_tensor(np.array(ratios, dtype=np.float64))
+    new_lr = LR * target / ratios[layer - 1]
+    return ratios / LR * new_lr
+
+# %% nbgrader={"grade_id": "q4_rescaled_ratios_test", "grade": true, "points": 3}
+# The public case: the ratios above, to 3 digits; layer 1 brought to 1e-3.
+_r4 = np.array([2.06e-09, 9.08e-09, 7.25e-08, 4.92e-07, 3.86e-06, 2.71e-05, 0.000208, 0.00146])
+checks.check_function(
+    "Question 4", rescaled_ratios,
+    [((_r4, 1, 1e-3), [0.001, 0.004407766990291262, 0.03519417475728155, 0.23883495145631073, 1.8737864077669906,
+                       13.155339805825244, 100.97087378640776, 708.7378640776699])],
+    rtol=1e-6,
+    mistakes=[(lambda r, k, t: np.asarray(r) * (np.asarray(r)[k - 1] / t),
+               "you scaled by (current ratio / target): the learning rate must grow by target / current."),
+              (lambda r, k, t: np.asarray(r) * (t / np.asarray(r)[k]),
+               "layers are numbered from 1 (next to the input): layer k is entry k - 1."),
+              (lambda r, k, t: np.full(len(r), float(t)),
+               "one learning rate scales every layer by the SAME factor: the layers keep their spread.")],
+    hint="Find the factor that takes the chosen layer from its ratio to the target; every layer's ratio "
+         "grows by that factor.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q4_last_ratio, (int, float, np.floating)) and not isinstance(q4_last_ratio, bool), \
-        "Question 4: give a plain number"
-    assert math.isclose(float(q4_last_ratio), 1e-3 * _ratios[-1] / _ratios[0], rel_tol=0.05), \
-        f"Question 4: {q4_last_ratio} is not within 5% of the right ratio"
+    _rng = np.random.default_rng(14)
+    for _n, _layer, _target in [(8, 3, 1e-3), (5, 5, 2e-4), (1, 1, 1e-3), (12, 7, 0.05), (3, 2, 1e-2)]:
+        _r = 10.0 ** _rng.uniform(-9, -2, _n)
+        checks.check_function("Question 4 (hidden)", rescaled_ratios,
+                              [((_r, _layer, _target), _r * _target / _r[_layer - 1])], rtol=1e-6)
+    _r = [3e-4, 1e-3, 5e-2]  # a list, and a target below the current ratio (a smaller learning rate)
+    checks.check_function("Question 4 (hidden, list)", rescaled_ratios, [((_r, 3, 1e-3), np.array(_r) / 50)],
+                          rtol=1e-6)
+    _ratios = update_to_data_ratios(build_network({**plateau, "depth": 6}, seed=4), X_probe, y_probe, lr=LR)
+    checks.check_function("Question 4 (hidden, measured)", rescaled_ratios,
+                          [((_ratios, 2, 1e-3), _ratios * 1e-3 / _ratios[1])], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (2 points): when depth does not help
+# ### Question 5 (1 point): when depth does not help
 #
 # In section 6 the 32-layer plain ReLU network ended with a much higher **training**
 # loss than the 8-layer one, under the same recipe. Which explanation is right?
 # Set `q5_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** The deeper network overfits: its extra parameters memorize noise in the training set.
-# - **B.** The deeper network's loss became NaN: the learning rate was too large for it.
-# - **C.** Without normalization or residual connections, a deep plain network is much harder to optimize: the same number of gradient steps gets it far less far. Depth made the optimization harder, not the model weaker.
-# - **D.** A network deeper than about 8 layers cannot represent more functions than a shallower one.
+# - **A.** The deeper network overfits: its extra parameters memorize noise in the training digits.
+# - **B.** The deeper network's loss became NaN: the learning rate was too large for that depth.
+# - **C.** A network deeper than about 8 layers cannot represent more functions than a shallow one.
+# - **D.** It is harder to optimize: with no normalization or skips, SGD makes little progress.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
-q5_answer = "C"
+q5_answer = "D"
 ### END SOLUTION
 
 # %% mistake="q5_answer" label="calls it overfitting"
 q5_answer = "A"
 
-# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 2}
+# %% mistake="q5_answer" label="calls it divergence"
+q5_answer = "B"
+
+# %% mistake="q5_answer" label="calls it a limit of what deep nets represent"
+q5_answer = "C"
+
+# %% right="q5_answer" label="lower case"
+q5_answer = "d"
+
+# %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 5", q5_answer, "ABCD", expected_digest="b991f78265596796",
+    "Question 5", q5_answer, "ABCD", expected_digest="01f7ea39ad746b44", salt="08_q5",
     explanations={"A": "Overfitting shows as a LOW training loss with a high test loss. Here the training "
                        "loss itself is high: the deep network did not even fit the data it saw.",
                   "B": "The losses in section 6 are finite numbers (the sweep would report inf for a "
                        "diverged run): the deep network got stuck, it did not blow up.",
-                  "D": "A deeper network can represent everything a shallower one can (extra layers can "
+                  "C": "A deeper network can represent everything a shallower one can (extra layers can "
                        "pass their input through), and ResNets train hundreds of layers."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="C")
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="D")
 ### END HIDDEN TESTS
 
 # %% [markdown]
