@@ -66,7 +66,7 @@ def train_sigmoid_on_digits(*, depth: int = 4, width: int = 256, init: str = "st
     Glorot & Bengio 2010, Fig. 2: with standard init, the top hidden layer's
     sigmoid outputs are driven to 0 early in training (saturated, so they pass
     almost no gradient) while the lower layers stay around 0.5, and the network
-    stays near chance for a long time. Defaults are COURSE.md's E2 setup.
+    stays near chance for a long time. The defaults are notebook 02's E2 setup.
 
     Returns a dict: ``steps`` (recorded steps), ``act_mean`` (steps, depth),
     ``saturated`` (steps, depth), ``loss`` (per step), ``accuracy`` (training set,

@@ -1,4 +1,4 @@
-"""Notebook 02's experiments re-run over several seeds, asserting COURSE.md's thresholds (E1, E2).
+"""Notebook 02's experiments re-run over several seeds, asserting the thresholds the notebook states (E1, E2).
 
 The notebook runs each experiment with one seed; these tests make sure the
 claims are properties of the setup, not of that seed.
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from autograder.build import read_source, solution_cells
 from course_lib.datasets import load_digits
 from course_lib.models import build_mlp
-from course_lib.saturation import (backprop_gradient_stds, layer_gradients, pre_activations,
-                                   train_sigmoid_on_digits)
+from course_lib.saturation import backprop_gradient_stds, layer_gradients, pre_activations, train_sigmoid_on_digits
 from course_lib.widgets import saturation_explorer
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -51,16 +51,38 @@ def test_large_weights_saturate_sigmoid_units(seed):
     assert stats[8.0][0] > 0.35 and stats[8.0][1] < 0.1
 
 
+def official_answer(grade_id: str, name: str):
+    """The official solution of one question, loaded from the authored source (never copied here)."""
+    namespace = {"np": np, "math": math, "torch": torch}
+    exec(solution_cells(read_source("02_sigmoid_saturation")[0])[grade_id], namespace)  # noqa: S102 - our own solution
+    return namespace[name]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_question_5_networks_keep_their_labels(seed):
-    """The diagnosis question's three networks: saturated, healthy, vanishing (for any seed)."""
+    """The diagnosis question's three networks: saturated, healthy, vanishing (for any seed), with margin."""
+    diagnose = official_answer("q5_diagnose", "diagnose")
     saturated = layer_gradients(10, activation="sigmoid", weight_scale=8.0, seed=seed)
     healthy = layer_gradients(10, activation="tanh", weight_scale=1.0, seed=seed)
     vanishing = layer_gradients(10, activation="sigmoid", weight_scale=1.0, seed=seed)
-    ratio = lambda r: r["grad_norm"][0] / r["grad_norm"][-1]  # noqa: E731
+    ratio = lambda r: r["grad_norm"][0] / r["grad_norm"][-1]
     assert saturated["saturated"].mean() > 1 / 3 and ratio(saturated) > 1e-2
     assert 1e-2 < ratio(healthy) < 1e2 and healthy["saturated"].max() < 0.05
     assert ratio(vanishing) < 1e-2 and vanishing["saturated"].max() < 0.05
+    assert [diagnose(r["grad_norm"], r["saturated"]) for r in (saturated, healthy, vanishing)] == \
+        ["saturated", "healthy", "vanishing"]
+
+
+@pytest.mark.parametrize("depth,activation,scale,label", [(6, "tanh", 6.0, "saturated"), (14, "sigmoid", 1.0, "vanishing"),
+                                                          (7, "tanh", 1.0, "healthy")])
+def test_question_5_hidden_networks_keep_their_labels_over_seeds(depth, activation, scale, label):
+    """The hidden tests' real networks get the same verdict from the official answer on 10 of 10 seeds."""
+    diagnose = official_answer("q5_diagnose", "diagnose")
+    verdicts = []
+    for seed in range(10):
+        result = layer_gradients(depth, activation=activation, weight_scale=scale, seed=seed)
+        verdicts.append(diagnose(result["grad_norm"], result["saturated"]))
+    assert verdicts == [label] * 10
 
 
 @pytest.mark.slow

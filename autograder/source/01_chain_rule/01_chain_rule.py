@@ -24,7 +24,6 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.ticker import MaxNLocator
 
 from course_lib import checks
 from course_lib.chains import orthogonal_chain_gradients, random_product_norms, sigmoid_chain_gradient
@@ -633,18 +632,18 @@ with checks.quiet():
 # slowly than the last ones. Which explanation is right? Set `q5_answer` to
 # `"A"`, `"B"`, `"C"` or `"D"`.
 #
-# - **A.** They hold fewer parameters, so their gradient vector has a smaller norm.
+# - **A.** Their gradient multiplies one slope per layer above, each at most 1/4.
 # - **B.** SGD scales the learning rate down for the layers close to the input.
-# - **C.** Their gradient multiplies one slope per layer above, each at most 1/4.
+# - **C.** They hold fewer parameters, so their gradient vector has a smaller norm.
 # - **D.** The loss depends on the last layers, and barely on the first ones.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
-q5_answer = "C"
+q5_answer = "A"
 ### END SOLUTION
 
 # %% mistake="q5_answer" label="blames the number of parameters"
-q5_answer = "A"
+q5_answer = "C"
 
 # %% mistake="q5_answer" label="thinks SGD gives early layers a smaller learning rate"
 q5_answer = "B"
@@ -653,12 +652,12 @@ q5_answer = "B"
 q5_answer = "D"
 
 # %% right="q5_answer" label="lower case with spaces"
-q5_answer = " c "
+q5_answer = " a "
 
 # %% nbgrader={"grade_id": "q5_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 5", q5_answer, "ABCD", expected_digest="6d90e0448c625d1d", salt="01_q5",
-    explanations={"A": "The number of parameters does not set a gradient's size: the first layer often "
+    "Question 5", q5_answer, "ABCD", expected_digest="f9a50daab803b658", salt="01_q5",
+    explanations={"C": "The number of parameters does not set a gradient's size: the first layer often "
                        "has the MOST parameters and still the smallest gradient.",
                   "B": "SGD uses one learning rate for every layer. The step is lr * gradient, and it "
                        "is the gradient that is small.",
@@ -666,7 +665,7 @@ checks.check_choice(
                        "through every later layer, and each one scales the gradient."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="C")
+    checks.check_choice("Question 5 (hidden)", q5_answer, "ABCD", expected="A")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -693,7 +692,7 @@ for label, net in mystery.items():
     mystery_grads[label] = monitor.latest("out_grad_norm")
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 plot_gradient_norms(mystery_grads, ax=ax, ylabel="||dL/dh_k||", title="Three networks: which is which?")
-ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+ax.set_xticks([1, 5, 10, 15, 20])
 plt.show()
 
 # %% nbgrader={"grade_id": "q6_diagnose", "solution": true}

@@ -176,7 +176,7 @@ ratios = {name: float(r["activation_grad"][0] / r["activation_grad"][-1]) for na
 weight_ratios = {name: float(r["weight_grad"][0] / r["weight_grad"][-1]) for name, r in e1.items()}
 print("layer 1 / layer 5, back-propagated gradient std:", {k: round(v, 3) for k, v in ratios.items()})
 print("layer 1 / layer 5, weight gradient std:         ", {k: round(v, 3) for k, v in weight_ratios.items()})
-assert ratios["standard"] < 0.2 and ratios["normalized"] > 0.4  # COURSE.md thresholds for E1
+assert ratios["standard"] < 0.2 and ratios["normalized"] > 0.4  # E1, checked over seeds in the tests
 assert all(0.7 < r < 1.4 for r in weight_ratios.values())
 
 # %% [markdown]
@@ -275,18 +275,20 @@ explorer
 # ## Practice questions
 #
 # Answer in the cells marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),
-# then run the check below each one. The checks tell you what is wrong; hidden tests
-# with other inputs decide the grade.
+# then run the check below each one. A check runs your answer on one public example
+# and tells you what kind of mistake it sees; hidden tests with other inputs decide
+# the grade, so make your answer right for every input the question allows.
 #
 # ### Question 1 (3 points): the sigmoid's derivative
 #
-# Write `sigmoid_grad(z)` with NumPy (no torch): the derivative $\sigma'(z)$, elementwise,
-# for a number or an array `z` of any shape. It must return finite values for large
-# $|z|$ too (try $z = \pm 1000$), without changing `z`.
+# Write `sigmoid_grad(z)` with NumPy: the derivative $\sigma'(z)$, elementwise, for a
+# number or an array `z` of any shape and dtype, computed and returned in float64. It
+# must return finite values for large $|z|$ too (try $z = \pm 1000$), without changing
+# `z`. The hidden tests use other shapes, dtypes and values, with relative tolerance 1e-9.
 
 # %% nbgrader={"grade_id": "q1_sigmoid_grad", "solution": true}
 def sigmoid_grad(z):
-    """sigma'(z) = sigma(z) (1 - sigma(z)), elementwise."""
+    """sigma'(z), elementwise, in float64."""
     ### BEGIN SOLUTION
     s = 0.5 * (1 + np.tanh(np.asarray(z, dtype=np.float64) / 2))  # sigma(z), no overflow for any z
     return s * (1 - s)
@@ -297,46 +299,76 @@ def sigmoid_grad(z):
     z = np.asarray(z, dtype=np.float64)
     return z * (1 - z)
 
+# %% mistake="q1_sigmoid_grad" label="returns sigma(z) itself"
+def sigmoid_grad(z):
+    return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+# %% mistake="q1_sigmoid_grad" label="exp(-z) / (1 + exp(-z))^2 overflows to inf/inf for large negative z (passes the visible check)"
+def sigmoid_grad(z):
+    e = np.exp(-np.asarray(z, dtype=np.float64))
+    return e / (1 + e) ** 2
+
+# %% mistake="q1_sigmoid_grad" label="keeps the input's dtype: float32 in, float32 out (passes the visible check)"
+def sigmoid_grad(z):
+    z = np.asarray(z)
+    s = 1 / (1 + np.exp(-z))
+    return s * (1 - s)
+
+# %% right="q1_sigmoid_grad" label="scipy's expit"
+from scipy.special import expit
+
+
+def sigmoid_grad(z):
+    s = expit(np.asarray(z, dtype=np.float64))
+    return s * (1 - s)
+
+# %% right="q1_sigmoid_grad" label="symmetric form e/(1+e)^2 with e = exp(-|z|)"
+def sigmoid_grad(z):
+    e = np.exp(-np.abs(np.asarray(z, dtype=np.float64)))
+    return e / (1 + e) ** 2
+
 # %% nbgrader={"grade_id": "q1_sigmoid_grad_test", "grade": true, "points": 3}
-def _autograd_sigmoid_grad(z):
-    z_t = torch.tensor(np.asarray(z, dtype=np.float64), requires_grad=True)
-    torch.sigmoid(z_t).sum().backward()
-    return z_t.grad.numpy()
-
-
+# Check at five points and at z = 0; the expected values were computed with autograd.
 _z = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
 checks.check_function(
-    "Question 1", sigmoid_grad, [((_z,), _autograd_sigmoid_grad(_z)), ((0.0,), 0.25)],
-    mistakes=[(lambda z: np.asarray(z) * (1 - np.asarray(z)),
+    "Question 1", sigmoid_grad,
+    [((_z,), np.array([0.04517665973091214, 0.2350037122015945, 0.25, 0.2350037122015945, 0.10499358540350662])),
+     ((0.0,), 0.25)], rtol=1e-9,
+    mistakes=[(lambda z: np.array([-12.0, -0.75, 0.0, 0.25, -2.0]) if np.ndim(z) else 0.0,
                "you computed z (1 - z). The formula s (1 - s) uses s = sigma(z), the sigmoid's OUTPUT."),
-              (lambda z: 1 / (1 + np.exp(-np.asarray(z))),
+              (lambda z: np.array([0.04742587317756678, 0.3775406687981454, 0.5, 0.6224593312018546,
+                                   0.8807970779778823]) if np.ndim(z) else 0.5,
                "that is sigma(z) itself; the question asks for its derivative."),
-              (lambda z: (1 / (1 + np.exp(-np.asarray(z)))) * (1 + 1 / (1 + np.exp(-np.asarray(z)))),
-               "check the sign: the derivative is s (1 - s), which is 1/4 at z = 0.")],
-    hint="First compute s = sigma(z) = 1 / (1 + exp(-z)), then return s * (1 - s).")
+              (lambda z: np.array([0.049675086624221425, 0.5200776253946964, 0.75, 1.0099149502021145,
+                                   1.656600570552258]) if np.ndim(z) else 0.75,
+               "check the sign: the derivative is at most 1/4, reached at z = 0.")],
+    hint="Differentiate 1 / (1 + exp(-z)) and write the result in terms of sigma(z); at z = 0 the "
+         "slope is largest.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
+    def _autograd_sigmoid_grad(z):
+        z_t = torch.tensor(np.asarray(z, dtype=np.float64), requires_grad=True)
+        torch.sigmoid(z_t).sum().backward()
+        return z_t.grad.numpy()
+
+
     _rng = np.random.default_rng(2)
-    for _shape in [(7,), (3, 4), (2, 3, 2)]:
-        _zr = _rng.normal(scale=4.0, size=_shape)
+    for _zr in [_rng.normal(scale=4.0, size=7), _rng.normal(scale=6.0, size=(3, 4)), _rng.normal(size=(2, 3, 2)),
+                np.array(1.7), _rng.normal(scale=3.0, size=(1, 5)).astype(np.float32), np.array([0, 2, -3])]:
         checks.check_function("Question 1 (hidden)", sigmoid_grad, [((_zr,), _autograd_sigmoid_grad(_zr))],
                               rtol=1e-9, atol=1e-15)
-    _extreme = np.array([-1000.0, -50.0, 50.0, 1000.0])
-    _got = np.asarray(sigmoid_grad(_extreme), dtype=np.float64)
-    assert _got.shape == (4,) and np.all(np.isfinite(_got)), \
-        f"Question 1: sigmoid_grad gives {_got} at z = {_extreme}: NaN or infinity for large |z|"
-    assert np.all(_got >= 0) and np.all(_got < 1e-20), "Question 1: sigma'(z) must be ~0 for |z| >= 50"
-    checks.check_function("Question 1 (hidden, ints)", sigmoid_grad,
-                          [((np.array([0, 0]),), np.array([0.25, 0.25]))])
+    checks.check_function("Question 1 (hidden, large |z|)", sigmoid_grad,
+                          [((np.array([-1000.0, -50.0, 50.0, 1000.0]),), np.zeros(4))], rtol=1e-9, atol=1e-20)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 2 (2 points): how many units are saturated?
+# ### Question 2 (3 points): how many units are saturated?
 #
 # Write `saturated_fraction(a, activation)`: `a` is a NumPy array of a layer's
 # **outputs** (activations, any shape), `activation` is `"sigmoid"` or `"tanh"`. Return
-# the fraction of entries in the flat zone as a float: for the sigmoid, outputs below
-# 0.03 or above 0.97; for tanh, outputs with $|a| > 0.97$.
+# the fraction of entries in the flat zone as a float: for the sigmoid, outputs strictly
+# below 0.03 or strictly above 0.97; for tanh, outputs with $|a| > 0.97$. Do not change
+# `a`. The hidden tests use other arrays and shapes, with relative tolerance 1e-9.
 
 # %% nbgrader={"grade_id": "q2_saturated_fraction", "solution": true}
 def saturated_fraction(a, activation):
@@ -359,106 +391,191 @@ def saturated_fraction(a, activation):
         return float((a > 0.97).mean())
     return float((np.abs(a) > 0.97).mean())
 
-# %% nbgrader={"grade_id": "q2_saturated_fraction_test", "grade": true, "points": 2}
+# %% mistake="q2_saturated_fraction" label="counts only the upper end of tanh (misses saturation at -1)"
+def saturated_fraction(a, activation):
+    a = np.asarray(a, dtype=np.float64)
+    if activation == "sigmoid":
+        return float(((a < 0.03) | (a > 0.97)).mean())
+    return float((a > 0.97).mean())
+
+# %% mistake="q2_saturated_fraction" label="counts the thresholds themselves as saturated (passes the visible check)"
+def saturated_fraction(a, activation):
+    a = np.asarray(a, dtype=np.float64)
+    if activation == "sigmoid":
+        return float(((a <= 0.03) | (a >= 0.97)).mean())
+    return float((np.abs(a) >= 0.97).mean())
+
+# %% right="q2_saturated_fraction" label="a plain loop over the entries"
+def saturated_fraction(a, activation):
+    values = np.asarray(a, dtype=float).ravel().tolist()
+    if activation == "sigmoid":
+        count = sum(1 for v in values if v < 0.03 or v > 0.97)
+    else:
+        count = sum(1 for v in values if abs(v) > 0.97)
+    return count / len(values)
+
+# %% right="q2_saturated_fraction" label="count_nonzero over size, with a warning for other activations"
+import warnings
+
+
+def saturated_fraction(a, activation):
+    a = np.asarray(a)
+    if activation not in ("sigmoid", "tanh"):
+        warnings.warn(f"unknown activation {activation}")
+    flat = np.logical_or(a < 0.03, a > 0.97) if activation == "sigmoid" else np.abs(a) > 0.97
+    return np.count_nonzero(flat) / a.size
+
+# %% nbgrader={"grade_id": "q2_saturated_fraction_test", "grade": true, "points": 3}
 _sig = np.array([0.01, 0.2, 0.5, 0.98, 0.02, 0.6, 0.99, 0.4])
 _tanh = np.array([-0.99, -0.5, 0.0, 0.98, 0.3, -0.98])
-checks.check_close("Question 2 (sigmoid)", saturated_fraction(_sig, "sigmoid"), 0.5,
-                   mistakes=[(0.25, "you counted only outputs above 0.97. A sigmoid also saturates at 0: "
-                                    "outputs below 0.03 are just as flat (E2's top layer went there)."),
-                             (0.75, "you counted outputs below 0.97 instead of above it.")])
-checks.check_close("Question 2 (tanh)", saturated_fraction(_tanh, "tanh"), 0.5,
-                   mistakes=[(1 / 6, "you counted only tanh outputs above 0.97. tanh saturates at -1 too: "
-                                     "use the absolute value.")],
-                   hint="For tanh, count |a| > 0.97 and divide by the number of entries.")
+checks.check_function(
+    "Question 2 (sigmoid)", saturated_fraction, [((_sig, "sigmoid"), 0.5)], rtol=1e-9,
+    mistakes=[(lambda a, activation: 0.25, "you counted only outputs above 0.97. A sigmoid also saturates "
+                                           "at 0: outputs below 0.03 are just as flat (E2's top layer went there)."),
+              (lambda a, activation: 4.0, "return the FRACTION of entries, not their number.")])
+checks.check_function(
+    "Question 2 (tanh)", saturated_fraction, [((_tanh, "tanh"), 0.5)], rtol=1e-9,
+    mistakes=[(lambda a, activation: 1 / 6, "you counted only tanh outputs above 0.97. tanh saturates at -1 "
+                                            "too."),
+              (lambda a, activation: 5 / 6, "these are tanh outputs, in (-1, 1): the sigmoid's thresholds "
+                                            "0.03 and 0.97 do not apply to its lower end.")],
+    hint="For tanh the flat zone is near -1 and near +1.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     _rng = np.random.default_rng(3)
-    for _trial in range(5):
-        _zz = _rng.normal(scale=_rng.uniform(0.5, 6), size=(int(_rng.integers(5, 40)), 8))
+    for _shape in [(17, 8), (3, 5, 2), (1,), (40,)]:
+        _zz = _rng.normal(scale=_rng.uniform(1.0, 6.0), size=_shape)
         _s, _t = 1 / (1 + np.exp(-_zz)), np.tanh(_zz)
-        checks.check_close("Question 2 (hidden, sigmoid)", saturated_fraction(_s, "sigmoid"),
-                           float(((_s < 0.03) | (_s > 0.97)).mean()), rtol=1e-12)
-        checks.check_close("Question 2 (hidden, tanh)", saturated_fraction(_t, "tanh"),
-                           float((np.abs(_t) > 0.97).mean()), rtol=1e-12)
-    checks.check_close("Question 2 (hidden, none)", saturated_fraction(np.full((3, 3), 0.5), "sigmoid"), 0.0)
-    checks.check_close("Question 2 (hidden, low end)", saturated_fraction(np.full(4, 0.001), "sigmoid"), 1.0)
+        checks.check_function("Question 2 (hidden, sigmoid)", saturated_fraction,
+                              [((_s, "sigmoid"), float(((_s < 0.03) | (_s > 0.97)).mean()))], rtol=1e-9)
+        checks.check_function("Question 2 (hidden, tanh)", saturated_fraction,
+                              [((_t, "tanh"), float((np.abs(_t) > 0.97).mean()))], rtol=1e-9)
+    _edges = np.array([0.03, 0.97, 0.5, 0.0299, 0.9701])
+    checks.check_function("Question 2 (hidden, thresholds)", saturated_fraction,
+                          [((_edges, "sigmoid"), 0.4), ((np.array([-0.97, 0.97, 0.975, 0.0]), "tanh"), 0.25)],
+                          rtol=1e-9)
+    _mixed = np.array([[-0.99, -0.5], [0.02, 0.98]])  # the same array read as tanh and as sigmoid outputs
+    checks.check_function("Question 2 (hidden, activation)", saturated_fraction,
+                          [((_mixed, "tanh"), 0.5), ((_mixed, "sigmoid"), 1.0)], rtol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 3 (2 points): the best case through eight layers
+# ### Question 3 (2 points): the best case through a chain of sigmoid layers
 #
-# A chain of eight scalar sigmoid layers, $h_k = \sigma(w\, h_{k-1}) - \tfrac12$, all with
-# weight $w = 3$. What is the **largest possible** value of $|dh_8/dh_0|$, over all
-# starting points $h_0$? Set `q3_bound` to a number (1% tolerance).
+# A chain of `depth` scalar sigmoid layers, $h_k = \sigma(w\, h_{k-1}) - \tfrac12$, all
+# with the same non-zero weight $w$ (`weight`, positive or negative). Write
+# `max_chain_gradient(weight, depth)`: the **largest possible** value of
+# $|dh_L/dh_0|$ over all starting points $h_0$. The visible check measures the chain
+# with $w = 3$ and 8 layers with autograd; the hidden tests measure other chains.
+# Relative tolerance 1e-6.
 
-# %% nbgrader={"grade_id": "q3_bound", "solution": true}
-### BEGIN SOLUTION
-q3_bound = (3 * 0.25) ** 8
-### END SOLUTION
+# %% nbgrader={"grade_id": "q3_max_chain_gradient", "solution": true}
+def max_chain_gradient(weight, depth):
+    """The largest |dh_L/dh_0| through depth layers h_k = sigmoid(weight * h_{k-1}) - 1/2."""
+    ### BEGIN SOLUTION
+    return (abs(weight) / 4) ** depth
+    ### END SOLUTION
 
-# %% mistake="q3_bound" label="forgets the weight: 0.25**8"
-q3_bound = 0.25**8
+# %% mistake="q3_max_chain_gradient" label="forgets the weight: 0.25 ** depth"
+def max_chain_gradient(weight, depth):
+    return 0.25**depth
 
-# %% nbgrader={"grade_id": "q3_bound_test", "grade": true, "points": 2}
-# Check against a real chain started at h_0 = 0, where every pre-activation is 0.
-checks.check_prediction("Question 3", q3_bound, abs(sigmoid_chain_gradient(8, weight=3.0)), rtol=0.01,
-                         mistakes=[(0.25**8, "each layer's local derivative is w * sigma'(w h): the weight "
-                                             "multiplies it too."),
-                                   (3 * 0.25 * 8, "you multiplied by the depth; the chain rule multiplies "
-                                                  "one factor PER layer."),
-                                   (3**8 * 0.25, "the 1/4 comes once per layer, like the weight.")],
-                         hint="Per layer the largest factor is w * max sigma' = 3/4; there are eight layers.")
+# %% mistake="q3_max_chain_gradient" label="the 1/4 once instead of once per layer"
+def max_chain_gradient(weight, depth):
+    return abs(weight) ** depth / 4
+
+# %% mistake="q3_max_chain_gradient" label="forgets the absolute value for a negative weight (passes the visible check)"
+def max_chain_gradient(weight, depth):
+    return (weight / 4) ** depth
+
+# %% right="q3_max_chain_gradient" label="largest slope found on a grid, then a loop"
+def max_chain_gradient(weight, depth):
+    z = np.linspace(-10, 10, 2001)
+    largest_slope = np.max(np.exp(-z) / (1 + np.exp(-z)) ** 2)
+    result = 1.0
+    for _ in range(depth):
+        result *= abs(weight) * largest_slope
+    return float(result)
+
+# %% right="q3_max_chain_gradient" label="math.pow"
+def max_chain_gradient(weight, depth):
+    return math.pow(math.fabs(weight) * 0.25, depth)
+
+# %% nbgrader={"grade_id": "q3_max_chain_gradient_test", "grade": true, "points": 2}
+# Check on the public setting (w = 3, 8 layers): a real chain started at h_0 = 0, where every
+# pre-activation is 0.
+checks.check_function(
+    "Question 3", max_chain_gradient, [((3.0, 8), abs(sigmoid_chain_gradient(8, weight=3.0)))], rtol=1e-6,
+    mistakes=[(lambda weight, depth: 1.52587890625e-05,
+               "each layer's local derivative is w * sigma'(w h): the weight multiplies it too."),
+              (lambda weight, depth: 6.0, "you multiplied by the depth; the chain rule multiplies one "
+                                          "factor PER layer."),
+              (lambda weight, depth: 1640.25, "the 1/4 comes once per layer, like the weight.")],
+    hint="Write the local derivative of one layer, find its largest value, and multiply the layers.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q3_bound, (int, float, np.floating)) and not isinstance(q3_bound, bool), \
-        "Question 3: give a plain number"
-    assert math.isclose(float(q3_bound), 0.75**8, rel_tol=0.01), f"Question 3: {q3_bound} is not right"
+    for _weight, _depth in [(2.0, 5), (-2.0, 3), (5.0, 10), (0.5, 4), (1.0, 0), (-6.0, 7)]:
+        checks.check_function("Question 3 (hidden)", max_chain_gradient,
+                              [((_weight, _depth), abs(sigmoid_chain_gradient(_depth, weight=_weight)))], rtol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 4 (2 points): why the top layer goes to 0
+# ### Question 4 (1 point): why the top layer goes to 0
 #
 # In E2 the top sigmoid layer's outputs were driven towards 0 early in training. Which
 # explanation matches Glorot & Bengio's? Set `q4_answer` to `"A"`, `"B"`, `"C"` or `"D"`.
 #
 # - **A.** The learning rate is too large for the top layer, so its weights blow up.
-# - **B.** The sigmoid's slope is largest at an output of 0, so gradient descent moves the outputs there.
-# - **C.** The softmax layer can lower the loss fastest by relying on its biases and silencing its input, so it pushes the top layer's outputs to 0, where the sigmoid is flat and the layer gets too little gradient to leave.
-# - **D.** The first layer saturates first and passes zeros up to the top layer.
+# - **B.** The softmax leans on its biases and silences its input, pushing it to 0.
+# - **C.** The sigmoid's slope is largest at an output of 0, so descent drives units there.
+# - **D.** The first layer saturates first and then passes only zeros up to the top.
 
 # %% nbgrader={"grade_id": "q4_answer", "solution": true}
 ### BEGIN SOLUTION
-q4_answer = "C"
+q4_answer = "B"
 ### END SOLUTION
 
-# %% mistake="q4_answer" label="thinks the slope is largest at output 0"
-q4_answer = "B"
+# %% mistake="q4_answer" label="blames a too-large learning rate"
+q4_answer = "A"
 
-# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 2}
+# %% mistake="q4_answer" label="thinks the slope is largest at output 0"
+q4_answer = "C"
+
+# %% mistake="q4_answer" label="thinks saturation starts at the first layer"
+q4_answer = "D"
+
+# %% right="q4_answer" label="lower case"
+q4_answer = "b"
+
+# %% nbgrader={"grade_id": "q4_answer_test", "grade": true, "points": 1}
 checks.check_choice(
-    "Question 4", q4_answer, "ABCD", expected_digest="b991f78265596796",
+    "Question 4", q4_answer, "ABCD", expected_digest="9e066e5e8da5fe04", salt="02_q4",
     explanations={"A": "The weights did not blow up: the run stayed finite, and its top layer's gradient "
                        "was small, not large.",
-                  "B": "The slope is largest at z = 0, that is at an OUTPUT of 0.5. At an output of 0 it "
+                  "C": "The slope is largest at z = 0, that is at an OUTPUT of 0.5. At an output of 0 it "
                        "is 0: that is exactly why being stuck there is bad.",
                   "D": "In E2 layer 1 stayed near 0.5, the least saturated of all. Look at the plot of "
                        "mean activations per layer."})
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="C")
+    checks.check_choice("Question 4 (hidden)", q4_answer, "ABCD", expected="B")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 5 (3 points): vanishing or saturated?
+# ### Question 5 (4 points): vanishing or saturated?
 #
-# Three fresh ten-layer networks, A, B and C, get the same batch of digits. The left
-# plot shows each layer's gradient norm, the right one the fraction of its units that
-# are saturated. Label each network:
-# - `"vanishing"`: layer 1 gets less than 1/100 of the last layer's gradient, and few units are saturated;
-# - `"saturated"`: a large fraction of the units (more than a third) is saturated;
-# - `"healthy"`: neither.
+# Write `diagnose(grad_norms, saturated)`. Both are per-layer measurements of one
+# backward pass, **layer 1 (next to the input) first**: `grad_norms` the norms of the
+# weight gradients $\|\partial L/\partial W_k\|$, `saturated` the fraction of each
+# layer's units that are saturated. Return
+# - `"saturated"` if more than a third of the units are saturated on average over the
+#   layers (the mean of `saturated` is above 1/3), whatever the gradients do;
+# - otherwise `"vanishing"` if layer 1 gets less than 1/100 of the last layer's gradient;
+# - otherwise `"healthy"`.
 #
-# Set `q5_diagnosis` to a dict such as `{"A": "healthy", "B": "healthy", "C": "healthy"}`.
+# The visible check uses the three ten-layer networks plotted below (the same batch of
+# digits); the hidden tests use other networks and measurements (other depths, lists
+# instead of arrays).
 
 # %%
 mystery_settings = {"A": ("sigmoid", 8.0), "B": ("tanh", 1.0), "C": ("sigmoid", 1.0)}
@@ -471,64 +588,156 @@ for i, (label, m) in enumerate(mystery.items()):
 ax_s.set_ylim(-0.02, 1)
 ax_s.set_xlabel("layer (1 = next to the input)")
 ax_s.set_ylabel("saturated fraction")
-ax_s.legend(frameon=False);
+ax_s.legend(frameon=False)
+for ax in (ax_g, ax_s):
+    ax.set_xticks(range(1, 11))
+plt.show()
 
-# %% nbgrader={"grade_id": "q5_diagnosis", "solution": true}
-### BEGIN SOLUTION
-q5_diagnosis = {"A": "saturated", "B": "healthy", "C": "vanishing"}
-### END SOLUTION
+# %% nbgrader={"grade_id": "q5_diagnose", "solution": true}
+def diagnose(grad_norms, saturated):
+    """'saturated', 'vanishing' or 'healthy', from per-layer measurements (layer 1 first)."""
+    ### BEGIN SOLUTION
+    if np.mean(saturated) > 1 / 3:
+        return "saturated"
+    if grad_norms[0] / grad_norms[-1] < 1e-2:
+        return "vanishing"
+    return "healthy"
+    ### END SOLUTION
 
-# %% mistake="q5_diagnosis" label="blames saturation for the sigmoid net's vanishing gradient"
-q5_diagnosis = {"A": "vanishing", "B": "healthy", "C": "saturated"}
+# %% mistake="q5_diagnose" label="decides on the gradients only, ignoring saturation"
+def diagnose(grad_norms, saturated):
+    if grad_norms[0] / grad_norms[-1] < 1e-2:
+        return "vanishing"
+    return "healthy"
 
-# %% nbgrader={"grade_id": "q5_diagnosis_test", "grade": true, "points": 3}
-checks.check_labels(
-    "Question 5", q5_diagnosis, ["A", "B", "C"], ["vanishing", "saturated", "healthy"],
-    expected_digests={"A": "003c3a96431abfc5", "B": "47512e82024e61d2", "C": "3aaeb61592b1db16"},
-    explanations={**{(k, "saturated"): f"Look at the right plot: how many of network {k}'s units are "
-                                       "saturated? A gradient can vanish without any saturation."
-                     for k in "ABC"},
-                  **{(k, "vanishing"): f"Network {k}'s gradient: compare layer 1 with layer 10 on the left plot "
-                                       "(a factor of 100 is two decades)." for k in "ABC"},
-                  **{(k, "healthy"): f"Network {k}: check both plots, gradients AND saturated fraction."
-                     for k in "ABC"}})
+# %% mistake="q5_diagnose" label="reads the layers backwards (last layer first)"
+def diagnose(grad_norms, saturated):
+    if np.mean(saturated) > 1 / 3:
+        return "saturated"
+    if grad_norms[-1] / grad_norms[0] < 1e-2:
+        return "vanishing"
+    return "healthy"
+
+# %% mistake="q5_diagnose" label="checks for vanishing before saturation (passes the visible check)"
+def diagnose(grad_norms, saturated):
+    if grad_norms[0] / grad_norms[-1] < 1e-2:
+        return "vanishing"
+    if np.mean(saturated) > 1 / 3:
+        return "saturated"
+    return "healthy"
+
+# %% mistake="q5_diagnose" label="calls a network saturated when its most saturated layer is (passes the visible check)"
+def diagnose(grad_norms, saturated):
+    if np.max(saturated) > 1 / 3:
+        return "saturated"
+    if grad_norms[0] / grad_norms[-1] < 1e-2:
+        return "vanishing"
+    return "healthy"
+
+# %% right="q5_diagnose" label="plain Python with a printed summary"
+def diagnose(grad_norms, saturated):
+    mean_saturated = sum(saturated) / len(saturated)
+    ratio = grad_norms[0] / grad_norms[-1]
+    print(f"saturated {mean_saturated:.0%}, layer 1 / last {ratio:.1e}")
+    if mean_saturated > 1 / 3:
+        return "saturated"
+    return "vanishing" if ratio < 0.01 else "healthy"
+
+# %% right="q5_diagnose" label="log10 of the ratio, torch for the mean"
+def diagnose(grad_norms, saturated):
+    if torch.as_tensor(saturated, dtype=torch.float64).mean().item() > 1 / 3:
+        return "saturated"
+    return "vanishing" if math.log10(grad_norms[0]) - math.log10(grad_norms[-1]) < -2 else "healthy"
+
+# %% nbgrader={"grade_id": "q5_diagnose_test", "grade": true, "points": 4}
+_verdicts = ["vanishing", "saturated", "healthy"]
+checks.check_verdicts(
+    "Question 5 (network A)", diagnose, [((mystery["A"]["grad_norm"], mystery["A"]["saturated"]), "saturated")],
+    allowed=_verdicts,
+    hint="In network A about half of the units are saturated (right plot): that decides, whatever the "
+         "gradients do.")
+checks.check_verdicts(
+    "Question 5 (network B)", diagnose, [((mystery["B"]["grad_norm"], mystery["B"]["saturated"]), "healthy")],
+    allowed=_verdicts,
+    hint="In network B no unit is saturated and layer 1 gets about as much gradient as layer 10.")
+checks.check_verdicts(
+    "Question 5 (network C)", diagnose, [((mystery["C"]["grad_norm"], mystery["C"]["saturated"]), "vanishing")],
+    allowed=_verdicts,
+    hint="In network C no unit is saturated, and layer 1 (the FIRST entry of grad_norms) gets about 2e-6 "
+         "of the last layer's gradient. A gradient can vanish without any saturation.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    checks.check_labels("Question 5 (hidden)", q5_diagnosis, ["A", "B", "C"], ["vanishing", "saturated", "healthy"],
-                        expected={"A": "saturated", "B": "healthy", "C": "vanishing"})
+    _cases = [((np.geomspace(1e-3, 1.0, 12), np.full(12, 0.5)), "saturated"),  # vanishing too: saturation decides
+              ((np.geomspace(1e-4, 1.0, 6), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.9])), "vanishing"),
+              ((np.geomspace(1.0, 1e-4, 6), np.zeros(6)), "healthy"),
+              ((np.ones(8), np.array([0.9, 0.1, 0, 0, 0, 0, 0, 0])), "healthy"),
+              (([2e-3, 0.5, 1.0], [0.3, 0.3, 0.35]), "vanishing"), (([1.0, 2.0], [0.4, 0.3]), "saturated")]
+    for _depth, _act, _scale, _seed, _label in [(6, "tanh", 6.0, 7, "saturated"), (14, "sigmoid", 1.0, 8, "vanishing"),
+                                                (7, "tanh", 1.0, 9, "healthy")]:
+        _m = layer_gradients(_depth, activation=_act, weight_scale=_scale, seed=_seed)
+        _cases.append(((_m["grad_norm"], _m["saturated"]), _label))
+    for _args, _label in _cases:
+        checks.check_verdicts("Question 5 (hidden)", diagnose, [(_args, _label)], allowed=_verdicts)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Question 6 (2 points): the factor per layer with the standard init
+# ### Question 6 (2 points): the factor per layer of a uniform init
 #
 # In the linear regime (pre-activations small, so $\tanh' \approx 1$), a layer of width
 # $n$ multiplies the std of the back-propagated gradient by $\sqrt{n\,\mathrm{Var}(W_{ij})}$.
-# With the standard init, $W_{ij} \sim U[-1/\sqrt{n}, 1/\sqrt{n}]$. What is this factor?
-# Set `q6_factor` to a number (2% tolerance). The check measures it in a deep linear
-# network of width 500.
+# Write `backprop_std_factor(bound, width)`: this factor for a layer of width `width`
+# whose weights are drawn from $U[-\text{bound}, \text{bound}]$. The visible check
+# measures the standard init ($\text{bound} = 1/\sqrt{500}$, width 500) in a deep linear
+# network; the hidden tests use other bounds and widths. Relative tolerance 2% (the
+# measurement is noisy).
 
-# %% nbgrader={"grade_id": "q6_factor", "solution": true}
-### BEGIN SOLUTION
-q6_factor = math.sqrt(1 / 3)  # Var(U[-a, a]) = a^2 / 3 with a = 1/sqrt(n), so n Var = 1/3
-### END SOLUTION
+# %% nbgrader={"grade_id": "q6_backprop_std_factor", "solution": true}
+def backprop_std_factor(bound, width):
+    """sqrt(width * Var(W_ij)) for W_ij ~ U[-bound, bound]."""
+    ### BEGIN SOLUTION
+    return math.sqrt(width * bound**2 / 3)  # Var(U[-a, a]) = a^2 / 3
+    ### END SOLUTION
 
-# %% mistake="q6_factor" label="gives the variance factor 1/3 instead of its square root"
-q6_factor = 1 / 3
+# %% mistake="q6_backprop_std_factor" label="gives the variance factor instead of its square root"
+def backprop_std_factor(bound, width):
+    return width * bound**2 / 3
 
-# %% nbgrader={"grade_id": "q6_factor_test", "grade": true, "points": 2}
+# %% mistake="q6_backprop_std_factor" label="takes the variance of U[-a, a] to be a^2"
+def backprop_std_factor(bound, width):
+    return math.sqrt(width * bound**2)
+
+# %% mistake="q6_backprop_std_factor" label="answers 1/sqrt(3) whatever the bound and width (passes the visible check)"
+def backprop_std_factor(bound, width):
+    return math.sqrt(1 / 3)
+
+# %% right="q6_backprop_std_factor" label="variance of a uniform as (2a)^2 / 12, with numpy"
+def backprop_std_factor(bound, width):
+    variance = (2 * bound) ** 2 / 12
+    return float(np.sqrt(width * variance))
+
+# %% right="q6_backprop_std_factor" label="|bound| * sqrt(width / 3), printed"
+def backprop_std_factor(bound, width):
+    factor = abs(bound) * (width / 3) ** 0.5
+    print(f"factor per layer: {factor:.3f}")
+    return factor
+
+# %% nbgrader={"grade_id": "q6_backprop_std_factor_test", "grade": true, "points": 2}
+# Check on the public setting: five linear layers of width 500 with the standard init; the factor
+# per layer is measured over the four layers between layer 5 and layer 1.
 _linear = backprop_gradient_stds("standard", activation="linear", depth=5, seed=0)["activation_grad"]
-_measured_factor = (_linear[0] / _linear[-1]) ** (1 / 4)  # four layers between layer 5 and layer 1
-checks.check_prediction("Question 6", q6_factor, _measured_factor, rtol=0.03,
-                        mistakes=[(1 / 3, "that is the factor for the VARIANCE; the std scales by its square root."),
-                                  (1.0, "U[-a, a] does not have variance a^2: it is a^2 / 3."),
-                                  (math.sqrt(1 / 12), "the width of U[-a, a] is 2a, so its variance is "
-                                                      "(2a)^2 / 12 = a^2 / 3.")],
-                        hint="Compute Var(W_ij) for U[-a, a] with a = 1/sqrt(n), multiply by n, take the square root.")
+checks.check_function(
+    "Question 6", backprop_std_factor, [((1 / math.sqrt(500), 500), (_linear[0] / _linear[-1]) ** (1 / 4))],
+    rtol=0.02,
+    mistakes=[(lambda bound, width: 1 / 3, "that is the factor for the VARIANCE; the std scales by its "
+                                           "square root."),
+              (lambda bound, width: 1.0, "U[-a, a] does not have variance a^2."),
+              (lambda bound, width: math.sqrt(1 / 12), "U[-a, a] has width 2a, not a.")],
+    hint="Compute Var(W_ij) for U[-bound, bound], multiply by the width, take the square root.")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
-    assert isinstance(q6_factor, (int, float, np.floating)) and not isinstance(q6_factor, bool), \
-        "Question 6: give a plain number"
-    assert math.isclose(float(q6_factor), 0.5773502691896258, rel_tol=0.02), f"Question 6: {q6_factor} is not right"
+    for _bound, _width in [(0.1, 300), (0.05, 64), (0.2, 1000), (0.01, 50), (1.0, 1)]:
+        checks.check_function("Question 6 (hidden)", backprop_std_factor,
+                              [((_bound, _width), _bound * math.sqrt(_width / 3))], rtol=0.02)
 ### END HIDDEN TESTS
 
 # %% [markdown]
