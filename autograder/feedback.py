@@ -52,8 +52,8 @@ def exporter():
         config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(base / "templates")]
         config.HTMLExporter.filters = {"markdown2html": markdown_html}
         config.HTMLExporter.exclude_input_prompt = config.HTMLExporter.exclude_output_prompt = True
-        config.HTMLExporter.extra_template_paths = [str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css"),
-                                                    str(base / "templates")]  # for feedback/index.html.j2
+        config.HTMLExporter.extra_template_paths = [  # bootstrap.min.css, and feedback/index.html.j2 to extend
+            str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css"), str(base / "templates")]
         html = _FeedbackExporter(config=config)
         from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 

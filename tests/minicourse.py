@@ -63,7 +63,8 @@ def source_notebook():
            "Write `scale(values, factor)` that multiplies each entry of the list `values` by `factor`, in place."),
         _code("def scale(values, factor):\n    ### BEGIN SOLUTION\n    for i in range(len(values)):\n"
               "        values[i] *= factor\n    ### END SOLUTION", grade_id="q2_scale", solution=True),
-        _code("_v = [1.0, 2.0]\nscale(_v, 2)\nassert _v == [2.0, 4.0], 'Question 2: scale must change the list it is given.'\n"
+        _code("_v = [1.0, 2.0]\nscale(_v, 2)\n"
+              "assert _v == [2.0, 4.0], 'Question 2: scale must change the list it is given.'\n"
               "print('Question 2: passes the visible check.')\n"
               f"### BEGIN HIDDEN TESTS\n_w = {HIDDEN_INPUT}\nscale(_w, 3)\n"
               "assert _w == [9.0, 15.0, 21.0], 'Question 2 (hidden): the values are wrong'\n### END HIDDEN TESTS",

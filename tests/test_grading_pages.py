@@ -195,8 +195,8 @@ CLASS = {
         **A, "q1_total": "\n%time q1_total = sum(data)\n%timeit -n 1 -r 1 sum(data)",
         "q2_scale": "%%capture _captured\ndef scale(values, factor):\n    for i in range(len(values)):\n"
                     "        values[i] *= factor\n    print('scaled')",
-        "q3_rate": "%matplotlib inline\nfrom IPython.display import display, Markdown\nimport matplotlib.pyplot as plt\n"
-                   "plt.plot([1, 2])\ndisplay(Markdown('**rate**'))\nq3_rate = 0.5"},
+        "q3_rate": "%matplotlib inline\nfrom IPython.display import display, Markdown\n"
+                   "import matplotlib.pyplot as plt\nplt.plot([1, 2])\ndisplay(Markdown('**rate**'))\nq3_rate = 0.5"},
         insert_after_setup=["%%time\n_total = sum(range(10))"]), {}, False),
     "late": (mc.submission({**A, "q3_rate": "q3_rate = late_value"}), {"q3_rate": 0.0}, False),
     "broken_demo": (mc.submission({**A, "q1_total": "q1_total = sum(table)"}, edit=_broken_demo),
