@@ -14,16 +14,27 @@ def is_demo(cell) -> bool:
 
 
 def skip_demo_cells(nb):
-    """Blank every demo cell in place, so grading costs what the questions cost; returns `nb`."""
-    for cell in nb.cells:
-        if is_demo(cell):
+    """Blank the demo cells in place, so grading costs what the questions cost; returns `nb`.
+
+    A demo cell that a cell which runs needs (it reads a name that only that demo cell defines
+    before it, as when an answer reuses a variable a section computed) is kept, with what it
+    needs in turn: the notebook computes what the student's Jupyter computed.
+    """
+    from .judge import demo_dependencies
+
+    kinds = ["demo" if is_demo(cell) else "code" if cell.cell_type == "code" else "" for cell in nb.cells]
+    sources = [cell.source if cell.cell_type == "code" else "" for cell in nb.cells]
+    needed, _ = demo_dependencies(kinds, sources, [i for i, kind in enumerate(kinds) if kind == "code"])
+    for index, cell in enumerate(nb.cells):
+        if is_demo(cell) and index not in needed:
             cell.source = SKIPPED_SOURCE
             cell.outputs = []
     return nb
 
 
 class SkipDemoCells(NbGraderPreprocessor):
-    """Grading mode: demonstration cells (experiments, explorers) are not executed.
+    """Grading mode: demonstration cells (experiments, explorers) are not executed, unless a cell
+    that runs needs one (see skip_demo_cells).
 
     Questions never depend on demo cells (a test runs every source notebook in
     this mode and requires full marks), so skipping them changes no grade.

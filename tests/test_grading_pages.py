@@ -327,9 +327,11 @@ def _page_path(course: Path, student: str) -> Path:
 # ---- plain nbgrader's feedback; grading inside a clone ----------------------------------------------------
 
 @pytest.mark.slow
-def test_plain_nbgrader_feedback_has_no_hidden_tests(tmp_path):
+def test_plain_nbgrader_feedback_has_no_hidden_tests_and_runs_needed_demo_cells(tmp_path):
+    from nbgrader.api import Gradebook
+
     course = mc.make_course(tmp_path / "course")
-    mc.write_submissions(course / "submitted", {"alice": mc.submission(A)})
+    mc.write_submissions(course / "submitted", {"alice": mc.submission(A), "bob": CLASS["demo_chain"][0]})
     for command in (["generate_assignment", mc.NAME, "--force"], ["autograde", mc.NAME, "--create", "--force"],
                     ["generate_feedback", mc.NAME, "--force"]):
         result = subprocess.run([sys.executable, "-m", "nbgrader", *command], cwd=course, capture_output=True,
@@ -339,6 +341,9 @@ def test_plain_nbgrader_feedback_has_no_hidden_tests(tmp_path):
     assert mc.HIDDEN_INPUT in autograded  # what the page would show without HideHiddenTests
     page = (course / "feedback" / "alice" / mc.NAME / f"{mc.NAME}.html").read_text()
     assert mc.HIDDEN_INPUT not in page and "BEGIN HIDDEN" not in page and "hidden tests: not shown" in page
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for student in ("alice", "bob"):  # bob's answer reads a name two demo cells compute
+            assert gradebook.find_submission_notebook(mc.NAME, student, mc.NAME).score == sum(mc.POINTS.values())
 
 
 @pytest.mark.slow
