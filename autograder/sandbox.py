@@ -579,11 +579,12 @@ def _names_a_hidden_path(file: Path, hidden: list[str]) -> bool:
 def _blanks_in(site: str, hidden: list[str]) -> list[str]:
     """Files in a site-packages folder that name the course's checkout: an editable install's finder and
     .pth, egg-links, and the direct_url.json of a local install."""
-    blanks = []
-    try:
-        entries = sorted(os.scandir(site), key=lambda e: e.name)
-    except OSError:
-        return blanks
+    blanks, entries = [], []
+    for folder in (site, os.path.join(site, "__pycache__")):  # the finder also sits there, compiled
+        try:
+            entries += sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            pass
     for entry in entries:
         path = Path(entry.path)
         finder = entry.name.startswith("__editable__") or entry.name.endswith(".egg-link")
@@ -626,7 +627,7 @@ def view(hide: tuple[str, ...] = ()) -> View:
     if course_lib:
         binds.append(course_lib)
         parent = os.path.dirname(course_lib)
-        if not any(_inside(_resolved(e), parent) for e in python_path if e):
+        if not any(_resolved(e) == parent for e in python_path if e):
             python_path.append(parent)  # found by name in the kernel, from its copy or its checkout
     unique = []
     for path in sorted(set(binds), key=lambda p: (p.count("/"), p)):
