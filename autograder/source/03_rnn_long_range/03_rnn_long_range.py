@@ -760,7 +760,7 @@ checks.check_function("Question 5", estimate_radius, [((public_norms,), 0.85)], 
                                                       "left) the gradient shrinks here, so s < 1."),
                                 (lambda *_: 0.00150230, "that is the factor over all 40 steps; s is the factor "
                                                       "per step.")],
-                      hint="Over T steps the norm changes by a factor s^T.")
+                      hint="What does one step do to the norm, and what do all T steps of the curve do?")
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     for _s, _T, _seed in [(0.6, 5, 1), (1.1, 30, 2), (0.95, 80, 3), (0.7, 1, 4), (1.0, 12, 5), (0.3, 20, 6)]:
