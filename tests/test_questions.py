@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from autograder import REPO_ROOT
 from autograder.build import read_source
 from conftest import NAMES
 
@@ -161,3 +162,22 @@ def test_digests_are_never_shared():
         seen.update(re.findall(r"expected_digests?=.*?['\"]([0-9a-f]{16})['\"]", question["test"]))
     shared = [d for d, count in seen.items() if count > 1]
     assert not shared, f"digests used by more than one question: {shared}"
+
+
+def point_shares(name: str) -> tuple[int, float, float, float]:
+    """(questions, points, points graded on hidden inputs of a function, points of formative choices)."""
+    qs = questions(name)
+    choice = sum(q["points"] for q in qs if is_choice(q))
+    functions = sum(q["points"] for q in qs if not is_choice(q) and re.search(r"^def \w+\(", q["solution"], re.M))
+    return len(qs), sum(q["points"] for q in qs), functions, choice
+
+
+def test_readme_states_what_each_notebook_grades():
+    """The instructor guide's table ("What a score measures") matches the sources."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d\d) \| (\d+ \| \d+ \| \d+ \| \d+) \|$", readme, re.M))
+    for name in NAMES:
+        count, total, functions, choice = point_shares(name)
+        expected = f"{count} | {total:g} | {functions:g} | {choice:g}"
+        assert rows.get(name[:2]) == expected, \
+            f"README 'What a score measures': row {name[:2]} should read | {name[:2]} | {expected} |"
