@@ -25,6 +25,7 @@ import minicourse as mc
 from autograder import REPO_ROOT, feedback, integrity, judge
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+ONE_CLASS = pytest.mark.xdist_group("grading-pages-class")  # the tests that share one graded class
 
 
 # ---- the judge: arguments written back, its version, demo cells by name --------------------------------
@@ -240,6 +241,7 @@ def _page(course: Path, student: str) -> str:
 
 
 @pytest.mark.slow
+@ONE_CLASS
 def test_the_class_gets_what_jupyter_would_compute(graded_class):
     course, log = graded_class
     grades = _grades(course)
@@ -258,6 +260,7 @@ def test_the_class_gets_what_jupyter_would_compute(graded_class):
 
 
 @pytest.mark.slow
+@ONE_CLASS
 def test_feedback_pages_show_questions_messages_and_nothing_hidden(graded_class):
     course, _ = graded_class
     for student in CLASS:
@@ -278,6 +281,7 @@ def test_feedback_pages_show_questions_messages_and_nothing_hidden(graded_class)
 
 
 @pytest.mark.slow
+@ONE_CLASS
 def test_totals_and_report(graded_class):
     course, _ = graded_class
     with open(course / "grades_totals.csv", newline="") as handle:
@@ -292,6 +296,7 @@ def test_totals_and_report(graded_class):
 
 @pytest.mark.slow
 @pytest.mark.browser
+@ONE_CLASS
 def test_pages_fit_1280_px_offline_in_chromium(graded_class):
     from jupyterlab_session import chromium_page
 
