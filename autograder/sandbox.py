@@ -559,6 +559,34 @@ def _course_lib_folder() -> str | None:
     return _resolved(locations[0]) if locations else None
 
 
+def course_lib_copy() -> Path | None:
+    """A plain, world-readable copy of the course_lib this process would import, in a scratch folder named
+    after this process (`vg-runtime-<owner>-...`): what kernels import instead of the checkout's."""
+    import shutil
+    import tempfile
+
+    source = _course_lib_folder()
+    if source is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix=f"vg-runtime-{owner_tag()}-"))
+    shutil.copytree(source, folder / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+@functools.cache
+def _own_course_lib_copy() -> Path | None:
+    """One copy for this process's kernels, removed when it exits (or by the next run's sweep if killed)."""
+    import atexit
+    import shutil
+
+    folder = course_lib_copy()
+    if folder is not None:
+        atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def hidden_paths(extra=()) -> list[str]:
     """What must never be visible: the repository and course root of this grader, the home folder and
     `extra` (the course root, submissions, scratch and gradebook of a run)."""
@@ -624,6 +652,9 @@ def view(hide: tuple[str, ...] = ()) -> View:
             binds.append(real)
             python_path.append(entry)
     course_lib = _course_lib_folder()
+    if course_lib and "course_lib" not in sys.modules and any(_inside(course_lib, h) for h in hidden):
+        copy = _own_course_lib_copy()  # not imported yet here (grade-one): kernels import a copy
+        course_lib = str(copy / "course_lib") if copy else course_lib
     if course_lib:
         binds.append(course_lib)
         parent = os.path.dirname(course_lib)
@@ -653,6 +684,8 @@ def _build_root(the_view: View, limits: Limits) -> None:
     null = sources.get("/dev/null")
     stage = "/tmp"  # any folder: it is covered by the new root's tmpfs, then left behind with the old root
     _mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    os.mkdir(stage + "/tmp", 0o755)  # first: a bind under /tmp (a copy of course_lib) goes on top of it
+    _mount("tmpfs", stage + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_mb}m,mode=1777")
     for path, fd in sources.items():
         target = stage + path
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
@@ -677,11 +710,9 @@ def _build_root(the_view: View, limits: Limits) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{stage}/dev/{name}")
-    for folder in ("/proc", "/tmp"):
-        os.makedirs(stage + folder, mode=0o755, exist_ok=True)
+    os.makedirs(stage + "/proc", mode=0o755, exist_ok=True)
     os.chdir(stage)
     _pivot_root()
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_mb}m,mode=1777")
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 

@@ -278,9 +278,11 @@ class Pool:
     """The grader's handle on one zygote: submit specs, collect finished job ids, kill stragglers."""
 
     def __init__(self):
+        from . import sandbox
+
         clear_leftovers()
         code = Path(__file__).resolve().parent.parent
-        self.runtime = course_lib_copy()
+        self.runtime = sandbox.course_lib_copy()
         # the zygote's sys.path: the copy of course_lib (its working directory, first), then the grader's code
         paths = [str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.process = subprocess.Popen(
@@ -367,21 +369,6 @@ def scratch_dir(kind: str) -> Path:
     from .sandbox import owner_tag
 
     return Path(tempfile.mkdtemp(prefix=f"vg-{kind}-{owner_tag()}-"))
-
-
-def course_lib_copy() -> Path | None:
-    """A plain, world-readable copy of the course_lib this grader would import, in a scratch folder."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("course_lib")
-    source = next(iter(spec.submodule_search_locations or []), None) if spec else None
-    if source is None:
-        return None
-    folder = scratch_dir("runtime")
-    shutil.copytree(source, folder / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return folder
 
 
 def clear_leftovers(course_root: Path | None = None) -> None:

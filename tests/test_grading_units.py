@@ -318,6 +318,15 @@ def test_the_students_folder_decides_whose_a_file_is():
     assert (jane.first_name, jane.last_name, jane.lms_user_id) == ("Jane", "Doe", "4567")
 
 
+def test_a_blackboard_name_with_an_impossible_time_is_graded_without_one_and_flagged():
+    names = ["HW1_bb_attempt_2024-13-45-99-99-99_01_chain_rule.ipynb", "HW1_cc_attempt_2024-01-02-10-11-12_01_chain_rule.ipynb"]
+    placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
+    by_student = {s.student: s for s in placed}
+    assert by_student["bb"].timestamp is None and "submission time unusable" in by_student["bb"].problems[0]
+    assert by_student["cc"].timestamp == "2024-01-02 10:11:12" and not by_student["cc"].problems
+    assert [u.where for u in unplaced] == [names[0]] and "not a date" in unplaced[0].why
+
+
 @pytest.mark.parametrize("names, students", [
     (["submissions/alice_01_chain_rule.ipynb", "submissions/bob_01_chain_rule.ipynb"], {"alice", "bob"}),
     (["submissions/alice/01_chain_rule.ipynb", "submissions/bob/01_chain_rule.ipynb"], {"alice", "bob"}),
@@ -419,10 +428,12 @@ def test_the_file_view_denies_by_default(tmp_path):
         reply = _sandbox_run(box, f"import json, os\nprint(json.dumps([os.path.exists(p) for p in {paths!r}]))\n"
                                   "print(json.dumps(sorted(os.listdir('/'))))\n"
                                   "import numpy, torch, course_lib.checks\n"
+                                  "print(os.path.isfile(course_lib.checks.__file__))\n"
                                   "print(open('/proc/self/mountinfo').read())")
         assert reply["error"] is None, reply["error"]
         exists, top = (json.loads(line) for line in reply["stdout"].splitlines()[:2])
         assert exists == [False] * len(paths)
+        assert reply["stdout"].splitlines()[2] == "True"  # course_lib's files are there to read
         the_view = sandbox.view((str(hidden),))
         shown = {"dev", "proc", "tmp"} | {Path(p).parts[1] for p in the_view.binds + list(the_view.symlinks)}
         assert set(top) <= shown, top  # nothing but what is bound (and the folders leading to it)
