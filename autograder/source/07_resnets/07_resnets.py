@@ -657,7 +657,8 @@ with checks.quiet():
     def _make_parts(d, generator):
         A = torch.randn(d, d, generator=generator).double()
         B = torch.randn(d, d, generator=generator).double()
-        gain1, gain2 = torch.rand(d, generator=generator).double() + 0.5, torch.rand(d, generator=generator).double() + 2
+        gain1 = torch.rand(d, generator=generator).double() + 0.5
+        gain2 = torch.rand(d, generator=generator).double() + 2
         attn = lambda Z: torch.softmax(Z @ Z.transpose(-1, -2), dim=-1) @ Z @ A  # noqa: E731
         mlp = lambda Z: torch.tanh(Z @ B)  # noqa: E731
         norm1 = lambda Z: gain1 * torch.nn.functional.layer_norm(Z, (d,))  # noqa: E731

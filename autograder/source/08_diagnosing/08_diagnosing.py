@@ -406,7 +406,7 @@ checks.check_verdicts(
               (lambda flow, act_std, dead: "exploding" if np.asarray(flow, dtype=float)[-1] >
                100 * np.asarray(flow, dtype=float)[0] else None,
                "the ratio is flow[0] (layer 1, next to the input) against flow[-1] (the last layer)."),
-              (lambda flow, act_std, dead: "healthy",
+              (lambda flow, act_std, dead: None if np.isfinite(np.asarray(flow, dtype=float)).all() else "healthy",
                "every comparison with NaN is False: a NaN network falls through every rule unless you test "
                "for non-finite values first.")],
     hint="Convert the inputs to float arrays and apply the rules in the given order, one `if` each.")
