@@ -761,9 +761,9 @@ checks.check_verdicts(
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     def _measured_norms(net, width):
-        with GradientMonitor(net) as monitor:
+        with GradientMonitor(net) as _monitor:
             net(torch.randn(64, width, generator=torch.Generator().manual_seed(11))).pow(2).sum().backward()
-        return monitor.latest("out_grad_norm")
+        return _monitor.latest("out_grad_norm")
 
 
     _cases = [(_measured_norms(build_mlp(12, 32, activation="sigmoid", init="standard", seed=3), 32), "vanishing"),
