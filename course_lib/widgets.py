@@ -450,8 +450,9 @@ STATIC_NOTE = "A saved copy of this explorer: run the cell to move its sliders a
 # while it is not (model gone: "Error displaying widget", or still loading), hide the widget's output.
 _STATIC_CSS = (".jp-OutputArea-child:has(.course-explorer) + .jp-OutputArea-child:has(.course-explorer-static)"
                "{display:none}"
-               ".jp-OutputArea-child:has([data-mime-type='application/vnd.jupyter.widget-view+json'])"
-               ":not(:has(.course-explorer)):has(+ .jp-OutputArea-child .course-explorer-static){display:none}")
+               ".jp-OutputArea-child:has(:is([data-mime-type='application/vnd.jupyter.widget-view+json'],"
+               ".jupyter-widgets)):not(:has(.course-explorer)):has(+ .jp-OutputArea-child .course-explorer-static)"
+               "{display:none}")
 
 
 class GradientFlowExplorer(Explorer):
