@@ -623,7 +623,7 @@ with checks.quiet():
 #
 # - **A.** The gradient shrinks toward the input; all inputs collapse to one representation.
 # - **B.** The activations shrink to zero layer after layer, as with PyTorch's default init.
-# - **C.** The gradient grows toward the input; nearby inputs end up with very different representations.
+# - **C.** The gradient grows toward the input; close inputs get far-apart representations.
 # - **D.** Nothing goes wrong: tanh is bounded, so no gradient can grow or shrink by much.
 
 # %% nbgrader={"grade_id": "q4_answer", "solution": true}

@@ -780,7 +780,7 @@ with checks.quiet():
 # - **A.** BatchNorm: its running statistics give better test-time predictions than LayerNorm's.
 # - **B.** Either one: with a single sequence per batch, both of them compute the same thing.
 # - **C.** BatchNorm: LayerNorm cannot be backpropagated when a batch holds a single sequence.
-# - **D.** LayerNorm: it normalizes each token on its own, so batch size and mode do not matter.
+# - **D.** LayerNorm: it normalizes each token alone, so batch size and mode do not matter.
 
 # %% nbgrader={"grade_id": "q5_answer", "solution": true}
 ### BEGIN SOLUTION
