@@ -7,8 +7,10 @@ student would. Then, for each explorer on the page: its controls and figure
 render, a slider moved with the keyboard changes the figure and the verdict.
 A scratch notebook showing every explorer factory with its defaults covers
 explorers no notebook uses yet. Screenshots go to tests/artifacts/browser/.
-Any error shown in a cell, in an explorer or on the page fails the test.
-Chromium missing is a failure, never a skip: CI installs it (.ci/run).
+Any error shown in a cell, in an explorer or on the page fails the test, and
+so does an output that scrolls sideways or a figure scaled down until its
+text is under 9 pt. No Chromium is a failure, never a skip: README command 2
+installs it (scripts/setup_system.py).
 """
 
 import time
@@ -16,15 +18,39 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from autograder.build import read_source
 from conftest import REPO
 from jupyterlab_session import Notebook, chromium_page, explorer_cells, lab_server, notebook_copy
+
+from autograder.build import read_source
+from course_lib.plotting import COURSE_RC, MIN_TEXT_PX
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
 ALL_EXPLORERS = "all_explorers"
+
+
+# Outputs a student cannot read at JupyterLab's width: a sideways scrollbar, or a figure scaled down so far
+# that the course's 11 pt text (COURSE_RC, at 100 dpi) falls under 9 pt on screen. Argument: the least
+# scale at which it stays readable.
+UNREADABLE_OUTPUTS_JS = """
+(least) => {
+    const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')], found = [];
+    for (const output of document.querySelectorAll('.jp-OutputArea-output')) {
+        if (!output.checkVisibility()) continue;
+        const cell = cells.indexOf(output.closest('.jp-Cell'));
+        if (output.scrollWidth > output.clientWidth + 1)
+            found.push(`cell ${cell}: ${output.scrollWidth} px of output in ${output.clientWidth} px `
+                       + '(scrolls sideways)');
+        for (const img of output.querySelectorAll('.jp-RenderedImage img'))
+            if (img.naturalWidth && img.width / img.naturalWidth < least)
+                found.push(`cell ${cell}: a ${img.naturalWidth} px figure shown at ${img.width} px: its text is `
+                           + `${Math.round(100 * img.width / img.naturalWidth)}% of its size; keep it under `
+                           + `${Math.floor(img.width / least)} px (${(img.width / least / 100).toFixed(1)} in)`);
+    }
+    return found;
+}
+"""
 
 
 def notebooks_with_explorers() -> list[str]:
@@ -128,6 +154,9 @@ def test_every_explorer_renders_and_responds_to_a_slider(lab, page, name):
         errors = [f"cell {i}: {text}" for i, cell in enumerate(book.cells()) for text in cell["errors"]]
         assert not errors, f"{name}: errors shown after moving sliders:\n" + "\n".join(errors)
         assert not page.errors, f"{name}: errors in the page:\n" + "\n".join(page.errors)
+        least = MIN_TEXT_PX / (COURSE_RC["font.size"] * COURSE_RC["figure.dpi"] / 72)
+        unreadable = page.evaluate(UNREADABLE_OUTPUTS_JS, least)
+        assert not unreadable, f"{name}: outputs too wide for JupyterLab at 1280 px:\n" + "\n".join(unreadable)
     finally:  # keep the evidence, free the CPU for the next notebook; never hide the real failure
         for cleanup in (lambda: page.screenshot(path=ARTIFACTS / f"{name}-page.png"), book.shutdown_kernels):
             try:
