@@ -5,10 +5,12 @@ folder) with a fresh marker in a solution cell and in a hidden test of
 notebooks 01 and 04, and graded from there, pinned to one core:
 
   main run   an nbgrader submitted/ tree inside the course root: honest
-             submissions of 01 and 04 (exact grades), a CPU burner (60 busy
-             processes that try setsid) graded beside them, a walker per
-             notebook that searches the whole file system (/proc included)
-             and its own memory for the course and the markers, and bad files
+             submissions of 01 and 04 (exact grades, one with a second of
+             CPU work in a cell), a CPU burner (60 busy processes that try
+             setsid, for longer than a cell's 15 s limit) graded beside
+             them, a walker per notebook that searches the whole file system
+             (/proc included) and its own memory for the course and the
+             markers, and bad files
              (symbolic links, a FIFO, a hard link to a course file, a folder
              named like the notebook, malformed and valid timestamp.txt, a
              file naming another student). The grader is SIGKILLed three times
@@ -54,9 +56,9 @@ from autograder.build import read_source, solution_cells
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder-redteam-round2")]
 
-TIMEOUT = 120  # seconds per cell: nothing here should time out, the walkers take a while on a busy machine
+TIMEOUT = 15  # seconds per cell, in the time it had: below what a cell needs at a 1/61 share of the core
 PROCESSES = 100
-BURNERS, BURN_SECONDS = 60, 10
+BURNERS, BURN_SECONDS = 60, 20  # the burn outlasts a cell's limit
 SOLUTION_PREFIX, HIDDEN_PREFIX = "SOLUTION-MARKER-", "HIDDEN-MARKER-"
 RUN = uuid.uuid4().hex  # this session's markers: only files written after it started can hold them
 SOLUTION_MARKER, HIDDEN_MARKER = SOLUTION_PREFIX + RUN, HIDDEN_PREFIX + RUN[::-1]
@@ -117,10 +119,13 @@ for _i in range({BURNERS}):
         while time.monotonic() < _end:
             pass
         os._exit(0)"""
+BUSY = """import time
+time.sleep(8)  # by now the burner next door burns
+_total = sum(i * i for i in range(9_000_000))  # a second or so of CPU: at a 1/61 share, a minute"""
 
 # Walks the whole file system and its own memory. A marker is found by its prefix and the hash of what
 # follows, so the walker's own code (which must hold the needle) never counts as a find.
-WALKER = r'''import ctypes, hashlib, json, os, re, stat, sys, time
+WALKER = r'''import ctypes, hashlib, json, os, re, stat, subprocess, sys, time
 _T0, _TOP, _MEMORY = {t0!r}, {top!r}, {memory!r}
 _PREFIXES = {prefixes!r}
 _HASHES = {hashes!r}
@@ -144,42 +149,54 @@ def _search(data, where, kind, roots=True):
     for root in _ROOTS if roots else []:
         if root.encode() in data:
             _note(kind, [where, root])
-_start = time.monotonic()
-for _root, _dirs, _files in os.walk(_TOP, followlinks=False):
-    if _root.startswith("/proc"):
-        _dirs[:] = [d for d in _dirs if d not in _SKIP]
-    for _name in _dirs + _files:
-        _path = os.path.join(_root, _name)
-        _report["seen"] += 1
-        try:
-            _info = os.lstat(_path)
-        except OSError:
-            continue
-        _new = _info.st_ctime >= _T0
-        if "autograder/source" in _path or any(_path == r or _path.startswith(r + "/") for r in _ROOTS) \
-                or _new and _name in ("gradebook.db", ".grading.json"):
-            _note("names", _path)
-        if stat.S_ISLNK(_info.st_mode):
+def _entries():
+    """(kind, ctime, path) of everything under _TOP: find walks the file system at C speed, /proc is walked
+    here (its files report no size and some must be skipped)."""
+    found = subprocess.run(["find", _TOP, "-path", "/proc", "-prune", "-o", "-printf", "%y %C@ %p\\0"],
+                           capture_output=True).stdout
+    for record in found.split(b"\0"):
+        if record:
+            kind, ctime, path = record.split(b" ", 2)
+            yield kind.decode(), float(ctime), path.decode(errors="replace")
+    for root, dirs, files in os.walk("/proc" if _TOP == "/" else "/nonexistent", followlinks=False):
+        dirs[:] = [d for d in dirs if d not in _SKIP]
+        for name in dirs + files:
             try:
-                _search(os.readlink(_path).encode(), _path, "links")
-            except OSError:
-                pass
-            continue
-        if not stat.S_ISREG(_info.st_mode) or _name in _SKIP or _path.startswith("/tmp/submission/"):
-            continue  # the walker's own notebook holds the needles
-        if _path.startswith("/proc/") or _new or _name.startswith("__editable__") \
-                or _name.endswith((".pth", ".egg-link")) or _name == "direct_url.json":
-            try:
-                with open(_path, "rb") as _file:
-                    _data = _file.read(4 << 20)
+                info = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
-            _report["read"] += 1
-            _search(_data, _path, "contents")
-            if _new and _data.startswith(b"SQLite format 3"):
-                _note("names", _path)
-            if _name.startswith("__editable__") and _data:
-                _note("finders", _path)
+            kind = "l" if stat.S_ISLNK(info.st_mode) else "f" if stat.S_ISREG(info.st_mode) else "d"
+            yield kind, info.st_ctime, os.path.join(root, name)
+_start = time.monotonic()
+for _kind, _ctime, _path in _entries():
+    _name = os.path.basename(_path)
+    _report["seen"] += 1
+    _new = _ctime >= _T0
+    if "autograder/source" in _path or any(_path == r or _path.startswith(r + "/") for r in _ROOTS) \
+            or _new and _name in ("gradebook.db", ".grading.json"):
+        _note("names", _path)
+    if _kind == "l":
+        try:
+            _search(os.readlink(_path).encode(), _path, "links")
+        except OSError:
+            pass
+        continue
+    if _kind != "f" or _name in _SKIP or _path.startswith("/tmp/submission/"):
+        continue  # the walker's own notebook holds the needles
+    if _path.startswith("/proc/") or _new or _name.startswith("__editable__") \
+            or _name.endswith((".pth", ".egg-link")) or _name == "direct_url.json":
+        try:
+            with open(_path, "rb") as _file:
+                _data = _file.read(4 << 20)
+        except OSError:
+            continue
+        _report["read"] += 1
+        _search(_data, _path, "contents")
+        if _new and _data.startswith(b"SQLite format 3"):
+            _note("names", _path)
+        if _name.startswith("__editable__") and _data:
+            _note("finders", _path)
+_report["walk_seconds"] = time.monotonic() - _start
 _scanned = 0
 for _line in open("/proc/self/maps").read().splitlines() if _MEMORY else []:  # its own memory, as an attacker reads it
     _fields = _line.split()
@@ -381,6 +398,7 @@ def main_cases(course: Path, roots: list[str], t0: float) -> tuple[dict[tuple[st
     partial01, partial04 = A01.wrong(A01.questions[1], A01.questions[4]), A04.wrong(A04.questions[0], A04.questions[5])
     cases = {
         ("aaa_burner", A01.name): Case(A01.full(), True, "process"),
+        ("aab_honest_busy", A01.name): Case(A01.full(), False),  # graded beside the burner, from the start
         ("honest_full", A01.name): Case(A01.full(), False),  # with a valid timestamp.txt
         ("honest_partial", A01.name): Case(A01.earned(*[q for q in A01.questions if q not in (
             A01.questions[1], A01.questions[4])]), False),
@@ -404,6 +422,7 @@ def main_cases(course: Path, roots: list[str], t0: float) -> tuple[dict[tuple[st
     source01 = course / "source" / A01.name
     files = {
         ("aaa_burner", A01.name): {f"{A01.name}.ipynb": A01.build(A01.answers, setup=[BURNER])},
+        ("aab_honest_busy", A01.name): {f"{A01.name}.ipynb": A01.build(A01.answers, setup=[BUSY])},
         ("honest_full", A01.name): {f"{A01.name}.ipynb": A01.build(A01.answers),
                                     "timestamp.txt": b"2024-05-01 10:00:00.000000 UTC"},
         ("honest_partial", A01.name): {f"{A01.name}.ipynb": A01.build(partial01)},
@@ -623,8 +642,8 @@ def test_every_case_of_the_main_run_gets_its_expected_outcome(runs):
 def test_honest_submissions_beside_cpu_burners_on_one_core_get_their_clean_grades(runs):
     """The burner (60 busy processes trying setsid) ran first; its neighbours got exactly what they earned."""
     main = runs["main"]
-    honest = [k for k in main["cases"] if k[0].startswith("honest")]
-    assert len(honest) >= 4
+    honest = [k for k in main["cases"] if re.match(r"^(aab_)?honest", k[0])]
+    assert len(honest) >= 5
     for key in honest:
         assert main["grades"][key]["scores"] == main["cases"][key].scores, (key, main["grades"][key])
         assert main["grades"][key]["status"] == "graded", (key, main["grades"][key]["reason"])
