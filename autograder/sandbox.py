@@ -596,32 +596,39 @@ def hidden_paths(extra=()) -> list[str]:
     return sorted({_resolved(p) for p in paths} - {"/"})
 
 
-def _names_a_hidden_path(file: Path, hidden: list[str]) -> bool:
-    try:
-        text = file.read_text(errors="replace")[:100_000]
-    except OSError:
-        return False
-    return "__editable__" in text or any(h in text for h in hidden)
+@functools.lru_cache(maxsize=16)
+def _site_candidates(site: str) -> tuple[tuple[str, str | None], ...]:
+    """(path, text or None) of the files in a site-packages folder that can name a checkout: an editable
+    install's finder (and its compiled copy), egg-links, .pth files, direct_url.json. Read once per process
+    (the zygote warms it), so a job computes its view in a millisecond."""
+    found = []
+    for folder in (site, os.path.join(site, "__pycache__")):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("__editable__") or entry.name.endswith(".egg-link"):
+                found.append((entry.path, None))
+            elif entry.name.endswith(".pth"):
+                found.append((entry.path, Path(entry.path).read_text(errors="replace")[:100_000]))
+            elif entry.name.endswith((".dist-info", ".egg-info")) and os.path.isfile(entry.path + "/direct_url.json"):
+                found.append((entry.path + "/direct_url.json",
+                              Path(entry.path, "direct_url.json").read_text(errors="replace")))
+    return tuple(found)
 
 
 def _blanks_in(site: str, hidden: list[str]) -> list[str]:
-    """Files in a site-packages folder that name the course's checkout: an editable install's finder and
-    .pth, egg-links, and the direct_url.json of a local install."""
-    blanks, entries = [], []
-    for folder in (site, os.path.join(site, "__pycache__")):  # the finder also sits there, compiled
-        try:
-            entries += sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            pass
-    for entry in entries:
-        path = Path(entry.path)
-        finder = entry.name.startswith("__editable__") or entry.name.endswith(".egg-link")
-        if finder or entry.name.endswith(".pth") and _names_a_hidden_path(path, hidden):
-            blanks.append(entry.path)
-        elif entry.name.endswith((".dist-info", ".egg-info")) and (path / "direct_url.json").is_file() \
-                and '"file:' in (path / "direct_url.json").read_text(errors="replace"):
-            blanks.append(str(path / "direct_url.json"))
-    return blanks
+    """The files of `_site_candidates` that name the course's checkout: every finder and egg-link, a .pth
+    naming a hidden path or an editable finder, the direct_url.json of a local install."""
+    def names_it(path: str, text: str | None) -> bool:
+        if text is None:
+            return True
+        if path.endswith(".pth"):
+            return "__editable__" in text or any(h in text for h in hidden)
+        return '"file:' in text
+
+    return [path for path, text in _site_candidates(site) if names_it(path, text)]
 
 
 @functools.lru_cache(maxsize=8)

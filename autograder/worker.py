@@ -74,6 +74,8 @@ def preload() -> None:
         pass
     from . import feedback, integrity, judge, kernel, sandbox, wire  # noqa: F401
 
+    sandbox.view()  # reads site-packages once here, not in every job
+
     try:  # compile the feedback template once, so forked jobs render fast
         import nbformat
 
