@@ -363,6 +363,7 @@ class Pool:
 # ---- what a grader leaves behind --------------------------------------------------------------------
 
 LEFTOVER = re.compile(r"^vg-[a-z-]+?-(\d+)-(\d+)-")  # vg-<kind>-<owner pid>-<owner start time>-<random>
+UNTAGGED = re.compile(r"^vg-(grade|grade-one|unsafe)-[a-z0-9_]{8}$")  # graders before owners were named: by age
 HALF_WRITTEN = re.compile(r"^\..+\.tmp(\d+)$")  # feedback.write_atomic's temporary files
 
 
@@ -385,7 +386,10 @@ def clear_leftovers(course_root: Path | None = None) -> None:
         entries = []
     for entry in entries:
         match = LEFTOVER.match(entry.name)
-        if match and entry.is_dir(follow_symlinks=False) and not owner_alive(int(match[1]), int(match[2])):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if match and not owner_alive(int(match[1]), int(match[2])) or \
+                UNTAGGED.match(entry.name) and time.time() - entry.stat(follow_symlinks=False).st_mtime > 86400:
             shutil.rmtree(entry.path, ignore_errors=True)
     for folder in ([course_root / "autograded", course_root / "feedback"] if course_root else []):
         for parent, _, files in os.walk(folder):

@@ -491,6 +491,8 @@ def _dead_process() -> tuple[int, int]:
 
 
 def test_leftovers_of_dead_owners_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import shutil
     import tempfile
 
     from autograder import worker
@@ -498,6 +500,8 @@ def test_leftovers_of_dead_owners_are_removed_and_live_ones_kept(tmp_path):
     pid, started = _dead_process()
     dead = Path(tempfile.gettempdir()) / f"vg-grade-{pid}-{started}-test"
     live = worker.scratch_dir("grade")
+    old, recent = (Path(tempfile.mkdtemp(prefix="vg-grade-")) for _ in range(2))  # before owners were named
+    os.utime(old, (0, 0))
     dead.mkdir()
     (tmp_path / "autograded" / "s").mkdir(parents=True)
     half = tmp_path / "autograded" / "s" / f".nb.ipynb.tmp{pid}"
@@ -505,11 +509,10 @@ def test_leftovers_of_dead_owners_are_removed_and_live_ones_kept(tmp_path):
     try:
         worker.clear_leftovers(tmp_path)
         assert not dead.exists() and live.is_dir() and not half.exists()
+        assert not old.exists() and recent.is_dir()  # an untagged folder goes after a day
     finally:
-        import shutil
-
-        shutil.rmtree(live, ignore_errors=True)
-        shutil.rmtree(dead, ignore_errors=True)
+        for folder in (live, dead, old, recent):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_cgroups_of_dead_owners_are_emptied_and_removed():
