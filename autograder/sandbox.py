@@ -245,8 +245,10 @@ def probe(*, force_mode: str | None = None) -> Isolation:
     if _PROBED and not force_mode:
         return _PROBED[0]
     problems = []
+    fair_clock = Path("/proc/self/schedstat").is_file()
     if force_mode == "none":
-        return Isolation("none", False, False, "", ["isolation switched off"], seccomp=_try_seccomp())
+        return Isolation("none", False, False, "", ["isolation switched off"], seccomp=_try_seccomp(),
+                         fair_clock=fair_clock)
     if not sys.platform.startswith("linux"):
         result = Isolation("none", False, False, "", [f"{sys.platform} has no Linux namespaces"])
     else:
@@ -257,11 +259,11 @@ def probe(*, force_mode: str | None = None) -> Isolation:
             if error is None:
                 flavour = _cgroup_flavour() if mode == "root" else ""
                 result = Isolation(mode, True, mode == "root", flavour, cpu_weights=_cpu_controller(flavour),
-                                   seccomp=_try_seccomp(), fair_clock=Path("/proc/self/schedstat").is_file())
+                                   seccomp=_try_seccomp(), fair_clock=fair_clock)
                 break
             problems.append(f"{mode}: {error}")
         if result is None:
-            result = Isolation("none", False, False, "", problems, seccomp=_try_seccomp())
+            result = Isolation("none", False, False, "", problems, seccomp=_try_seccomp(), fair_clock=fair_clock)
     if not force_mode:
         _PROBED.append(result)
     return result
