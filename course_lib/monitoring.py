@@ -24,6 +24,7 @@ under ``torch.no_grad()``, such as evaluation, are not recorded). Taught in
 notebook 02, used throughout; the capstone (08) reads its ``report()``.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -43,18 +44,88 @@ EXPLODING_RATIO = 1e2
 
 UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights per layer
 _DEAD_FROM_INPUT = ("elu", "gelu", "silu")  # their derivative is not a function of the output
+_FLUSHED = 1.2e-30  # float32 sums of squares below n * this may have lost squares to underflow (1.2e-38)
+_FLOATS = (torch.float32, torch.float64)
+_STACK = 8192  # tensors up to this size are reduced stacked, one call per size
+_CHUNK = 1 << 16  # BLAS dots over at most this many float32 values stay within ~4e-7 of the exact sum
 
 
-def _norm(x: torch.Tensor) -> torch.Tensor:
-    """||x|| summed in float64: squares of float32 gradients below 1e-19 would underflow (or be
-    flushed to 0, see `seeding.flush_denormals`) and report a vanishing gradient as exactly 0."""
-    return torch.linalg.vector_norm(x, dtype=torch.float64)
+def _sum_squares(flat: torch.Tensor) -> torch.Tensor:
+    """sum(x**2) of a flat float32 tensor in float32, in chunks whose dots stay precise."""
+    if flat.numel() <= _CHUNK:
+        return torch.dot(flat, flat)
+    return torch.stack([torch.dot(part, part) for part in flat.split(_CHUNK)]).sum()
 
 
-def _std(x: torch.Tensor) -> torch.Tensor:
-    """Sample std as the norm of the centred values (torch.std is several times slower on CPU)."""
-    x = x.float()
-    return _norm(x - x.mean()) / max(x.numel() - 1, 1) ** 0.5
+def _moments(tensors=(), matrices=()) -> np.ndarray:
+    """Rows (count, sum, sum of squares, sum of squared deviations from the mean) in float64: one per
+    tensor, then one per row of each matrix.
+
+    Fast path: float32 sums (cascade sum, chunked BLAS dots), small tensors of one size stacked
+    into one reduction, one synchronisation for all, and the centred sum as
+    sum(x**2) - sum(x)**2 / n. A row is measured again where that is not exact to ~1e-6: centred
+    in float32 when its mean is large against its spread (the subtraction would cancel), and in
+    float64 when its float32 squares may have underflowed (values below ~1e-19, see
+    `seeding.flush_denormals`) or overflowed, so that a vanishing gradient reads as its size, not 0.
+    """
+    rows = [t.reshape(-1) if t.dtype in _FLOATS else t.reshape(-1).float() for t in tensors]
+    counts = [flat.numel() for flat in rows]
+    singles, groups = [], {}  # a call per small tensor costs more than stacking them
+    for i, flat in enumerate(rows):
+        if flat.numel() <= _STACK:
+            groups.setdefault((flat.numel(), flat.dtype), []).append(i)
+        else:
+            singles.append(i)
+    blocks = []
+    for members in groups.values():
+        if len(members) == 1:
+            singles.append(members[0])
+        else:
+            blocks.append((members, torch.stack([rows[i] for i in members])))
+    starts = []  # rows of the matrices follow the tensors
+    for matrix in matrices:
+        starts.append(len(counts))
+        blocks.append((range(len(counts), len(counts) + len(matrix)), matrix))
+        counts += [matrix.shape[1]] * len(matrix)
+    if not counts:
+        return np.zeros((0, 4))
+
+    def row(i: int) -> torch.Tensor:
+        if i < len(rows):
+            return rows[i]
+        k = max(k for k, start in enumerate(starts) if start <= i)
+        return matrices[k][i - starts[k]]
+    positions, parts = list(singles), []
+    if singles:
+        parts.append(torch.stack([torch.stack([rows[i].sum() for i in singles]),
+                                  torch.stack([_sum_squares(rows[i]) for i in singles])], dim=1))
+    for members, block in blocks:
+        positions += members
+        parts.append(torch.stack((block.sum(1), (block * block).sum(1)), dim=1))
+    sums = np.empty((len(counts), 2))
+    sums[positions] = torch.cat(parts).double().numpy()  # the one synchronisation
+    n = np.array(counts, dtype=float)
+    s1, s2 = sums[:, 0], sums[:, 1]
+    out = np.stack([n, s1, s2, s2 - s1 * s1 / np.maximum(n, 1)], axis=1)
+    unsafe = ~(np.isfinite(s2) & (s2 >= n * _FLUSHED)) & (n > 0)
+    cancels = ~unsafe & (out[:, 3] < 0.5 * s2)  # mean**2 > variance: the difference loses digits
+    for i in np.flatnonzero(unsafe | cancels):
+        flat = row(i)
+        if cancels[i]:
+            deviation = flat - float(s1[i] / n[i])
+            out[i, 3] = float(_sum_squares(deviation))
+            if np.isfinite(out[i, 3]) and out[i, 3] >= n[i] * _FLUSHED:
+                continue
+        x = flat.double()
+        out[i, 1] = float(x.sum())
+        deviation = x - out[i, 1] / n[i]
+        out[i, 2], out[i, 3] = float(torch.dot(x, x)), float(torch.dot(deviation, deviation))
+    return out
+
+
+def _std(moments: np.ndarray) -> np.ndarray:
+    """Sample std from `_moments` rows."""
+    return np.sqrt(np.maximum(moments[:, 3], 0.0) / np.maximum(moments[:, 0] - 1, 1))
 
 
 @dataclass(frozen=True)
@@ -143,8 +214,14 @@ class GradientMonitor:
         self._rows: list[np.ndarray] = []
         self._seen: list[np.ndarray] = []  # which entries of each row were measured (NaN may be a measurement)
         self._handles: list = []
-        self._snapshots: dict | None = None
-        self._pending: dict | None = None
+        # this pass: each layer's activations, the inputs of activations whose slope needs them, dL/dh
+        self._acts: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._inputs: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._out_grads: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._pending = False  # this pass has values not yet turned into statistics
+        self._queued = False  # a callback at the end of the running backward pass will do it
+        self._backward = False  # a backward pass went through this pass
+        self._snapshots: list[tuple[list[int], torch.Tensor]] | None = None
         self._sample_at: dict[int, torch.Tensor | None] = {}
         self._pass = -1
         self._recording = False
@@ -162,12 +239,16 @@ class GradientMonitor:
         if self._handles:
             return self
         self._handles.append(self.model.register_forward_pre_hook(self._on_model_forward))
+        self._handles.append(self.model.register_forward_hook(self._on_model_output))
         for index, layer in enumerate(self.layers):
-            self._handles.append(layer.act_module.register_forward_hook(self._activation_hook(index)))
-            if layer.act_module is not layer.module:
-                self._handles.append(layer.module.register_forward_hook(self._output_hook(index)))
-            if layer.weight is not None:
-                self._handles.append(layer.weight.register_post_accumulate_grad_hook(self._weight_hook(index)))
+            module = layer.module
+            # A plain block returns its activation's output: one hook sees both (fewer Python calls per step).
+            if layer.act_module is module or (isinstance(module, Block) and not module.residual
+                                              and layer.activation not in _DEAD_FROM_INPUT):
+                self._handles.append(module.register_forward_hook(self._layer_hook(index, acts=True, outs=True)))
+            else:
+                self._handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
+                self._handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
         return self
 
     def detach(self) -> None:
@@ -179,10 +260,12 @@ class GradientMonitor:
                 handle.remove()
             self._handles.clear()
             self._snapshots = None
+            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
 
     # -- hooks ---------------------------------------------------------------
-    # Hooks only keep references; statistics are computed once backward is
-    # complete, in one pass with a single sync, and only for `metrics`.
+    # Hooks only keep references; statistics are computed once backward is complete (a callback
+    # queued when the model's output gets its gradient), batched across layers with one
+    # synchronisation, and only for `metrics`.
     def _on_model_forward(self, module, args) -> None:
         if not torch.is_grad_enabled():
             self._recording = False
@@ -194,108 +277,147 @@ class GradientMonitor:
             self.steps.append(self._pass)
             self._rows.append(np.full((len(self.layers), len(METRICS)), np.nan))
             self._seen.append(np.zeros((len(self.layers), len(METRICS)), dtype=bool))
-            self._pending = {"acts": {}, "inputs": {}, "out_grads": {}, "weight_grads": {}}
-            self._snapshots = {i: self._sample(i) for i, layer in enumerate(self.layers)
-                               if layer.weight is not None} if "update_data" in self.metrics else None
+            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
+            self._pending, self._backward = True, False
+            if "update_data" in self.metrics:
+                with torch.no_grad():
+                    self._snapshots = self._snapshot()
+
+    def _on_model_output(self, module, args, output) -> None:
+        if not self._recording:
+            return
+        for tensor in (output,) if isinstance(output, torch.Tensor) else \
+                output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else ():
+            if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+                tensor.register_hook(self._on_backward)
+
+    def _on_backward(self, grad) -> None:
+        # the first gradient of a backward pass: compute once every weight has its gradient
+        self._backward = True
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
+
+    def _on_backward_end(self) -> None:
+        self._queued = False
+        self._pending = True  # a second backward through the same pass measures the summed gradients
+        self._compute_pending()
+
+    def _layer_hook(self, index: int, *, acts: bool = False, outs: bool = False):
+        keep_input = acts and self.layers[index].activation in _DEAD_FROM_INPUT
+        store_grad = functools.partial(self._out_grads.__setitem__, index)  # dL/dh, no Python frame in backward
+
+        def hook(module, inputs, output):
+            if not self._recording or not isinstance(output, torch.Tensor):
+                return
+            if acts:
+                self._acts[index] = output
+                if keep_input and inputs and isinstance(inputs[0], torch.Tensor):
+                    self._inputs[index] = inputs[0]
+            if outs and output.requires_grad:
+                output.register_hook(store_grad)
+        return hook
 
     def _sample(self, index: int) -> torch.Tensor:
-        """A copy of the layer's weights at fixed sampled positions (all of them for small layers)."""
+        """The layer's weights at fixed sampled positions (all of them, not copied, for small layers)."""
         flat = self.layers[index].weight.detach().reshape(-1)
         if index not in self._sample_at:
             count = flat.numel()
             self._sample_at[index] = None if count <= UPDATE_SAMPLE else \
                 torch.randperm(count, generator=torch.Generator().manual_seed(index))[:UPDATE_SAMPLE].to(flat.device)
         positions = self._sample_at[index]
-        return flat.clone() if positions is None else flat[positions]
+        return flat if positions is None else flat.index_select(0, positions)
 
-    def _activation_hook(self, index: int):
-        def hook(module, inputs, output):
-            if not (self._recording and torch.is_grad_enabled() and isinstance(output, torch.Tensor)):
-                return
-            self._pending["acts"][index] = output.detach()
-            if self.layers[index].activation in _DEAD_FROM_INPUT and inputs and isinstance(inputs[0], torch.Tensor):
-                self._pending["inputs"][index] = inputs[0].detach()
-            if self.keep_values:
-                self.activations[index] = output.detach()
-            if module is self.layers[index].module and output.requires_grad:
-                output.register_hook(self._output_grad_hook(index))
-        return hook
-
-    def _output_hook(self, index: int):
-        def hook(module, inputs, output):
-            if self._recording and torch.is_grad_enabled() and isinstance(output, torch.Tensor) \
-                    and output.requires_grad:
-                output.register_hook(self._output_grad_hook(index))
-        return hook
-
-    def _output_grad_hook(self, index: int):
-        pending = self._pending
-
-        def hook(grad):
-            pending["out_grads"][index] = grad.detach()
-            if self.keep_values:
-                self.output_grads[index] = grad.detach()
-        return hook
-
-    def _weight_hook(self, index: int):
-        def hook(param):
-            if not self._recording or param.grad is None:
-                return
-            self._pending["weight_grads"][index] = param.grad.detach()
-            if len(self._pending["weight_grads"]) == self._weight_count:
-                self._compute_pending()  # backward is complete: every weight has its gradient
-        return hook
-
-    @property
-    def _weight_count(self) -> int:
-        return sum(layer.weight is not None for layer in self.layers)
+    def _snapshot(self) -> list[tuple[list[int], torch.Tensor]]:
+        """Copies of every layer's sampled weights, stacked by sample size: [(layer indices, matrix)]."""
+        groups: dict[int, tuple[list[int], list[torch.Tensor]]] = {}
+        for i, layer in enumerate(self.layers):
+            if layer.weight is not None:
+                sample = self._sample(i)
+                index, samples = groups.setdefault(sample.numel(), ([], []))
+                index.append(i)
+                samples.append(sample)
+        return [(index, torch.stack(samples)) for index, samples in groups.values()]
 
     def _compute_pending(self) -> None:
-        """Turn the references kept by the hooks into statistics, with one sync at the end."""
-        pending = getattr(self, "_pending", None)
-        if not pending or not self._rows or not any(pending.values()):
+        """Turn this pass's activations and gradients into statistics, batched across layers."""
+        if not self._pending or not self._rows:
             return
-        step = len(self._rows) - 1
-        entries: list[tuple[int, str]] = []
-        values: list[torch.Tensor] = []
-
+        self._pending = False
+        row, seen = self._rows[-1], self._seen[-1]
         wanted = self.metrics
 
-        def put(index, metric, value):
-            if metric not in wanted:  # computed along with a wanted one (act_mean for act_std, say)
-                return
-            entries.append((index, metric))
-            values.append(value.double().reshape(()))  # float64: a tiny norm must not flush to 0
+        def put(metric, indices, values):
+            if metric in wanted and len(indices):
+                row[indices, _COL[metric]] = values
+                seen[indices, _COL[metric]] = True
 
         with torch.no_grad():
-            for index, acts in pending["acts"].items():
-                kind = self.layers[index].activation
-                if wanted & {"act_mean", "act_std"}:
-                    mean = acts.mean()  # mean and norm of the centred values: far cheaper than var_mean on CPU
-                    put(index, "act_mean", mean)
-                    put(index, "act_std", _norm(acts - mean) / max(acts.numel() - 1, 1) ** 0.5)
-                if kind == "sigmoid" and "saturated" in wanted:
-                    put(index, "saturated", ((acts < 0.03) | (acts > 0.97)).float().mean())
-                elif kind == "tanh" and "saturated" in wanted:
-                    put(index, "saturated", (acts.abs() > 0.97).float().mean())
-                dead = self._dead_fraction(kind, acts, pending["inputs"].get(index)) if "dead" in wanted else None
+            acts = [(i, a.detach()) for i, a in enumerate(self._acts) if a is not None]
+            outs = [(i, g) for i, g in enumerate(self._out_grads) if g is not None]
+            # weight gradients count only once a backward pass went through this pass (not stale ones)
+            weights = [(i, layer.weight.detach(), layer.weight.grad) for i, layer in enumerate(self.layers)
+                       if layer.weight is not None and layer.weight.grad is not None] \
+                if self._backward or outs else []
+            if self.keep_values:
+                for i, a in acts:
+                    self.activations[i] = a
+                for i, g in outs:
+                    self.output_grads[i] = g
+            fractions = self._fractions(acts)  # saturated and dead, one float64 tensor each
+            want_acts = bool(wanted & {"act_mean", "act_std"}) and acts
+            want_outs = "out_grad_norm" in wanted and outs
+            want_grads = bool(wanted & {"grad_norm", "grad_std", "grad_data"}) and weights
+            want_weights = "grad_data" in wanted and weights
+            groups = [[a for _, a in acts] if want_acts else [], [g for _, g in outs] if want_outs else [],
+                      [g for _, _, g in weights] if want_grads else [], [w for _, w, _ in weights] if want_weights else []]
+            moments = _moments([t for group in groups for t in group])
+            ends = np.cumsum([len(group) for group in groups])
+            act_m, out_m, grad_m, weight_m = np.split(moments, ends[:-1])
+        if want_acts:
+            index = [i for i, _ in acts]
+            put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
+            put("act_std", index, _std(act_m))
+        if want_outs:
+            put("out_grad_norm", [i for i, _ in outs], np.sqrt(out_m[:, 2]))
+        if want_grads:
+            index = [i for i, _, _ in weights]
+            put("grad_norm", index, np.sqrt(grad_m[:, 2]))
+            put("grad_std", index, _std(grad_m))
+            if want_weights:
+                put("grad_data", index, _std(grad_m) / (_std(weight_m) + 1e-30))
+        for metric, (index, values) in fractions.items():
+            put(metric, index, values.numpy())
+
+    def _fractions(self, acts) -> dict[str, tuple[list[int], torch.Tensor]]:
+        """Saturated and dead fractions per layer, each stacked into one float64 tensor."""
+        found: dict[str, tuple[list[int], list[torch.Tensor]]] = {"saturated": ([], []), "dead": ([], [])}
+        relu: tuple[list[int], list[torch.Tensor]] = ([], [])  # largest output of each unit, compared at once
+        for index, a in acts:
+            kind = self.layers[index].activation
+            if "saturated" in self.metrics and kind in ("sigmoid", "tanh"):
+                extreme = (a < 0.03) | (a > 0.97) if kind == "sigmoid" else a.abs() > 0.97
+                found["saturated"][0].append(index)
+                found["saturated"][1].append(torch.count_nonzero(extreme) / max(extreme.numel(), 1))
+            if "dead" in self.metrics and kind == "relu":  # slope 1 exactly where the output is positive
+                relu[0].append(index)
+                relu[1].append(a.reshape(-1, a.shape[-1]).amax(dim=0))
+            elif "dead" in self.metrics:
+                dead = self._dead_fraction(kind, a, self._inputs[index])
                 if dead is not None:
-                    put(index, "dead", dead)
-            if "out_grad_norm" in wanted:
-                for index, grad in pending["out_grads"].items():
-                    put(index, "out_grad_norm", _norm(grad))
-            for index, grad in pending["weight_grads"].items():
-                if "grad_norm" in wanted:
-                    put(index, "grad_norm", _norm(grad))
-                if wanted & {"grad_std", "grad_data"}:
-                    grad_std = _std(grad)
-                    put(index, "grad_std", grad_std)
-                    put(index, "grad_data", grad_std / (_std(self.layers[index].weight.detach()) + 1e-30))
-            numbers = torch.stack(values).tolist() if values else []
-        for (index, metric), number in zip(entries, numbers):
-            self._store(step, index, metric, number)
-        for key in pending:
-            pending[key] = {}
+                    found["dead"][0].append(index)
+                    found["dead"][1].append(dead)
+        fractions = {metric: (index, torch.stack(values).double()) for metric, (index, values) in found.items()
+                     if index}
+        if relu[0]:
+            if len({len(m) for m in relu[1]}) == 1:
+                dead = (torch.stack(relu[1]) <= 0).double().mean(1)
+            else:
+                dead = torch.stack([(m <= 0).double().mean() for m in relu[1]])
+            index = fractions["dead"][0] + relu[0] if "dead" in fractions else relu[0]
+            dead = torch.cat([fractions["dead"][1], dead]) if "dead" in fractions else dead
+            fractions["dead"] = (index, dead)
+        return fractions
 
     @staticmethod
     def _dead_fraction(kind, acts: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor | None:
@@ -303,15 +425,16 @@ class GradientMonitor:
         if kind is None:
             return None
         if kind == "relu":  # slope 1 exactly where the output is positive
-            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()
+            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()  # (batched in _fractions)
         if kind == "sigmoid":
             slope = acts * (1 - acts)
-        elif kind == "tanh":
-            slope = 1 - acts**2
+        elif kind == "tanh":  # 1 - a**2 is largest where |a| is smallest (the same float32 number)
+            smallest = acts.reshape(-1, acts.shape[-1]).abs().amin(dim=0)
+            return (1 - smallest**2 < 1e-6).float().mean()
         elif kind in ("leaky_relu", "linear", "identity"):
             return torch.zeros(())
         elif inputs is not None:
-            slope = activation_derivative(kind, inputs.float()).abs()
+            slope = activation_derivative(kind, inputs.detach().float()).abs()
         else:
             return None
         # a unit is dead when no example of the batch gives it a usable slope
@@ -321,19 +444,19 @@ class GradientMonitor:
         """Finish the recorded step: pending statistics, then std(update)/std(W) of the step taken."""
         self._compute_pending()
         if not self._snapshots or not self._rows:
+            self._snapshots = None
             return
-        step = len(self._rows) - 1
         with torch.no_grad():
-            indices = list(self._snapshots)
-            ratios = [_std(self._sample(i) - before) / (_std(before) + 1e-30)
-                      for i, before in self._snapshots.items()]
-            for index, ratio in zip(indices, torch.stack(ratios).tolist() if ratios else []):
-                self._store(step, index, "update_data", ratio)
+            before = self._snapshots
+            after = self._snapshot()
+            moments = _moments(matrices=[now - then for (_, now), (_, then) in zip(after, before)]
+                               + [then for _, then in before])
+        updates, weights = np.split(moments, 2)
+        index = [i for members, _ in before for i in members]
+        row, seen = self._rows[-1], self._seen[-1]
+        row[index, _COL["update_data"]] = _std(updates) / (_std(weights) + 1e-30)
+        seen[index, _COL["update_data"]] = True
         self._snapshots = None
-
-    def _store(self, step: int, index: int, metric: str, value: float) -> None:
-        self._rows[step][index, _COL[metric]] = value
-        self._seen[step][index, _COL[metric]] = True
 
     # -- results ---------------------------------------------------------------
     def as_arrays(self) -> dict[str, np.ndarray]:
