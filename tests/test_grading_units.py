@@ -530,7 +530,7 @@ def test_cgroups_of_dead_owners_are_emptied_and_removed():
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         (dead / "cgroup.procs").write_text(str(sleeper.pid))
-        assert sandbox.sweep_cgroups() >= 1
+        sandbox.sweep_cgroups()  # (another grader's sweep may have been first: the outcome is the same)
         assert sleeper.wait(timeout=10) == -9 and not dead.exists() and live.exists()
     finally:
         sleeper.kill()
