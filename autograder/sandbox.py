@@ -129,8 +129,7 @@ class Isolation:
         if self.cpu_weights:
             parts.append(f"an equal CPU weight per sandbox (cgroup {self.cgroups} cpu)")
         else:
-            parts.append("no CPU weights (no writable cgroup cpu controller): CPU shared per session"
-                         + (", setsid refused" if self.seccomp else ""))
+            parts.append("no CPU weights (no writable cgroup cpu controller): CPU shared per session")
         if self.seccomp:
             parts.append("setsid/setpgid refused (seccomp)")
         parts.append("time limits count the time a test had (wall time minus waiting for a CPU), "
