@@ -69,15 +69,39 @@ def test_check_function_explains():
 
 
 def test_choice_labels_integer_prediction():
-    checks.check_choice("q", " a ", "ABCD", expected_digest=checks.digest("A"))
+    checks.check_choice("q", " a ", "ABCD", expected_digest=checks.digest("A", "01_q5"), salt="01_q5")
     assert "one of" in fails(checks.check_choice, "q", "E", "ABCD")
     assert "because" in fails(checks.check_choice, "q", "B", "ABCD", expected="A", explanations={"B": "because"})
-    checks.check_labels("q", {"x": "up"}, ["x"], ["up", "down"], expected_digests={"x": checks.digest("up")})
+    assert "not the best" in fails(checks.check_choice, "q", "A", "ABCD", expected_digest=checks.digest("A", "other"),
+                                   salt="01_q5")  # a digest salted for another question does not match
+    with pytest.raises(ValueError, match="salt"):
+        checks.check_choice("q", "A", "ABCD", expected_digest=checks.digest("A", "01_q5"))
+    assert checks.digest("A", "01_q5") != checks.digest("A", "04_q5")
+    checks.check_labels("q", {"x": "up"}, ["x"], ["up", "down"], expected_digests={"x": checks.digest("up", "s:x")},
+                        salt="s:")
     assert "missing keys" in fails(checks.check_labels, "q", {}, ["x"], ["up"])
     assert "1 of 1 labels" in fails(checks.check_labels, "q", {"x": "down"}, ["x"], ["up", "down"],
                                     expected={"x": "up"})
     assert "an int" in fails(checks.check_integer, "q", 15.0, 15)
     assert "0.25" in fails(checks.check_integer, "q", 14, 15, mistakes=[(14, "0.25**14 is too big")])
-    assert "measures 45.26" in fails(checks.check_prediction, "q", 44.0, 45.26)
+    message = fails(checks.check_prediction, "q", 44.0, 45.26)
+    assert "not within" in message and "45.2" not in message, "a missed prediction must not reveal the measurement"
+    assert "depth" in fails(checks.check_prediction, "q", 44.0, 45.26, mistakes=[(44.0, "you multiplied by the depth")])
     with checks.quiet():
         checks.check_prediction("q", 45.0, 45.26)
+
+
+def test_failed_check_renders_as_its_message_only():
+    """IPython shows `_render_traceback_` instead of a traceback: the message, nothing else."""
+    try:
+        checks.check_close("Question 1", 1.0, 2.0)
+    except checks.CheckFailed as error:
+        lines = error._render_traceback_()
+    assert "Question 1: not yet right." in lines[0] and "expected 2" in "\n".join(lines)
+    assert not any("Traceback" in line or ".py" in line for line in lines)
+
+
+def test_missing_answer_names_what_to_set():
+    assert "set `q3_layers` first" in checks.missing_answer_message("q3_layers")
+    assert checks.missing_answer_message("q3_layers").startswith("Question 3:")
+    assert checks.missing_answer_message("numpy_thing") is None  # other NameErrors keep their traceback
