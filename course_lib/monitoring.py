@@ -111,10 +111,11 @@ def _moments(tensors=(), matrices=()) -> np.ndarray:
     cancels = ~unsafe & (out[:, 3] < 0.5 * s2)  # mean**2 > variance: the difference loses digits
     for i in np.flatnonzero(unsafe | cancels):
         flat = row(i)
-        if cancels[i]:
+        if cancels[i]:  # about the mean rounded to float32, then corrected for that rounding
             deviation = flat - float(s1[i] / n[i])
-            out[i, 3] = float(_sum_squares(deviation))
-            if np.isfinite(out[i, 3]) and out[i, 3] >= n[i] * _FLUSHED:
+            offset, squares = float(deviation.sum()), float(_sum_squares(deviation))
+            out[i, 3] = squares - offset * offset / n[i]
+            if np.isfinite(squares) and squares >= n[i] * _FLUSHED:
                 continue
         x = flat.double()
         out[i, 1] = float(x.sum())

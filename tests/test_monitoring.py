@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_lib.models import activation_derivative, build_mlp
-from course_lib.monitoring import METRICS, GradientMonitor
+from course_lib.monitoring import METRICS, UPDATE_SAMPLE, GradientMonitor
 
 
 def batch(seed=0, n=32, features=6):
@@ -186,3 +186,66 @@ def test_flush_denormals_restores_the_threads_mode():
     with flush_denormals(False):
         assert not flushing_denormals()
     assert flushing_denormals()
+
+
+def _reference_statistics(net, X, y, lr=0.1):
+    """Per-layer statistics computed the straightforward way, one layer at a time, norms in float64."""
+    outputs = []
+    handles = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in net.blocks]
+    loss = loss_of(net, X, y)
+    for h in handles:
+        h.remove()
+    for o in outputs:
+        o.retain_grad()
+    net.zero_grad()
+    loss.backward()
+    weights = [b.linear.weight for b in net.blocks]
+    before = [w.detach().clone() for w in weights]
+    std = lambda t: float(t.double().std())  # noqa: E731
+    stats = {
+        "grad_norm": [float(w.grad.double().norm()) for w in weights],
+        "grad_std": [std(w.grad) for w in weights],
+        "out_grad_norm": [float(o.grad.double().norm()) for o in outputs],
+        "act_mean": [float(o.detach().double().mean()) for o in outputs],
+        "act_std": [std(o.detach()) for o in outputs],
+        "grad_data": [std(w.grad) / std(w.detach()) for w in weights],
+    }
+    with torch.no_grad():
+        for w in weights:
+            w -= lr * w.grad
+    # layers of more than 4,096 weights: the same 4,096 sampled positions as the monitor
+    samples = [torch.randperm(w.numel(), generator=torch.Generator().manual_seed(k))[:UPDATE_SAMPLE]
+               if w.numel() > UPDATE_SAMPLE else slice(None) for k, w in enumerate(weights)]
+    stats["update_data"] = [std((w.detach() - w0).reshape(-1)[s]) / std(w0.reshape(-1)[s])
+                            for w, w0, s in zip(weights, before, samples)]
+    return stats
+
+
+@pytest.mark.parametrize(("depth", "width", "activation"), [(5, 32, "relu"), (4, 128, "tanh"), (3, 48, "sigmoid")])
+def test_batched_statistics_equal_a_per_layer_float64_reference(depth, width, activation):
+    """Layers stacked into shared reductions (small ones) or reduced one by one (large ones), sums in float32
+    with float64 where they could lose digits: the same numbers as float64 layer by layer, to 1e-6 (means
+    to 1e-6 of the spread)."""
+    X, y = batch(n=64, features=width)
+    reference_net = build_mlp(depth, width, activation=activation, in_features=width, out_features=3, seed=1)
+    net = build_mlp(depth, width, activation=activation, in_features=width, out_features=3, seed=1)
+    expected = _reference_statistics(reference_net, X, y)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with GradientMonitor(net) as monitor:
+        opt.zero_grad()
+        loss_of(net, X, y).backward()
+        opt.step()
+    for metric, values in expected.items():
+        # a mean is a float32 sum (as before): exact to 1e-6 of the values' spread, not of a mean near 0
+        atol = 1e-6 * np.asarray(expected["act_std"]) if metric == "act_mean" else 0
+        assert (np.abs(monitor.latest(metric) - values) <= atol + 1e-6 * np.abs(values)).all(), metric
+
+
+def test_a_layer_whose_mean_dwarfs_its_spread_keeps_its_std():
+    """Sigmoid activations near 0.5 with a std of ~1e-4: sum(x**2) - n * mean**2 would cancel to noise."""
+    net = build_mlp(2, 64, activation="sigmoid", init="normal", std=1e-6, in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    with GradientMonitor(net) as monitor:
+        loss_of(net, X, y).backward()
+    acts = torch.sigmoid(net.blocks[0].linear(X)).double()
+    assert monitor.latest("act_std")[0] == pytest.approx(float(acts.std()), rel=1e-5)
