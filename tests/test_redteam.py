@@ -113,11 +113,12 @@ def _test_id(question: str) -> str:
 
 NOISY = {
     "q1_chain_rule_derivative": "import sys, warnings\n" + ANSWERS["q1_chain_rule_derivative"].replace(
-        '    """Return (f_L(...f_1(x)), d/dx of it) by the chain rule."""',
-        '    """Return (f_L(...f_1(x)), d/dx of it) by the chain rule."""\n'
+        '    """Return the pair (h_L, dh_L/dx) for the chain h_k = f_k(h_{k-1}), h_0 = x."""',
+        '    """Return the pair (h_L, dh_L/dx) for the chain h_k = f_k(h_{k-1}), h_0 = x."""\n'
         '    print("debug: x =", x, file=sys.stderr)\n    warnings.warn("just checking", RuntimeWarning)\n'
         '    print("computing...")'),
-    "q3_layers": ANSWERS["q3_layers"] + "\nimport warnings\nwarnings.warn('layers computed')\nprint(q3_layers)",
+    QUESTIONS[2]: ANSWERS[QUESTIONS[2]] + "\nimport warnings\nwarnings.warn('layers computed')\n"
+                                          "print(layers_until_below(0.25, 1e-9))",
 }
 HELPER = {"q2_backprop_jacobians": "from functools import reduce\n\n\ndef _apply(g, J):\n    return J.T @ g\n\n\n"
           "def backprop_through_jacobians(jacobians, grad_output):\n"
@@ -136,8 +137,7 @@ def honest_cases() -> dict[str, Case]:
             build({**RIGHT, question: MISTAKE[question]}), earned(*(q for q in QUESTIONS if q != question)),
             flagged=False, honest=True)
     cases["honest_partial"] = notebook_case(
-        build({q: RIGHT[q] for q in ("q1_chain_rule_derivative", "q3_layers", "q5_answer")}),
-        earned("q1_chain_rule_derivative", "q3_layers", "q5_answer"), flagged=False, honest=True)
+        build({q: RIGHT[q] for q in QUESTIONS[0:5:2]}), earned(*QUESTIONS[0:5:2]), flagged=False, honest=True)
     cases["honest_noisy_stderr"] = notebook_case(build({**RIGHT, **NOISY}), earned(*QUESTIONS), flagged=False,
                                                  honest=True)
     cases["honest_helper_cell"] = notebook_case(build({**RIGHT, **HELPER}), earned(*QUESTIONS), flagged=False,
@@ -214,8 +214,10 @@ LIAR_ANSWERS = {
     "q1_chain_rule_derivative": "def chain_rule_derivative(x, functions, derivatives):\n    return Liar(0.0), Liar(0.0)",
     "q2_backprop_jacobians": "def backprop_through_jacobians(jacobians, grad_output):\n"
                              "    return np.zeros(jacobians[0].shape[1]).view(LiarArray)",
-    "q3_layers": "q3_layers = LiarInt(3)", "q4_factor": "q4_factor = Liar(1.0)",
-    "q5_answer": 'q5_answer = LiarStr("Z")', "q6_diagnosis": "q6_diagnosis = LiarDict(A='x', B='x', C='x')"}
+    "q3_layers_until_below": "def layers_until_below(factor, threshold):\n    return LiarInt(3)",
+    "q4_gradient_factor": "def predict_gradient_factor(factor, depth):\n    return Liar(1.0)",
+    "q5_answer": 'q5_answer = LiarStr("Z")', "q6_diagnose": "def diagnose(grad_norms):\n    return LiarStr('x')"}
+assert sorted(LIAR_ANSWERS) == sorted(QUESTIONS), "the liar answers no longer name notebook 01's questions"
 
 INPUT_TRANSFORMER = """def _neuter(lines):
     text = "".join(lines)
@@ -399,7 +401,7 @@ def _delete_test(nb):
 
 def _edit_test(nb):
     for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == "q3_layers_test":
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == f"{QUESTIONS[2]}_test":
             cell.source = "pass"
             cell.metadata["nbgrader"]["points"] = 100
 
@@ -441,7 +443,7 @@ def attack_cases(course: Path, port: int) -> dict[str, Case]:
                                       reason="process"),
         "infinite_loop_in_answer": notebook_case(build({**RIGHT, **LOOP_IN_FUNCTION}),
                                                  earned(*QUESTIONS[1:]), reason="time limit"),
-        "uninterruptible_loop": notebook_case(build(RIGHT, insert={"q3_layers_test": [UNINTERRUPTIBLE]}),
+        "uninterruptible_loop": notebook_case(build(RIGHT, insert={f"{QUESTIONS[2]}_test": [UNINTERRUPTIBLE]}),
                                               earned(*QUESTIONS[:3]), reason="killed"),
         "os_exit": notebook_case(build(RIGHT, insert={"q2_backprop_jacobians_test": ["import os\nos._exit(0)"]}),
                                  earned(*QUESTIONS[:2]), reason="os._exit"),

@@ -108,7 +108,7 @@ assert all((v != 0).all() for k, v in slopes_below_zero.items() if k != "relu")
 # %% tags=["demo"]
 runs = {name: compare_depth(name, depth=10, lr=0.1, num_steps=300, seed=0) for name in ["sigmoid", "tanh", "relu"]}
 
-fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(12, 3.5), layout="constrained")
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(10, 3.4), layout="constrained")
 plot_gradient_norms({k: r["grad_init"] for k, r in runs.items()}, ax=ax0, title="at initialization")
 plot_gradient_norms({k: r["grad_trained"] for k, r in runs.items()}, ax=ax1, title="after 300 steps")
 plot_training_curves({k: r["loss"] for k, r in runs.items()}, ax=ax2, smooth=10)

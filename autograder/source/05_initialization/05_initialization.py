@@ -79,7 +79,7 @@ depth, width = 30, 256
 X_probe = torch.randn(256, width, generator=torch.Generator().manual_seed(0))
 settings = {"ReLU, sigma_w^2 = 1": ("relu", 1.0), "ReLU, sigma_w^2 = 2 (He)": ("relu", 2.0),
             "ReLU, sigma_w^2 = 3": ("relu", 3.0), "tanh, sigma_w^2 = 1": ("tanh", 1.0)}
-fig, (ax_fwd, ax_bwd) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+fig, (ax_fwd, ax_bwd) = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
 layers = np.arange(1, depth + 1)
 for i, (label, (activation, sigma_w2)) in enumerate(settings.items()):
     stats = layer_statistics(random_network(activation, depth=depth, width=width, sigma_w2=sigma_w2, seed=0), X_probe)
@@ -219,7 +219,7 @@ for scheme, torch_init in ours_vs_torch.items():
 # %% tags=["demo"]
 e3 = {init: train_deep_relu(init, depth=30, width=64, lr=0.01, momentum=0.9, clip=1.0, num_steps=300, seed=0)
       for init in ("xavier", "he")}
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, 3.4), layout="constrained")
 for i, (init, r) in enumerate(e3.items()):
     ax0.semilogy(np.arange(1, 31), r["act_std"], "o-", markersize=3, color=OKABE_ITO[i], label=init)
     print(f"{init:6s}: activation std layer 30 / layer 1 = {r['std_ratio']:.1e}; final loss {r['final_loss']:.3f}, "
