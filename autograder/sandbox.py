@@ -310,18 +310,16 @@ def _try_namespaces(mode: str) -> str | None:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
         os.mkdir("/tmp/proc")
-        os.chdir("/tmp")
-        _pivot_root()
         child = os.fork()
         if child == 0:
             try:
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                _enter_root("/tmp")
                 os._exit(0 if os.getpid() == 1 else 3)
             except BaseException:  # noqa: BLE001
                 os._exit(4)
         _, status = os.waitpid(child, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise SandboxError("cannot mount /proc in a new PID namespace")
+            raise SandboxError("cannot mount /proc in a new PID namespace, or pivot into a new root")
 
     return _in_child(body)
 
@@ -683,8 +681,9 @@ def view(hide: tuple[str, ...] = ()) -> View:
     return View(unique, symlinks, masks, sorted(set(blanks)), python_path)
 
 
-def _build_root(the_view: View, limits: Limits) -> None:
-    """In the keeper's new mount namespace: a tmpfs with `the_view` in it becomes the root."""
+def _stage_root(the_view: View, limits: Limits) -> str:
+    """In the keeper's new mount namespace: a tmpfs with `the_view` in it, to become the root (`_enter_root`);
+    returns where it is."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     sources = {}
     for path in the_view.binds + [f"/dev/{d}" for d in DEVICES if os.path.exists(f"/dev/{d}")]:
@@ -719,6 +718,14 @@ def _build_root(the_view: View, limits: Limits) -> None:
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{stage}/dev/{name}")
     os.makedirs(stage + "/proc", mode=0o755, exist_ok=True)
+    return stage
+
+
+def _enter_root(stage: str) -> None:
+    """In PID 1 of the new PID namespace: its /proc, then the staged root becomes everyone's root (the keeper's
+    too) and the old one is detached. /proc first: in a user namespace, Linux mounts a new proc only while
+    the old one is still visible."""
+    _mount("proc", stage + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(stage)
     _pivot_root()
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -995,23 +1002,24 @@ class Sandbox:
         if self._cgroups is not None:
             self._cgroups.add(os.getpid())  # init and the kernel inherit them; /sys is not in the view
         _enter_namespaces(self.isolation.mode)
-        _build_root(self._view, self.limits)
+        stage = _stage_root(self._view, self.limits)
         uid = UID_BASE + os.getpid() if self.isolation.separate_uid else os.getuid()
         gid = uid if self.isolation.separate_uid else os.getgid()
-        workdir = Path("/tmp/submission")
+        workdir = Path(stage + "/tmp/submission")
         workdir.mkdir(mode=0o700)
         (workdir / self._notebook[0]).write_bytes(self._notebook[1])
         for path in [workdir, *workdir.iterdir()]:
             os.chown(path, uid, gid)
         for folder in ("/tmp/.ipython", "/tmp/.matplotlib", "/tmp/.cache"):
-            os.mkdir(folder, 0o700)
-            os.chown(folder, uid, gid)
+            os.mkdir(stage + folder, 0o700)
+            os.chown(stage + folder, uid, gid)
+        os.chdir(stage)  # init's pivot then makes the new root this process's root and working directory too
         go_r, go_w = os.pipe()
         init = os.fork()
         if init == 0:
             os.close(go_w)
             os.close(status_w)
-            self._init(kernel_sock, go_r, uid, gid, str(workdir))
+            self._init(kernel_sock, go_r, uid, gid, "/tmp/submission", stage)
         os.close(go_r)
         os.write(go_w, b"x")
         os.close(go_w)
@@ -1027,14 +1035,14 @@ class Sandbox:
                 break
         os._exit(min(255, abs(os.waitstatus_to_exitcode(status)) + (128 if os.waitstatus_to_exitcode(status) < 0 else 0)))
 
-    def _init(self, kernel_sock, go_r, uid: int, gid: int, workdir: str) -> None:
+    def _init(self, kernel_sock, go_r, uid: int, gid: int, workdir: str, stage: str) -> None:
         """PID 1 of the sandbox: start the kernel, reap orphans, relay interrupts, exit with the kernel."""
         try:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.read(go_r, 1) != b"x":
                 os._exit(75)  # the keeper died before it let us go: PR_SET_PDEATHSIG came too late
             os.close(go_r)
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            _enter_root(stage)
             kernel = os.fork()
             if kernel == 0:
                 self._become_student(kernel_sock, uid, gid, workdir)

@@ -51,9 +51,6 @@ def preload() -> None:
     import importlib
     import pkgutil
 
-    # the editable install's finder maps course_lib and autograder to a checkout: imports here come from
-    # sys.path (the plain copy of course_lib, the grader's own code), never through it
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
     for name in PRELOAD_MODULES:
         try:
             importlib.import_module(name)
