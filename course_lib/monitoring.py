@@ -57,9 +57,10 @@ def _sum_squares(flat: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.dot(part, part) for part in flat.split(_CHUNK)]).sum()
 
 
-def _moments(tensors=(), matrices=()) -> np.ndarray:
+def _moments(tensors=(), matrices=(), norms=()) -> np.ndarray:
     """Rows (count, sum, sum of squares, sum of squared deviations from the mean) in float64: one per
-    tensor, then one per row of each matrix.
+    tensor, then one per row of each matrix, then one per tensor of `norms` (of which only the sum
+    of squares is needed: large ones skip the sum).
 
     Fast path: float32 sums (cascade sum, chunked BLAS dots), small tensors of one size stacked
     into one reduction, one synchronisation for all, and the centred sum as
@@ -68,8 +69,9 @@ def _moments(tensors=(), matrices=()) -> np.ndarray:
     float64 when its float32 squares may have underflowed (values below ~1e-19, see
     `seeding.flush_denormals`) or overflowed, so that a vanishing gradient reads as its size, not 0.
     """
-    rows = [t.reshape(-1) if t.dtype in _FLOATS else t.reshape(-1).float() for t in tensors]
+    rows = [t.reshape(-1) if t.dtype in _FLOATS else t.reshape(-1).float() for t in (*tensors, *norms)]
     counts = [flat.numel() for flat in rows]
+    squares_only = len(rows) - len(norms)  # rows from here on
     singles, groups = [], {}  # a call per small tensor costs more than stacking them
     for i, flat in enumerate(rows):
         if flat.numel() <= _STACK:
@@ -97,7 +99,8 @@ def _moments(tensors=(), matrices=()) -> np.ndarray:
         return matrices[k][i - starts[k]]
     positions, parts = list(singles), []
     if singles:
-        parts.append(torch.stack([torch.stack([rows[i].sum() for i in singles]),
+        zero = torch.zeros((), dtype=rows[singles[0]].dtype, device=rows[singles[0]].device)
+        parts.append(torch.stack([torch.stack([rows[i].sum() if i < squares_only else zero for i in singles]),
                                   torch.stack([_sum_squares(rows[i]) for i in singles])], dim=1))
     for members, block in blocks:
         positions += members
@@ -325,7 +328,8 @@ class GradientMonitor:
         if index not in self._sample_at:
             count = flat.numel()
             self._sample_at[index] = None if count <= UPDATE_SAMPLE else \
-                torch.randperm(count, generator=torch.Generator().manual_seed(index))[:UPDATE_SAMPLE].to(flat.device)
+                torch.randperm(count, generator=torch.Generator().manual_seed(index))[:UPDATE_SAMPLE].sort().values.to(
+                    flat.device)  # sorted: the same sample, gathered in memory order
         positions = self._sample_at[index]
         return flat if positions is None else flat.index_select(0, positions)
 
@@ -370,11 +374,16 @@ class GradientMonitor:
             want_outs = "out_grad_norm" in wanted and outs
             want_grads = bool(wanted & {"grad_norm", "grad_std", "grad_data"}) and weights
             want_weights = "grad_data" in wanted and weights
-            groups = [[a for _, a in acts] if want_acts else [], [g for _, g in outs] if want_outs else [],
-                      [g for _, _, g in weights] if want_grads else [], [w for _, w, _ in weights] if want_weights else []]
-            moments = _moments([t for group in groups for t in group])
+            grad_sums = bool(wanted & {"grad_std", "grad_data"})  # else ||dL/dW|| alone: no sums needed
+            groups = [[a for _, a in acts] if want_acts else [],
+                      [g for _, _, g in weights] if want_grads and grad_sums else [],
+                      [w for _, w, _ in weights] if want_weights else [],
+                      [g for _, g in outs] if want_outs else [],  # ||dL/dh||: squares only
+                      [g for _, _, g in weights] if want_grads and not grad_sums else []]
+            moments = _moments([t for group in groups[:3] for t in group], norms=[t for group in groups[3:] for t in group])
             ends = np.cumsum([len(group) for group in groups])
-            act_m, out_m, grad_m, weight_m = np.split(moments, ends[:-1])
+            act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
+            grad_m = grad_m if grad_sums else grad_norm_m
         if want_acts:
             index = [i for i, _ in acts]
             put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
