@@ -82,7 +82,7 @@ assert all(not run.diverged and run.final_loss > 2.25 for run in sweep.values())
 # %% tags=["demo"]
 run = train_network(plateau, monitor=True)
 print(run.monitor.report())
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4), layout="constrained")
 plot_gradient_norms(run.layers["out_grad_norm"][-1], ax=left, ylabel="||dL/dh_k|| at the last step")
 intended = LR * run.layers["grad_data"]  # lr * std(dL/dW) / std(W): the step SGD asks for, per layer
 plot_layer_metric(intended, ax=right, ylabel="update:data ratio (lr x grad:data)", guide=1e-3)
