@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from benchmarks.sections import write_section  # noqa: E402
 from course_lib import widgets  # noqa: E402
+from course_lib.monitoring import GradientMonitor  # noqa: E402
 
 SETTINGS = {"defaults (depth 20, width 64)": {},
             "largest (depth 50, width 256)": {"depth": 50, "width": 256}}
@@ -77,6 +78,25 @@ def median_ms(values) -> float:
     return 1e3 * statistics.median(values)
 
 
+def compute_with_reference_monitor(explorer, control: str, count: int) -> dict[str, float]:
+    """Median CPU ms of the explorer's compute with the monitor before issue 16 (bench_notebooks'
+    ReferenceMonitor) and with GradientMonitor, alternating, each on values not computed before."""
+    from benchmarks.bench_notebooks import ReferenceMonitor
+
+    times = {"compute_before": [], "compute_after": []}
+    values = steps(explorer, control, 2 * count + 2)[count:]  # past the values the timed run used
+    for k, value in enumerate(values[:2 * (count // 2)]):
+        which = "compute_before" if k % 2 == 0 else "compute_after"
+        widgets.GradientMonitor = ReferenceMonitor if which == "compute_before" else GradientMonitor
+        try:
+            start = time.thread_time()
+            explorer.compute(**{**explorer.values, control: value})
+            times[which].append(time.thread_time() - start)
+        finally:
+            widgets.GradientMonitor = GradientMonitor
+    return {which: median_ms(v) for which, v in times.items()}
+
+
 def bench_kernel(count: int) -> list[dict]:
     rows = []
     for setting, config in SETTINGS.items():
@@ -95,9 +115,11 @@ def bench_kernel(count: int) -> list[dict]:
                 start = time.perf_counter()
                 old_style_render(explorer)
                 old.append(time.perf_counter() - start)
+            reference = compute_with_reference_monitor(explorer, control, count)
             explorer.close()
             rows.append({"setting": setting, "control": control, "wall": median_ms(wall), "cpu": median_ms(cpu),
-                         **{part: median_ms(v) for part, v in parts.items()}, "old_draw_render": median_ms(old)})
+                         **{part: median_ms(v) for part, v in parts.items()}, "old_draw_render": median_ms(old),
+                         **reference})
             print(rows[-1], flush=True)
     return rows
 
@@ -257,14 +279,17 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
              "(nothing else ran; in the browser runs the kernel, the Jupyter server and Chromium share the 2 cores). Depth goes up one layer per change (21 to 41 layers at the defaults), so each change builds a deeper network; weight scale rescales the cached network; seed builds a new one and a new batch.", "",
              "### In the kernel (`explorer.update(...)`)", "",
              "| setting | control | wall ms | CPU ms | compute | draw | render (Agg + PNG) | "
-             "old draw + render |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "old draw + render | compute CPU ms: monitor before / after |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in kernel:
         lines.append(f"| {r['setting']} | {LABELS[r['control']]} | {r['wall']:.0f} | {r['cpu']:.0f} | "
-                     f"{r['compute']:.0f} | {r['draw']:.1f} | {r['render']:.1f} | {r['old_draw_render']:.0f} |")
+                     f"{r['compute']:.0f} | {r['draw']:.1f} | {r['render']:.1f} | {r['old_draw_render']:.0f} | "
+                     f"{r['compute_before']:.0f} / {r['compute_after']:.0f} |")
     lines += ["", "\"old draw + render\": the same figure drawn as the first base class did (clear, draw from "
               "scratch, constrained layout, `savefig` at 90 dpi), for comparison with draw + render now "
               "(artists moved with `set_data`, layout kept unless the y tick labels change width, static parts "
-              "blitted, 72 dpi, PNG at zlib level 1)."]
+              "blitted, 72 dpi, PNG at zlib level 1). \"monitor before / after\": the explorer's compute with the "
+              "GradientMonitor recording path before issue 16 (`ReferenceMonitor` in bench_notebooks.py) and with "
+              "the library's, alternating change by change, CPU time of the thread."]
     if browser:
         lines += ["", "### End to end in JupyterLab (headless Chromium)", "",
                   "From the keydown on the slider handle to the new image decoded and painted; \"in the kernel\" "
