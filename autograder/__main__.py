@@ -15,7 +15,8 @@ from .grade import add_commands
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="turn autograder/source/NN/NN.py into notebooks/NN.ipynb")
     build.add_argument("names", nargs="*", help="assignments to build (default: all), e.g. 01_chain_rule")

@@ -138,7 +138,8 @@ def ensure_in_gradebook(course: Course, assignment: str, sources: dict[str, Path
     api = NbGraderAPI(coursedir=course.coursedir, config=course.config)
     result = api.generate_assignment(assignment, force=True, create=True)
     if not result["success"]:
-        raise GradingError(f"nbgrader generate_assignment {assignment} failed:\n{result.get('error') or result.get('log')}")
+        details = result.get("error") or result.get("log")
+        raise GradingError(f"nbgrader generate_assignment {assignment} failed:\n{details}")
 
 
 def _reference_file(source: Path, scratch: Path, name: str) -> Path:

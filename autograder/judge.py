@@ -920,7 +920,8 @@ def _same_kind(original, after) -> bool:
     if torch is not None and isinstance(original, torch.Tensor):
         return isinstance(after, torch.Tensor) and original.shape == after.shape
     if isinstance(original, (list, tuple)):
-        return isinstance(after, (list, tuple)) and len(original) == len(after) and all(map(_same_kind, original, after))
+        return (isinstance(after, (list, tuple)) and len(original) == len(after)
+                and all(map(_same_kind, original, after)))
     return original == after if not callable(original) else True
 
 

@@ -755,7 +755,6 @@ def chain_explorer(**settings) -> ChainExplorer:
 
 # -- notebook 04: ReLU and friends ----------------------------------------------------
 
-import math  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -933,7 +932,6 @@ def variance_explorer(**settings) -> VarianceExplorer:
 
 # -- notebook 02: sigmoid saturation ---------------------------------------------------
 
-import math  # noqa: E402
 
 from .saturation import layer_gradients  # noqa: E402
 

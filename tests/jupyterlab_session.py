@@ -3,8 +3,8 @@
 `lab_server` starts JupyterLab on 127.0.0.1 (a free port, a random token,
 its own config/data/runtime/settings folders) and always shuts it down, its
 kernels included; `chromium_page` opens Chromium (or Chrome: $CHROMIUM, else
-the one scripts/setup_system.py finds) through Playwright and always closes it. `Notebook` drives one notebook in the page
-the way a student does: open, Run All Cells, find the explorers, press keys.
+the one scripts/setup_system.py finds) through Playwright and always closes it.
+`Notebook` drives one notebook in the page the way a student does: open, Run All Cells, find the explorers, press keys.
 """
 
 import json

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from autograder import REPO_ROOT, STUDENT_DIR
-from autograder.build import BuildError, build, main_build, read_source, source_path
+from autograder.build import BuildError, main_build, read_source, source_path
 from conftest import NAMES
 
 

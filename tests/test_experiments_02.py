@@ -65,7 +65,10 @@ def test_question_5_networks_keep_their_labels(seed):
     saturated = layer_gradients(10, activation="sigmoid", weight_scale=8.0, seed=seed)
     healthy = layer_gradients(10, activation="tanh", weight_scale=1.0, seed=seed)
     vanishing = layer_gradients(10, activation="sigmoid", weight_scale=1.0, seed=seed)
-    ratio = lambda r: r["grad_norm"][0] / r["grad_norm"][-1]
+
+    def ratio(r):
+        return r["grad_norm"][0] / r["grad_norm"][-1]
+
     assert saturated["saturated"].mean() > 1 / 3 and ratio(saturated) > 1e-2
     assert 1e-2 < ratio(healthy) < 1e2 and healthy["saturated"].max() < 0.05
     assert ratio(vanishing) < 1e-2 and vanishing["saturated"].max() < 0.05
@@ -73,8 +76,8 @@ def test_question_5_networks_keep_their_labels(seed):
         ["saturated", "healthy", "vanishing"]
 
 
-@pytest.mark.parametrize("depth,activation,scale,label", [(6, "tanh", 6.0, "saturated"), (14, "sigmoid", 1.0, "vanishing"),
-                                                          (7, "tanh", 1.0, "healthy")])
+@pytest.mark.parametrize("depth,activation,scale,label", [
+    (6, "tanh", 6.0, "saturated"), (14, "sigmoid", 1.0, "vanishing"), (7, "tanh", 1.0, "healthy")])
 def test_question_5_hidden_networks_keep_their_labels_over_seeds(depth, activation, scale, label):
     """The hidden tests' real networks get the same verdict from the official answer on 10 of 10 seeds."""
     diagnose = official_answer("q5_diagnose", "diagnose")

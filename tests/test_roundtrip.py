@@ -15,7 +15,7 @@ import sys
 import nbformat
 import pytest
 
-from autograder import COURSE_ROOT, REPO_ROOT
+from autograder import COURSE_ROOT
 from autograder.build import generate_student_notebooks, read_source, solution_cells
 from conftest import NAMES, cached, source_key
 

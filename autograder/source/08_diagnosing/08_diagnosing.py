@@ -31,7 +31,7 @@ import torch
 
 from course_lib import checks
 from course_lib.mysteries import (CAUSES, FIX_TARGET, LR, MYSTERIES, NUM_STEPS, build_mystery, build_network,
-                                  check_repair, depth_sweep, evaluate_fix, measure, mystery_settings, probe_batch,
+                                  check_repair, depth_sweep, evaluate_fix, measure, mystery_settings, probe_batch,  # noqa: F401
                                   train_network, update_to_data_ratios)
 from course_lib.plotting import (OKABE_ITO, integer_ticks, plot_gradient_norms, plot_layer_metric,
                                  plot_training_curves)
