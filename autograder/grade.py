@@ -817,7 +817,8 @@ def add_commands(commands) -> None:
     course_root(report)
     report.set_defaults(run=lambda args: __import__("autograder.report", fromlist=["main_report"]).main_report(args))
 
-    feedback_ = commands.add_parser("feedback", help="re-render feedback pages from the gradebook (after manual grading)")
+    feedback_ = commands.add_parser("feedback",
+                                    help="re-render feedback pages from the gradebook (after manual grading)")
     feedback_.add_argument("--assignment")
     feedback_.add_argument("--student")
     course_root(feedback_)

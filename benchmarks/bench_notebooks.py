@@ -91,8 +91,9 @@ class ReferenceMonitor(GradientMonitor):
         flat = self.layers[index].weight.detach().reshape(-1)
         if index not in self._sample_at:
             count = flat.numel()
+            generator = torch.Generator().manual_seed(index)
             self._sample_at[index] = None if count <= monitoring.UPDATE_SAMPLE else \
-                torch.randperm(count, generator=torch.Generator().manual_seed(index))[:monitoring.UPDATE_SAMPLE].to(flat.device)
+                torch.randperm(count, generator=generator)[:monitoring.UPDATE_SAMPLE].to(flat.device)
         positions = self._sample_at[index]
         return flat.clone() if positions is None else flat[positions]
 
@@ -101,7 +102,8 @@ class ReferenceMonitor(GradientMonitor):
             if not (self._recording and torch.is_grad_enabled() and isinstance(output, torch.Tensor)):
                 return
             self._pending["acts"][index] = output.detach()
-            if self.layers[index].activation in monitoring._DEAD_FROM_INPUT and inputs and isinstance(inputs[0], torch.Tensor):
+            if (self.layers[index].activation in monitoring._DEAD_FROM_INPUT and inputs
+                    and isinstance(inputs[0], torch.Tensor)):
                 self._pending["inputs"][index] = inputs[0].detach()
             if self.keep_values:
                 self.activations[index] = output.detach()
@@ -305,7 +307,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args()
     load = " ".join(f"{x:.1f}" for x in __import__("os").getloadavg())
-    lines = [f"## Notebooks and GradientMonitor\n",
+    lines = ["## Notebooks and GradientMonitor\n",
              f"Load average when measured: {load} (other jobs shared the 2 cores; idle figures are lower).\n",
              f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
              f"torch {torch.__version__}. Command: `python benchmarks/bench_notebooks.py`.\n"]

@@ -16,8 +16,8 @@ its defaults (depth 20, width 64, batch 256) and at the largest setting
   notebook showing both explorers; the slider handle gets a key press and the
   time runs from the keydown event to the new image decoded and painted
   (MutationObserver on the image's src, ``img.decode()``, then
-  ``requestAnimationFrame``); the script does not poll the page meanwhile. Also a burst: 10 key presses in a row, counting
-  the figures the kernel actually sent (coalescing) and the time from the last
+  ``requestAnimationFrame``); the script does not poll the page meanwhile. Also a burst: 10 key presses in a row,
+  counting the figures the kernel actually sent (coalescing) and the time from the last
   key press to the final figure.
 
 Writes the "explorers" section of benchmarks/README.md. Target: under 100 ms
@@ -276,10 +276,13 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
              f"Medians over {count} changes, each to a new value (no cached result). "
              f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
              f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) when the run started "
-             "(nothing else ran; in the browser runs the kernel, the Jupyter server and Chromium share the 2 cores). Depth goes up one layer per change (21 to 41 layers at the defaults), so each change builds a deeper network; weight scale rescales the cached network; seed builds a new one and a new batch.", "",
+             "(nothing else ran; in the browser runs the kernel, the Jupyter server and Chromium share the 2 cores). "
+             "Depth goes up one layer per change (21 to 41 layers at the defaults), so each change builds a deeper "
+             "network; weight scale rescales the cached network; seed builds a new one and a new batch.", "",
              "### In the kernel (`explorer.update(...)`)", "",
              "| setting | control | wall ms | CPU ms | compute | draw | render (Agg + PNG) | "
-             "old draw + render | compute CPU ms: monitor before / after |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "old draw + render | compute CPU ms: monitor before / after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in kernel:
         lines.append(f"| {r['setting']} | {LABELS[r['control']]} | {r['wall']:.0f} | {r['cpu']:.0f} | "
                      f"{r['compute']:.0f} | {r['draw']:.1f} | {r['render']:.1f} | {r['old_draw_render']:.0f} | "

@@ -380,7 +380,8 @@ class GradientMonitor:
                       [w for _, w, _ in weights] if want_weights else [],
                       [g for _, g in outs] if want_outs else [],  # ||dL/dh||: squares only
                       [g for _, _, g in weights] if want_grads and not grad_sums else []]
-            moments = _moments([t for group in groups[:3] for t in group], norms=[t for group in groups[3:] for t in group])
+            moments = _moments([t for group in groups[:3] for t in group],
+                               norms=[t for group in groups[3:] for t in group])
             ends = np.cumsum([len(group) for group in groups])
             act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
             grad_m = grad_m if grad_sums else grad_norm_m
