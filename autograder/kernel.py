@@ -280,7 +280,7 @@ class Kernel:
         finally:
             self.in_student_code = saved
 
-    # -- random state: the judge's, lent for the call (never taken back: the judge keeps its own) ------------------------------------------
+    # -- random state: the judge's, lent for the call (never taken back: the judge keeps its own) --
     def _set_rng(self, rng):
         if not rng:
             return

@@ -149,7 +149,9 @@ def _unshare(flags: int) -> None:
 
 
 def _mount(source, target, fstype, flags, data=None) -> None:
-    enc = lambda s: s.encode() if isinstance(s, str) else s
+    def enc(s):
+        return s.encode() if isinstance(s, str) else s
+
     _check(_libc.mount(enc(source), enc(str(target)), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
@@ -1033,7 +1035,8 @@ class Sandbox:
             except ChildProcessError:
                 status = 0
                 break
-        os._exit(min(255, abs(os.waitstatus_to_exitcode(status)) + (128 if os.waitstatus_to_exitcode(status) < 0 else 0)))
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(min(255, abs(code) + (128 if code < 0 else 0)))
 
     def _init(self, kernel_sock, go_r, uid: int, gid: int, workdir: str, stage: str) -> None:
         """PID 1 of the sandbox: start the kernel, reap orphans, relay interrupts, exit with the kernel."""

@@ -319,7 +319,8 @@ def test_the_students_folder_decides_whose_a_file_is():
 
 
 def test_a_blackboard_name_with_an_impossible_time_is_graded_without_one_and_flagged():
-    names = ["HW1_bb_attempt_2024-13-45-99-99-99_01_chain_rule.ipynb", "HW1_cc_attempt_2024-01-02-10-11-12_01_chain_rule.ipynb"]
+    names = ["HW1_bb_attempt_2024-13-45-99-99-99_01_chain_rule.ipynb",
+             "HW1_cc_attempt_2024-01-02-10-11-12_01_chain_rule.ipynb"]
     placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
     by_student = {s.student: s for s in placed}
     assert by_student["bb"].timestamp is None and "submission time unusable" in by_student["bb"].problems[0]
