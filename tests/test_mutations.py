@@ -14,7 +14,7 @@ The plain-nbgrader round trip lives in test_roundtrip.py.
 import pytest
 
 from autograder.build import read_source, solution_cells
-from conftest import NAMES, cached, source_key
+from conftest import cached, per_notebook, source_key
 from grading import grade_answers
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def mutations(shared_cache, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", per_notebook("mutations"))
 def test_solution_full_and_untouched_zero(mutations, name):
     result = mutations(name)
     points, grades = result["points"], result["grades"]
@@ -53,7 +53,7 @@ def test_solution_full_and_untouched_zero(mutations, name):
     assert sum(s or 0 for s in untouched.values()) == 0, f"{name}: the untouched notebook earned {untouched}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", per_notebook("mutations"))
 def test_each_mistake_loses_exactly_its_question(mutations, name):
     result = mutations(name)
     points, problems = result["points"], []
@@ -70,7 +70,7 @@ def test_each_mistake_loses_exactly_its_question(mutations, name):
     assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", per_notebook("mutations"))
 def test_each_right_variant_keeps_full_marks_unflagged(mutations, name):
     result = mutations(name)
     points, problems = result["points"], []
