@@ -34,12 +34,6 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
-def per_notebook(prefix: str) -> list:
-    """NAMES as parameters, each in an xdist group of its own: the tests that share one notebook's
-    expensive result (a grading run) run on one worker, instead of a second worker waiting on its lock."""
-    return [pytest.param(name, marks=pytest.mark.xdist_group(f"{prefix}-{name}")) for name in NAMES]
-
-
 def pytest_collection_modifyitems(config, items):
     """pytest exits 5 when nothing ran; make an empty selection of notebooks an error too."""
     if not NAMES:

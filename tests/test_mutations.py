@@ -14,7 +14,7 @@ The plain-nbgrader round trip lives in test_roundtrip.py.
 import pytest
 
 from autograder.build import read_source, solution_cells
-from conftest import cached, per_notebook, source_key
+from conftest import NAMES
 from grading import grade_answers
 
 pytestmark = pytest.mark.slow
@@ -33,52 +33,39 @@ def grade_variants(name: str, root) -> dict:
     return result
 
 
-@pytest.fixture(scope="session")
-def mutations(shared_cache, tmp_path_factory):
-    def run(name):
-        return cached(shared_cache, f"mutations:{source_key(name)}",
-                      lambda: grade_variants(name, tmp_path_factory.mktemp(f"mutations-{name}")))
-    return run
-
-
-@pytest.mark.parametrize("name", per_notebook("mutations"))
-def test_solution_full_and_untouched_zero(mutations, name):
-    result = mutations(name)
-    points, grades = result["points"], result["grades"]
+def mutation_problems(name: str, result: dict) -> list[str]:
+    """Every way the graded suite departs from what each case must score."""
+    points, grades, problems = result["points"], result["grades"], []
     solution = grades["solution"]
     lost = {q: (solution["scores"].get(q), full) for q, full in points.items() if solution["scores"].get(q) != full}
-    assert not lost and not solution["flags"], \
-        f"{name}: the solution lost points (got, max) {lost} or was flagged {solution['flags']}\n{result['log']}"
+    if lost or solution["flags"]:
+        problems.append(f"the solution lost points (got, max) {lost} or was flagged {solution['flags']}")
     untouched = grades["untouched"]["scores"]
-    assert sum(s or 0 for s in untouched.values()) == 0, f"{name}: the untouched notebook earned {untouched}"
-
-
-@pytest.mark.parametrize("name", per_notebook("mutations"))
-def test_each_mistake_loses_exactly_its_question(mutations, name):
-    result = mutations(name)
-    points, problems = result["points"], []
+    if sum(s or 0 for s in untouched.values()) != 0:
+        problems.append(f"the untouched notebook earned {untouched}")
     for student, (kind, variant) in result["cases"].items():
-        if kind != "mistake":
-            continue
-        scores = result["grades"][student]["scores"]
-        what = f"{variant.grade_id} mistake {variant.label!r}"
-        if scores.get(variant.grade_id) != 0:
-            problems.append(f"{what}: earned {scores.get(variant.grade_id)} of {points[variant.grade_id]}")
-        others = {q: s for q, s in scores.items() if q != variant.grade_id and s != points[q]}
-        if others:
-            problems.append(f"{what}: also cost other questions {others}")
-    assert not problems, f"{name}:\n" + "\n".join(problems)
+        if kind == "mistake":
+            scores = grades[student]["scores"]
+            what = f"{variant.grade_id} mistake {variant.label!r}"
+            if scores.get(variant.grade_id) != 0:
+                problems.append(f"{what}: earned {scores.get(variant.grade_id)} of {points[variant.grade_id]}")
+            others = {q: s for q, s in scores.items() if q != variant.grade_id and s != points[q]}
+            if others:
+                problems.append(f"{what}: also cost other questions {others}")
+        elif kind == "right":
+            entry = grades[student]
+            lost = {q: s for q, s in entry["scores"].items() if s != points[q]}
+            if lost or entry["flags"]:
+                problems.append(f"{variant.grade_id} right variant {variant.label!r}: lost {lost}, "
+                                f"flags {entry['flags']}")
+    return problems
 
 
-@pytest.mark.parametrize("name", per_notebook("mutations"))
-def test_each_right_variant_keeps_full_marks_unflagged(mutations, name):
-    result = mutations(name)
-    points, problems = result["points"], []
-    for student, (kind, variant) in result["cases"].items():
-        if kind != "right":
-            continue
-        entry = result["grades"][student]
-        lost = {q: s for q, s in entry["scores"].items() if s != points[q]}
-        if lost or entry["flags"]:
-            problems.append(f"{variant.grade_id} right variant {variant.label!r}: lost {lost}, flags {entry['flags']}")
-    assert not problems, f"{name}:\n" + "\n".join(problems)
+# One test per notebook: its cases share one grading run (xdist would otherwise make a second
+# worker wait for the first one's run).
+@pytest.mark.parametrize("name", NAMES)
+def test_mutation_suite(tmp_path, name):
+    """Solution full and unflagged, untouched 0, each mistake exactly its question, each right variant full."""
+    result = grade_variants(name, tmp_path)
+    problems = mutation_problems(name, result)
+    assert not problems, f"{name}:\n" + "\n".join(problems) + f"\n{result['log']}"

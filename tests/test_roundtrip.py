@@ -20,7 +20,7 @@ import pytest
 
 from autograder import COURSE_ROOT
 from autograder.build import generate_student_notebooks, read_source, solution_cells
-from conftest import cached, per_notebook, source_key
+from conftest import NAMES
 
 
 def make_submission(student_nb, answers: dict[str, str]):
@@ -58,34 +58,17 @@ def grade_class(name: str, root) -> dict:
     return {"points": points, "scores": scores, "log": result.stderr[-4000:]}
 
 
-@pytest.fixture(scope="session")
-def graded(shared_cache, tmp_path_factory):
-    def run(name):
-        return cached(shared_cache, f"graded:{source_key(name)}",
-                      lambda: grade_class(name, tmp_path_factory.mktemp(f"course-{name}")))
-    return run
-
-
+# One test per notebook: its three submissions share one grading run.
 @pytest.mark.slow
-@pytest.mark.parametrize("name", per_notebook("roundtrip"))
-def test_solution_scores_full_marks(graded, name):
-    result = graded(name)
-    lost = {q: (s, result["points"][q]) for q, s in result["scores"]["solution"].items() if s != result["points"][q]}
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip(tmp_path, name):
+    """Solution full marks, untouched 0, every first mistake 0 on its question."""
+    result = grade_class(name, tmp_path)
+    points, scores = result["points"], result["scores"]
+    lost = {q: (s, points[q]) for q, s in scores["solution"].items() if s != points[q]}
     assert not lost, f"{name}: the solution lost points (got, max): {lost}\n{result['log']}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", per_notebook("roundtrip"))
-def test_untouched_student_notebook_scores_zero(graded, name):
-    scores = graded(name)["scores"]["untouched"]
-    assert sum(scores.values()) == 0, f"{name}: the untouched notebook earned points: {scores}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", per_notebook("roundtrip"))
-def test_every_typical_mistake_scores_zero(graded, name):
-    result = graded(name)
-    scores = result["scores"]["mistakes"]
-    missing = [q for q in result["points"] if q not in scores]
-    earned = {q: s for q, s in scores.items() if s != 0}
+    untouched = scores["untouched"]
+    assert sum(untouched.values()) == 0, f"{name}: the untouched notebook earned points: {untouched}"
+    missing = [q for q in points if q not in scores["mistakes"]]
+    earned = {q: s for q, s in scores["mistakes"].items() if s != 0}
     assert not missing and not earned, f"{name}: mistakes that earned points {earned}; no mistake for {missing}"
