@@ -21,15 +21,7 @@ import pytest
 from autograder import COURSE_ROOT
 from autograder.build import generate_student_notebooks, read_source, solution_cells
 from conftest import NAMES
-
-
-def make_submission(student_nb, answers: dict[str, str]):
-    nb = nbformat.from_dict(student_nb)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers and cell.metadata["nbgrader"].get("solution"):
-            cell.source = answers[grade_id]
-    return nb
+from grading import make_submission
 
 
 def grade_class(name: str, root) -> dict:
