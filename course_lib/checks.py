@@ -8,15 +8,14 @@ answers ("mistakes") are recognised and explained.
 
 What a check may say (README, "Writing questions"): a visible check explains
 the kind of mistake on its public example; it never states what the hidden
-tests grade. So `check_prediction` says whether a prediction is close, never
-the measured value. This module holds no answers: the notebook passes the
+tests grade. A prediction is a function of the setting, checked with
+`check_function` on a public setting. This module holds no answers: the notebook passes the
 expected values in, and hidden tests live only in the autograder's sources.
 """
 
 import contextlib
 import copy
 import hashlib
-import math
 import re
 
 import numpy as np
@@ -195,40 +194,6 @@ def check_choice(name: str, got, options, *, expected=None, expected_digest: str
     _passed(name)
 
 
-def check_labels(name: str, got, keys, allowed, *, expected=None, expected_digests=None, salt: str = "",
-                 explanations=None) -> None:
-    """Check a dict of labels (a diagnosis per item): every key in `keys`, each value in `allowed`.
-
-    The right labels come as `expected` (a dict) or `expected_digests` (key ->
-    `digest(label, salt + key)`); `explanations` maps (key, wrong label) to a hint.
-    """
-    if expected_digests is not None and not salt:
-        raise ValueError("check_labels: give the question's salt with expected_digests")
-    _missing(name, got)
-    if not isinstance(got, dict):
-        _fail(name, [f"expected a dict like {{{keys[0]!r}: {allowed[0]!r}, ...}}, got {type(got).__name__}."])
-    missing = [k for k in keys if k not in got]
-    if missing:
-        _fail(name, [f"missing keys {missing}; give a label for each of {list(keys)}."])
-    extra = [k for k in got if k not in keys]
-    if extra:
-        _fail(name, [f"unexpected keys {extra}; only {list(keys)} are asked for."])
-    bad = {k: v for k, v in got.items() if not isinstance(v, str) or v not in allowed}
-    if bad:
-        _fail(name, [f"labels must be one of {list(allowed)}; these are not: {bad}."])
-    if expected is not None:
-        wrong = [k for k in keys if got[k] != expected[k]]
-    elif expected_digests is not None:
-        wrong = [k for k in keys if digest(got[k], salt + str(k)) != expected_digests[k]]
-    else:
-        wrong = []
-    if wrong:
-        lines = [f"{len(wrong)} of {len(keys)} labels are wrong: {wrong}."]
-        lines += [(explanations or {}).get((k, got[k]), "") for k in wrong]
-        _fail(name, lines)
-    _passed(name)
-
-
 def _same_args(before, after) -> bool:
     """True when no array inside `after` differs from its copy in `before`."""
     for x, y in zip(before, after):
@@ -311,24 +276,3 @@ def check_verdicts(name: str, fn, cases, *, allowed, mistakes=None, hint: str = 
                     continue
             _fail(name, [f"with input ({shown})", f"expected {expected!r}", f"got      {got!r}", why or hint])
     _passed(name)
-
-
-def check_prediction(name: str, got, measured: float, *, rtol: float = 0.01, mistakes=None,
-                     hint: str = "") -> None:
-    """Compare a predicted number with what an experiment measured (within `rtol`).
-
-    A miss never shows the measured value (one wrong try would reveal it): it says
-    the prediction is off, and explains a recognised mistake.
-    """
-    _missing(name, got)
-    a = _to_array(got)
-    if a is None or a.ndim != 0:
-        _fail(name, [f"expected a single number, got {type(got).__name__} {got!r}."])
-    value = float(a)
-    if not math.isfinite(value):
-        _fail(name, [f"the prediction is {value}; give a finite number."])
-    if not math.isclose(value, measured, rel_tol=rtol, abs_tol=0.0):
-        why = _diagnose(value, mistakes, rtol, 0.0)
-        _fail(name, [f"you predicted {value:.6g}, which is not within {rtol:.2g} (relative) of what the "
-                     "experiment measures.", why or hint])
-    _passed(name, "the check against the experiment")

@@ -15,7 +15,7 @@ from autograder import REPO_ROOT
 from autograder.build import read_source
 from conftest import NAMES
 
-CHECKS_WITH_RTOL = {"check_close": 1e-5, "check_function": 1e-6, "check_prediction": 0.01}
+CHECKS_WITH_RTOL = {"check_close": 1e-5, "check_function": 1e-6}
 """Default rtol of each course_lib.checks function that compares numbers."""
 
 TOLERANCE = re.compile(r"relative tolerance(?: of)?\s+\$?([0-9.]+(?:e-?[0-9]+)?)\s*(%?)", re.I)
@@ -72,7 +72,7 @@ def used_tolerances(test: str) -> set[float]:
 
 
 def is_choice(question: dict) -> bool:
-    return any(fname in ("check_choice", "check_labels") for fname, _ in calls(question["test"]))
+    return any(fname == "check_choice" for fname, _ in calls(question["test"]))
 
 
 ALL = [(name, q) for name in NAMES for q in questions(name)]
