@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from benchmarks.sections import write_section  # noqa: E402
 from course_lib import widgets  # noqa: E402
+from course_lib.widgets import gradient_flow  # noqa: E402
 from course_lib.monitoring import GradientMonitor  # noqa: E402
 
 SETTINGS = {"defaults (depth 20, width 64)": {},
@@ -87,13 +88,13 @@ def compute_with_reference_monitor(explorer, control: str, count: int) -> dict[s
     values = steps(explorer, control, 2 * count + 2)[count:]  # past the values the timed run used
     for k, value in enumerate(values[:2 * (count // 2)]):
         which = "compute_before" if k % 2 == 0 else "compute_after"
-        widgets.GradientMonitor = ReferenceMonitor if which == "compute_before" else GradientMonitor
+        gradient_flow.GradientMonitor = ReferenceMonitor if which == "compute_before" else GradientMonitor
         try:
             start = time.thread_time()
             explorer.compute(**{**explorer.values, control: value})
             times[which].append(time.thread_time() - start)
         finally:
-            widgets.GradientMonitor = GradientMonitor
+            gradient_flow.GradientMonitor = GradientMonitor
     return {which: median_ms(v) for which, v in times.items()}
 
 

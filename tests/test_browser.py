@@ -61,12 +61,9 @@ def notebooks_with_explorers() -> list[str]:
 
 def all_explorers_notebook() -> nbformat.NotebookNode:
     """Every factory in course_lib.widgets, displayed with its defaults, one demo cell each."""
-    import inspect
-
     from course_lib import widgets
 
-    factories = sorted(name for name, f in inspect.getmembers(widgets, inspect.isfunction)
-                       if name.endswith("_explorer") and f.__module__ == widgets.__name__)
+    factories = sorted(name for name in widgets.__all__ if name.endswith("_explorer"))
     cells = [nbformat.v4.new_code_cell("from course_lib import widgets")]
     cells += [nbformat.v4.new_code_cell(f"widgets.{name}()", metadata={"tags": ["demo"]}) for name in factories]
     return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {

@@ -10,9 +10,11 @@ coalesced into the latest value, errors shown instead of killing the thread.
 
 import base64
 import gc
+import importlib
 import inspect
 import io
 import math
+import pkgutil
 import re
 import threading
 import time
@@ -24,6 +26,7 @@ import torch
 from PIL import Image
 
 from course_lib import widgets
+from course_lib.widgets import gradient_flow
 from course_lib.models import build_mlp
 from course_lib.monitoring import GradientMonitor
 from course_lib.seeding import flush_denormals, flushing_denormals
@@ -31,13 +34,14 @@ from course_lib.seeding import flush_denormals, flushing_denormals
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-FACTORIES = sorted(name for name, f in inspect.getmembers(widgets, inspect.isfunction)
-                   if name.endswith("_explorer") and f.__module__ == widgets.__name__)
+FACTORIES = sorted(name for name in widgets.__all__ if name.endswith("_explorer"))
 
 
 def test_every_explorer_class_has_a_factory():
-    classes = {cls for _, cls in inspect.getmembers(widgets, inspect.isclass)
-               if issubclass(cls, widgets.Explorer) and cls is not widgets.Explorer}
+    classes = set()
+    for module in pkgutil.iter_modules(widgets.__path__):  # every module of the package, exported or not
+        members = inspect.getmembers(importlib.import_module(f"{widgets.__name__}.{module.name}"), inspect.isclass)
+        classes |= {cls for _, cls in members if issubclass(cls, widgets.Explorer) and cls is not widgets.Explorer}
     made = set()
     for name in FACTORIES:
         hint = inspect.signature(getattr(widgets, name)).return_annotation
@@ -325,8 +329,8 @@ def test_gradient_flow_show_picks_controls_and_fixes_the_rest(explorers):
 def test_gradient_flow_reuses_batch_and_network(explorers, monkeypatch):
     explorer = explorers("gradient_flow_explorer")
     built = []
-    real = widgets.build_mlp
-    monkeypatch.setattr(widgets, "build_mlp", lambda *a, **k: built.append(a) or real(*a, **k))
+    real = gradient_flow.build_mlp
+    monkeypatch.setattr(gradient_flow, "build_mlp", lambda *a, **k: built.append(a) or real(*a, **k))
     explorer.update(weight_scale=1.5)
     explorer.update(weight_scale=0.5)
     assert built == [], "a weight-scale change must not rebuild the network"

@@ -1,0 +1,72 @@
+"""The notebook 07 explorer: the gradient at each block, plain against residual."""
+
+import math
+
+import ipywidgets as w
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
+from ..plotting import OKABE_ITO, integer_ticks
+from ..residual import resnet_gradient_norms
+from .base import Explorer
+from .scales import format_ratio
+
+
+class ResidualExplorer(Explorer):
+    """Depth and plain/residual -> the gradient arriving at each block of a BN-ReLU net, measured.
+
+    `course_lib.residual.build_resnet` (width 32, He init, depth = 1 + 2 x blocks
+    + 1) runs one cross-entropy backward pass on 256 digits at initialization;
+    the plot shows ||dL/dh_k|| at the output of every block for the chosen
+    architecture, and the other one faintly for comparison. Notebook 07.
+    """
+
+    title = "Plain vs residual: gradient at each block"
+
+    def __init__(self, *, depth: int = 56, architecture: str = "plain", width: int = 32, seed: int = 0):
+        self.width, self.seed = width, seed
+        controls = {
+            "depth": w.IntSlider(value=depth, min=8, max=110, step=6, description="depth",
+                                 continuous_update=False),
+            "architecture": w.ToggleButtons(options=["plain", "residual"], value=architecture,
+                                            description="network"),
+        }
+        super().__init__(controls)
+
+    def compute(self, *, depth: int, architecture: str) -> dict:
+        norms = {kind: resnet_gradient_norms(depth, residual=kind == "residual", width=self.width, seed=self.seed)
+                 for kind in ("plain", "residual")}
+        grads = norms[architecture]
+        ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
+        if not math.isfinite(ratio):
+            kind = "vanishing" if grads[-1] == 0 else "non-finite"
+        else:
+            kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO else "healthy"
+        return {"depth": depth, "architecture": architecture, "grad_norms": grads, "norms": norms,
+                "ratio": ratio, "kind": kind,
+                "summary": f"{architecture}-{depth}: block 1 gets {format_ratio(ratio)} of the last block's "
+                           f"gradient ({kind})"}
+
+    def draw(self, figure: Figure, data: dict) -> None:
+        ax = figure.add_subplot()
+        for i, kind in enumerate(("plain", "residual")):
+            norms = data["norms"][kind]
+            chosen = kind == data["architecture"]
+            ax.semilogy(np.arange(1, len(norms) + 1), norms, "o-" if chosen else "-", markersize=3,
+                        color=OKABE_ITO[i], alpha=1.0 if chosen else 0.35, linewidth=1.5 if chosen else 1,
+                        label=f"{kind}-{data['depth']}")
+        ax.set_xlabel("block (1 = next to the input)")
+        integer_ticks(ax)
+        ax.set_ylabel("gradient norm ||dL/dh_k||")
+        ax.legend(frameon=False)
+        ax.grid(True, alpha=0.3)
+
+    def describe(self, data: dict) -> str:
+        return (f"{data['architecture']}-{data['depth']}: block 1 receives <b>{format_ratio(data['ratio'])}</b> "
+                f"of the last block's gradient (<b>{data['kind']}</b>)")
+
+
+def residual_explorer(**settings) -> ResidualExplorer:
+    """The notebook 07 explorer (see `ResidualExplorer`); display it by ending a cell with it."""
+    return ResidualExplorer(**settings)

@@ -1,0 +1,80 @@
+"""The notebook 02 explorer: saturation and gradient flow in a sigmoid / tanh network."""
+
+import math
+
+import ipywidgets as w
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
+from ..plotting import OKABE_ITO, integer_ticks
+from ..saturation import layer_gradients
+from ..seeding import one_torch_thread
+from .base import Explorer
+from .scales import format_ratio
+
+
+class SaturationExplorer(Explorer):
+    """Depth, weight scale and activation -> per-layer gradient bars of a real network, measured.
+
+    A fresh digits classifier (`course_lib.saturation.layer_gradients`: width
+    64, W ~ N(0, scale^2 / fan_in), sigmoid or tanh) runs one cross-entropy
+    backward pass on 256 digits. Left: ||dL/dW|| per layer (log scale). Right:
+    the fraction of each layer's units in the flat zone (sigmoid < 0.03 or
+    > 0.97, |tanh| > 0.97). Notebook 02.
+    """
+
+    title = "Saturation and gradient flow in a sigmoid / tanh network"
+
+    def __init__(self, *, depth: int = 10, weight_scale: float = 1.0, activation: str = "sigmoid",
+                 seed: int = 0):
+        self.seed = seed
+        controls = {
+            "depth": w.IntSlider(value=depth, min=2, max=20, description="depth", continuous_update=False),
+            "weight_scale": w.FloatSlider(value=weight_scale, min=0.25, max=8.0, step=0.25,
+                                          description="weight scale", continuous_update=False,
+                                          style={"description_width": "initial"}),
+            "activation": w.Dropdown(options=["sigmoid", "tanh"], value=activation, description="activation"),
+        }
+        super().__init__(controls, figsize=(9.6, 3.4))
+
+    def compute(self, *, depth: int, weight_scale: float, activation: str) -> dict:
+        with one_torch_thread():
+            result = layer_gradients(depth, activation=activation, weight_scale=weight_scale, seed=self.seed)
+        grads, saturated = result["grad_norm"], result["saturated"]
+        ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
+        if not math.isfinite(ratio):
+            kind = "vanishing"
+        else:
+            kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO else "healthy"
+        return {"depth": depth, "weight_scale": weight_scale, "activation": activation, "grad_norms": grads,
+                "saturated": saturated, "ratio": ratio, "kind": kind, "saturated_mean": float(saturated.mean()),
+                "summary": f"{activation}, depth {depth}, scale {weight_scale:g}: layer 1 gets {ratio:.1e} of "
+                           f"the last layer's gradient ({kind}); {saturated.mean():.0%} of units saturated"}
+
+    def draw(self, figure: Figure, data: dict) -> None:
+        left, right = figure.subplots(1, 2, width_ratios=[3, 2])
+        layers = np.arange(1, data["depth"] + 1)
+        grads = np.where(data["grad_norms"] > 0, data["grad_norms"], np.nan)
+        left.bar(layers, grads, color=OKABE_ITO[0])
+        left.set_yscale("log")
+        left.set_xlabel("layer (1 = next to the input)")
+        left.set_ylabel("gradient norm ||dL/dW||")
+        left.grid(True, axis="y", alpha=0.3)
+        right.bar(layers, data["saturated"], color=OKABE_ITO[1])
+        right.set_ylim(0, 1)
+        right.set_xlabel("layer")
+        right.set_ylabel("saturated fraction")
+        for ax in (left, right):
+            integer_ticks(ax)
+
+    def describe(self, data: dict) -> str:
+        ratio = "no gradient" if not math.isfinite(data["ratio"]) else f"<b>{format_ratio(data['ratio'])}</b>"
+        return (f"{data['activation']}, {data['depth']} layers, weight scale {data['weight_scale']:g}: layer 1 "
+                f"receives {ratio} of the last layer's gradient (<b>{data['kind']}</b>); "
+                f"<b>{data['saturated_mean']:.0%}</b> of units saturated")
+
+
+def saturation_explorer(**settings) -> SaturationExplorer:
+    """The notebook 02 explorer (see `SaturationExplorer`); display it by ending a cell with it."""
+    return SaturationExplorer(**settings)
