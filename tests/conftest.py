@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,61 @@ def pytest_collection_modifyitems(config, items):
     """pytest exits 5 when nothing ran; make an empty selection of notebooks an error too."""
     if not NAMES:
         raise pytest.UsageError("no authored notebooks found under autograder/source")
+    _publish_groups(config, items)
+
+
+# ---- xdist groups ----------------------------------------------------------------------------------------
+# pytest-xdist 3.8 marks a group by appending "@group" to `item._nodeid`, which pytest 9 no longer reads
+# (node ids live in `_id`), so `--dist loadgroup` silently spreads a group over every worker and each one
+# repeats the group's session fixtures (several minutes of grading, and two graders racing on one machine).
+# Workers therefore publish {node id: group} to a file the controller names, and the scheduler reads it.
+_GROUPS_ENV = "VG_XDIST_GROUPS"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and config.getoption("dist", "no") == "loadgroup":
+        handle, path = tempfile.mkstemp(prefix="vg-xdist-groups-", suffix=".json")
+        os.close(handle)
+        os.environ[_GROUPS_ENV] = path  # workers are spawned after this and inherit it
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and _GROUPS_ENV in os.environ:
+        Path(os.environ.pop(_GROUPS_ENV)).unlink(missing_ok=True)
+
+
+def _publish_groups(config, items) -> None:
+    path = os.environ.get(_GROUPS_ENV)
+    if not hasattr(config, "workerinput") or not path:
+        return
+    groups = {}
+    for item in items:
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                 for m in item.iter_markers("xdist_group")}
+        if names:
+            groups[item.nodeid] = "_".join(sorted(names))
+    partial = f"{path}.{os.getpid()}"  # every worker collects the same items: last writer wins, whole
+    Path(partial).write_text(json.dumps(groups))
+    os.replace(partial, path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """One work unit per xdist_group (read from the workers' file), one per test otherwise."""
+
+        groups: dict | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                self.groups = json.loads(Path(os.environ[_GROUPS_ENV]).read_text() or "{}")
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 _browser: list = []

@@ -214,7 +214,7 @@ CLASS = {
 }
 
 
-@pytest.fixture(scope="session")  # once per worker, whatever order xdist runs modules in
+@pytest.fixture(scope="session")  # once per session: its tests are one xdist group (conftest.py)
 def graded_class(tmp_path_factory):
     base = tmp_path_factory.mktemp("pages")
     course = mc.make_course(base / "course")

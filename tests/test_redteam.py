@@ -611,7 +611,7 @@ def markers(course: Path) -> int:
     return len(list((course / "autograded").glob(f"*/{NAME}/.grading.json")))
 
 
-@pytest.fixture(scope="session")  # module scope was set up twice when xdist interleaved modules
+@pytest.fixture(scope="session")  # once per session: its tests are one xdist group (conftest.py)
 def runs(tmp_path_factory):
     """The clean run; then the mixed batch (attacks + the same honest submissions), killed mid-batch and resumed."""
     base = tmp_path_factory.mktemp("redteam")

@@ -522,7 +522,7 @@ ZIP_LISTED = [f"crc_13_14_{A01.name}.ipynb: corrupt in the zip", "its name is no
 
 # ---- the runs -----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")  # once per worker, whatever order xdist runs modules in
+@pytest.fixture(scope="session")  # once per session: its tests are one xdist group (conftest.py)
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("redteam2")
     tag = f"vg-redteam2-{os.getpid()}"
