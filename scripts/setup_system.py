@@ -4,7 +4,7 @@
     .venv/bin/python scripts/setup_system.py --check    # only report (exit 1 if something is missing)
 
 Each *need* is looked for first and installed only when it is missing, so the
-script is safe to run again. Today there is one need:
+script is safe to run again. The needs:
 
 - browser: Chromium or Chrome, which the browser tests drive through
   Playwright (tests/jupyterlab_session.py). Found: $CHROMIUM if set (then
@@ -14,6 +14,12 @@ script is safe to run again. Today there is one need:
   where apt has it (Debian), else Playwright's own build with its libraries
   (`playwright install --with-deps chromium`, Ubuntu, whose apt chromium is
   a snap), as root or through sudo.
+- cluster: Slurm (slurmctld, slurmd, sbatch, squeue, scontrol, scancel),
+  munge (munged and its key) and a PostgreSQL server (initdb, postgres),
+  which tests/test_cluster.py starts on localhost to grade through a real
+  Slurm into a real PostgreSQL gradebook (tests/cluster.py). Installed:
+  Debian's slurm-wlm, munge and postgresql through apt-get, as root or
+  through sudo. Nothing is started here: the tests start their own daemons.
 
 A need that cannot be met is printed in one line that says what to install;
 the script still exits 0 so the test run that follows reports it (the
@@ -81,6 +87,43 @@ def find_browser() -> tuple[str | None, str]:
                   "(it installs Chromium), or install Chromium or Google Chrome, or set CHROMIUM=/path/to/it")
 
 
+CLUSTER_TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "munged")
+CLUSTER_PACKAGES = ["slurm-wlm", "munge", "postgresql"]
+MUNGE_KEY = "/etc/munge/munge.key"
+
+
+def postgres_bin() -> str | None:
+    """The folder with initdb and postgres: Debian keeps them in /usr/lib/postgresql/N/bin, off PATH."""
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if all(os.access(os.path.join(folder, tool), os.X_OK) for tool in ("initdb", "postgres")):
+            return folder
+    initdb, postgres = shutil.which("initdb"), shutil.which("postgres")
+    return os.path.dirname(initdb) if initdb and postgres else None
+
+
+def find_cluster() -> tuple[str | None, str]:
+    """(what was found, "found") when Slurm, munge and PostgreSQL are all there, else (None, one line)."""
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [tool for tool in CLUSTER_TOOLS if not shutil.which(tool, path=search)]
+    if not os.path.exists(MUNGE_KEY):
+        missing.append(MUNGE_KEY)
+    postgres = postgres_bin()
+    if postgres is None:
+        missing.append("initdb/postgres")
+    if missing:
+        return None, (f"missing {', '.join(missing)}: run `.venv/bin/python {SCRIPT}` as root or with sudo "
+                      f"(it installs Debian's {', '.join(CLUSTER_PACKAGES)}), or install Slurm, munge and "
+                      "PostgreSQL yourself (tests/test_cluster.py needs them)")
+    return f"slurm, munge, postgresql in {postgres}", "found"
+
+
+def install_cluster() -> list[list[str]] | None:
+    """Debian's slurm-wlm, munge (its package makes the key) and postgresql through apt-get."""
+    if platform.system() != "Linux":
+        return None
+    return apt_install(CLUSTER_PACKAGES)
+
+
 # -- installing ---------------------------------------------------------------------------
 
 def _privileged() -> list[str] | None:
@@ -128,7 +171,7 @@ class Need:
     install: Callable[[], list[list[str]] | None]
 
 
-NEEDS = [Need("browser", find_browser, install_browser)]
+NEEDS = [Need("browser", find_browser, install_browser), Need("cluster", find_cluster, install_cluster)]
 
 
 def meet(need: Need, *, check: bool) -> bool:
