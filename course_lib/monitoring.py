@@ -33,13 +33,11 @@ import torch
 from torch import nn
 
 from .models import Block, activation_derivative
+from .verdicts import EXPLODING_RATIO, classify_ratio, gradient_ratio
 
 METRICS = ("grad_norm", "grad_std", "out_grad_norm", "act_mean", "act_std", "saturated", "dead",
            "grad_data", "update_data")
 _COL = {name: i for i, name in enumerate(METRICS)}
-
-VANISHING_RATIO = 1e-2
-EXPLODING_RATIO = 1e2
 
 
 UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights per layer
@@ -522,15 +520,17 @@ class GradientMonitor:
             ratios = []
             for values, what in ((weight_grads, "the weight gradient ||dL/dW|| of"),
                                  (flow, "the gradient ||dL/dh|| arriving at")):
-                if np.isfinite(values[[0, -1]]).all() and values[-1] > 0:
-                    ratios.append((float(values[0] / values[-1]), what))
+                ratio = gradient_ratio(values)  # NaN when an end is not finite or the last is 0
+                if not math.isnan(ratio):
+                    ratios.append((ratio, what))
             if ratios:
                 ratio, what = max(ratios, key=lambda r: math.inf if r[0] == 0 else abs(math.log10(r[0])))
-                if ratio < VANISHING_RATIO:
+                kind = classify_ratio(ratio)
+                if kind == "vanishing":
                     findings.append(Finding("vanishing", 1, ratio,
                                             f"{what} {self.names[0]} is {ratio:.1e} of {self.names[-1]}'s: "
                                             "vanishing"))
-                elif ratio > EXPLODING_RATIO:
+                elif kind == "exploding":
                     findings.append(Finding("exploding", 1, ratio,
                                             f"{what} {self.names[0]} is {ratio:.1e} times {self.names[-1]}'s: "
                                             "exploding"))

@@ -11,6 +11,7 @@ from ..activations import build_digits_net, gradient_norms, unit_activity
 from ..datasets import load_digits
 from ..plotting import OKABE_ITO, integer_ticks
 from ..seeding import one_torch_thread
+from ..verdicts import gradient_verdict
 from .base import Explorer
 
 ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
@@ -47,11 +48,7 @@ class ActivationExplorer(Explorer):
         net = build_digits_net(activation, depth=depth, width=self.width, bias=bias, seed=self.seed)
         grads = gradient_norms(net, self.X, self.y)
         dead = unit_activity(net, self.X)["dead"]
-        ratio = grads[0] / grads[-1] if grads[-1] > 0 else math.nan
-        if not math.isfinite(ratio):
-            kind = "no gradient reaches the last layer"
-        else:
-            kind = "vanishing" if ratio < 1e-2 else "exploding" if ratio > 1e2 else "healthy"
+        ratio, kind = gradient_verdict(grads)
         return {"activation": activation, "depth": depth, "bias": bias, "grad_norms": grads, "dead": dead,
                 "ratio": ratio, "kind": kind, "dead_mean": float(dead.mean()),
                 "summary": f"{activation}, depth {depth}: layer 1 gets {ratio:.1e} of the last layer's "
@@ -78,9 +75,12 @@ class ActivationExplorer(Explorer):
             integer_ticks(ax)
 
     def describe(self, data: dict) -> str:
-        ratio = "no gradient" if not math.isfinite(data["ratio"]) else f"<b>{data['ratio']:.1e}</b>"
-        return (f"{data['activation']}, {data['depth']} layers, bias {data['bias']:+.1f}: layer 1 receives "
-                f"{ratio} of the last layer's gradient (<b>{data['kind']}</b>); "
+        if math.isfinite(data["ratio"]):
+            flow = f"layer 1 receives <b>{data['ratio']:.1e}</b> of the last layer's gradient"
+        else:  # no ratio: the last layer's gradient is 0 (every unit feeding it dead) or not finite
+            flow = "the last layer receives no usable gradient"
+        return (f"{data['activation']}, {data['depth']} layers, bias {data['bias']:+.1f}: {flow} "
+                f"(<b>{data['kind']}</b>); "
                 f"<b>{data['dead_mean']:.0%}</b> of hidden units are dead")
 
 

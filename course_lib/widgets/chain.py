@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from ..chains import orthogonal_chain_gradients
 from ..plotting import OKABE_ITO, integer_ticks
+from ..verdicts import gradient_verdict
 from .base import Explorer
 from .scales import decade_limits
 
@@ -35,8 +36,7 @@ class ChainExplorer(Explorer):
     def compute(self, *, depth: int, factor: float) -> dict:
         norms = orthogonal_chain_gradients(depth, factor, width=self.width, seed=self.seed)
         formula = factor ** (depth - np.arange(depth + 1))
-        ratio = norms[0] / norms[-1]
-        kind = "vanishing" if ratio < 1e-2 else "exploding" if ratio > 1e2 else "stable"
+        ratio, kind = gradient_verdict(norms, healthy="stable")
         return {"depth": depth, "factor": factor, "grad_norms": norms, "formula": formula, "ratio": ratio,
                 "kind": kind, "summary": f"input gets {ratio:.1e} of the output gradient: {kind}"}
 

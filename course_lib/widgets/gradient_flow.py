@@ -14,6 +14,7 @@ from ..models import build_mlp
 from ..monitoring import GradientMonitor
 from ..plotting import OKABE_ITO, integer_ticks, plot_gradient_norms
 from ..seeding import flush_denormals, one_torch_thread
+from ..verdicts import gradient_ratio
 from .base import Explorer
 from .scales import decade_limits, format_ratio
 
@@ -136,8 +137,7 @@ class GradientFlowExplorer(Explorer):
         finding = next((f for kind in ("non-finite", "vanishing", "exploding") for f in findings if f.kind == kind),
                        None)
         kind = finding.kind if finding else "healthy"
-        with np.errstate(all="ignore"):
-            ratios = [float(v[0] / v[-1]) for v in (grads, flow) if np.isfinite(v[[0, -1]]).all() and v[-1] > 0]
+        ratios = [r for r in map(gradient_ratio, (grads, flow)) if not math.isnan(r)]
         ratio = finding.value if finding and kind != "non-finite" else ratios[0] if ratios else float("nan")
         if ratio == 0 and any(r > 0 for r in ratios):
             ratio = min(r for r in ratios if r > 0)  # one norm underflowed to 0 in float32; quote the other

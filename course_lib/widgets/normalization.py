@@ -1,14 +1,13 @@
 """The notebook 06 explorer: per-layer gradients with and without BatchNorm."""
 
-import math
 
 import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
 from ..normalization import layer_statistics_at_init
 from ..plotting import OKABE_ITO, integer_ticks
+from ..verdicts import gradient_verdict
 from .base import Explorer
 from .scales import format_ratio
 
@@ -44,12 +43,7 @@ class NormalizationExplorer(Explorer):
             stats = layer_statistics_at_init(depth, self.width, activation=activation, norm=norm,
                                              std=weight_scale, seed=self.seed)
             grads = stats["out_grad_norm"]
-            ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
-            if not math.isfinite(ratio):
-                kind = "vanishing" if grads[-1] == 0 else "non-finite"
-            else:
-                kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO \
-                    else "healthy"
+            ratio, kind = gradient_verdict(grads)
             data.update({f"grad_norms_{key}": grads, f"act_std_{key}": stats["act_std"],
                          f"ratio_{key}": ratio, f"kind_{key}": kind})
         data["summary"] = (f"{activation}, depth {depth}, weight std {weight_scale:.3g}: layer 1 gets "

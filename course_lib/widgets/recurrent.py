@@ -4,10 +4,10 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
 from ..plotting import OKABE_ITO, integer_ticks
 from ..recurrent import orthogonal_rnn_gradients
 from ..seeding import one_torch_thread
+from ..verdicts import gradient_verdict
 from .base import Explorer
 from .scales import decade_limits, format_ratio
 
@@ -40,8 +40,7 @@ class RecurrentExplorer(Explorer):
         with one_torch_thread():
             norms = orthogonal_rnn_gradients(radius, length, nonlinearity=nonlinearity, seed=self.seed)
         formula = radius ** (length - np.arange(length + 1))
-        ratio = float(norms[0] / norms[-1])
-        kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO else "stable"
+        ratio, kind = gradient_verdict(norms, healthy="stable")
         return {"radius": radius, "length": length, "nonlinearity": nonlinearity, "grad_norms": norms,
                 "formula": formula, "ratio": ratio, "kind": kind,
                 "summary": f"step 0 gets {ratio:.1e} of the gradient at step {length}: {kind}"}

@@ -1,14 +1,13 @@
 """The notebook 07 explorer: the gradient at each block, plain against residual."""
 
-import math
 
 import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
 from ..plotting import OKABE_ITO, integer_ticks
 from ..residual import resnet_gradient_norms
+from ..verdicts import gradient_verdict
 from .base import Explorer
 from .scales import format_ratio
 
@@ -38,11 +37,7 @@ class ResidualExplorer(Explorer):
         norms = {kind: resnet_gradient_norms(depth, residual=kind == "residual", width=self.width, seed=self.seed)
                  for kind in ("plain", "residual")}
         grads = norms[architecture]
-        ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
-        if not math.isfinite(ratio):
-            kind = "vanishing" if grads[-1] == 0 else "non-finite"
-        else:
-            kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO else "healthy"
+        ratio, kind = gradient_verdict(grads)
         return {"depth": depth, "architecture": architecture, "grad_norms": grads, "norms": norms,
                 "ratio": ratio, "kind": kind,
                 "summary": f"{architecture}-{depth}: block 1 gets {format_ratio(ratio)} of the last block's "

@@ -6,10 +6,10 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..monitoring import EXPLODING_RATIO, VANISHING_RATIO
 from ..plotting import OKABE_ITO, integer_ticks
 from ..saturation import layer_gradients
 from ..seeding import one_torch_thread
+from ..verdicts import gradient_verdict
 from .base import Explorer
 from .scales import format_ratio
 
@@ -42,11 +42,7 @@ class SaturationExplorer(Explorer):
         with one_torch_thread():
             result = layer_gradients(depth, activation=activation, weight_scale=weight_scale, seed=self.seed)
         grads, saturated = result["grad_norm"], result["saturated"]
-        ratio = float(grads[0] / grads[-1]) if grads[-1] > 0 else math.nan
-        if not math.isfinite(ratio):
-            kind = "vanishing"
-        else:
-            kind = "vanishing" if ratio < VANISHING_RATIO else "exploding" if ratio > EXPLODING_RATIO else "healthy"
+        ratio, kind = gradient_verdict(grads)
         return {"depth": depth, "weight_scale": weight_scale, "activation": activation, "grad_norms": grads,
                 "saturated": saturated, "ratio": ratio, "kind": kind, "saturated_mean": float(saturated.mean()),
                 "summary": f"{activation}, depth {depth}, scale {weight_scale:g}: layer 1 gets {ratio:.1e} of "
