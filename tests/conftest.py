@@ -138,7 +138,7 @@ def cached(cache: Path, key: str, compute):
 def source_key(name: str) -> str:
     """Changes whenever the notebook's source or the library changes."""
     parts = [(REPO / "autograder" / "source" / name / f"{name}.py").read_bytes()]
-    parts += [p.read_bytes() for p in sorted((REPO / "course_lib").glob("*.py"))]
+    parts += [p.read_bytes() for p in sorted((REPO / "course_lib").rglob("*.py"))]
     return name + hashlib.sha256(b"".join(parts)).hexdigest()
 
 
