@@ -19,3 +19,15 @@ def ensure_tools_on_path() -> None:
     bin_dir = str(Path(sys.executable).parent)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def nbgrader_config(root: Path):
+    """The nbgrader config of the course root `root` (its own nbgrader_config.py, else this course's), with
+    the root set to `root`: the one place that loads nbgrader's config."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = Path(root)
+    folder = root if (root / "nbgrader_config.py").is_file() else COURSE_ROOT
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
+    config.CourseDirectory.root = str(root)
+    return config

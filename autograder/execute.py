@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .preprocessors import skip_demo_cells
+from .judging.demo import skip_demo_cells
 
 
 @dataclass
@@ -49,24 +49,3 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path, grading: bool = False, time
                 errors.append(f"cell {index + 1} ({cell.source.strip()[:80]!r}): "
                               f"{output['ename']}: {output['evalue']}")
     return Run(nb, seconds, errors, sorted(timings, reverse=True))
-
-
-def main_run(args) -> int:
-    """`python -m autograder run NAME [--grading]`: execute the solution notebook, report time and errors."""
-    import tempfile
-
-    from .build import read_source
-
-    status = 0
-    for name in args.names:
-        nb, _ = read_source(name)
-        with tempfile.TemporaryDirectory(prefix="vg-run-") as scratch:
-            run = execute(nb, cwd=Path(scratch), grading=args.grading)
-        mode = "grading mode" if args.grading else "full run"
-        print(f"{name} ({mode}): {run.seconds:.1f} s, {len(run.errors)} errors")
-        for seconds, label in run.cell_seconds[:5]:
-            print(f"  {seconds:6.2f} s  {label}")
-        for error in run.errors:
-            print(f"  ERROR {error}")
-        status = status or (1 if run.errors else 0)
-    return status

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import COURSE_ROOT, REPO_ROOT, integrity
+from autograder import COURSE_ROOT, REPO_ROOT
+from autograder.judging import hidden
 
 NAME = "mini"
 POINTS = {"q1_total": 2.0, "q2_scale": 3.0, "q3_rate": 1.0}
@@ -92,7 +93,7 @@ def submission(answers: dict[str, str] | None = None, *, insert_after_setup: lis
         if meta.get("solution"):
             cell.source = (answers or {}).get(meta["grade_id"], stub)
         elif meta.get("grade"):
-            cell.source = integrity.released_source(cell.source)
+            cell.source = hidden.released_source(cell.source)
     for offset, source in enumerate(insert_after_setup):
         nb.cells.insert(2 + offset, nbformat.v4.new_code_cell(source))
     if edit:

@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 
 import minicourse as mc
-from autograder import REPO_ROOT, feedback, integrity, judge
+from autograder import REPO_ROOT
+from autograder.judging import feedback, inspection, judge, names, source, version
+from autograder.judging.kernel_client import is_mutable, write_back
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 ONE_CLASS = pytest.mark.xdist_group("grading-pages-class")  # the tests that share one graded class
@@ -31,54 +33,54 @@ ONE_CLASS = pytest.mark.xdist_group("grading-pages-class")  # the tests that sha
 # ---- the judge: arguments written back, its version, demo cells by name --------------------------------
 
 def test_list_dict_and_set_arguments_are_written_back():
-    assert judge._mutable([1.0, 2.0]) and judge._mutable({"a": 1}) and judge._mutable({1})
-    assert not judge._mutable((1, 2)) and not judge._mutable(3.0) and judge._mutable((1, [2]))
+    assert is_mutable([1.0, 2.0]) and is_mutable({"a": 1}) and is_mutable({1})
+    assert not is_mutable((1, 2)) and not is_mutable(3.0) and is_mutable((1, [2]))
     values, table, seen = [1.0, 2.0], {"a": 1, "gone": 2}, {1}
-    judge._write_back([values, table, seen], [[2.0, 4.0], {"a": 5, "new": [1]}, {1, 2}])
+    write_back([values, table, seen], [[2.0, 4.0], {"a": 5, "new": [1]}, {1, 2}])
     assert values == [2.0, 4.0] and table == {"a": 5, "new": [1]} and seen == {1, 2}
     array = np.zeros(2)
-    judge._write_back([[array]], [[np.ones(2)]])
+    write_back([[array]], [[np.ones(2)]])
     assert array.tolist() == [1.0, 1.0]  # arrays inside lists still change in place
 
 
 def test_grader_version_hashes_the_code_that_decides_a_verdict(monkeypatch):
-    assert judge.GRADER_VERSION == judge._grader_version() and re.fullmatch(r"[0-9a-f]{16}", judge.GRADER_VERSION)
+    assert version.GRADER_VERSION == version.grader_version() and re.fullmatch(r"[0-9a-f]{16}", version.GRADER_VERSION)
     real = Path.read_bytes
 
     def edited(path):
         data = real(path)
-        return data + b"\n# edited" if path.name in ("integrity.py", "checks.py") else data
+        return data + b"\n# edited" if path.name in ("inspection.py", "checks.py") else data
 
     monkeypatch.setattr(Path, "read_bytes", edited)
-    assert judge._grader_version() != judge.GRADER_VERSION
+    assert version.grader_version() != version.GRADER_VERSION
 
 
 def test_free_names_follow_python_scopes():
-    assert judge._free_names("def f(x, *rest):\n    h = x + y\n    return [h * k for k in rest]") == {"y"}
-    assert judge._free_names("[t for t in table]") == {"table"}
-    assert judge._free_names("\n%time total = sum(data)") >= {"data", "sum"}  # inside the magic, too
-    assert "total" in judge._bound_names("%%capture out\ntotal = 1")
+    assert names.free_names("def f(x, *rest):\n    h = x + y\n    return [h * k for k in rest]") == {"y"}
+    assert names.free_names("[t for t in table]") == {"table"}
+    assert names.free_names("\n%time total = sum(data)") >= {"data", "sum"}  # inside the magic, too
+    assert "total" in names.bound_names("%%capture out\ntotal = 1")
 
 
 def test_demo_cells_are_found_by_name_transitively():
     kinds = ["code", "demo", "demo", "code", "demo", "code"]
     sources = ["data = [1, 2]", "table = list(data)", "doubled = [2 * t for t in table]", "answer = sum(doubled)",
                "late = 1", "other = late + data[0]"]
-    needed, unresolved = judge.demo_dependencies(kinds, sources, [3, 5])
+    needed, unresolved = names.demo_dependencies(kinds, sources, [3, 5])
     assert needed == {1, 2, 4} and "late" not in unresolved and "table" not in unresolved
-    assert judge.demo_dependencies(kinds, sources, [3])[0] == {1, 2}  # what a cell does not read never runs
+    assert names.demo_dependencies(kinds, sources, [3])[0] == {1, 2}  # what a cell does not read never runs
     kinds[0] = "demo"  # now only a demo defines `data`: needed too, through the other demos
-    assert judge.demo_dependencies(kinds, sources, [3])[0] == {0, 1, 2}
-    assert judge.demo_dependencies(["code", "code"], ["y = x", "x = 1"], [0])[1] == {"x": 0}
+    assert names.demo_dependencies(kinds, sources, [3])[0] == {0, 1, 2}
+    assert names.demo_dependencies(["code", "code"], ["y = x", "x = 1"], [0])[1] == {"x": 0}
 
 
 def test_the_judge_runs_a_demo_cell_a_test_needs():
-    model = judge.SourceModel.from_notebook(mc.NAME, mc.source_notebook())
+    model = source.SourceModel.from_notebook(mc.NAME, mc.source_notebook())
     model.prune()
     assert [c.index for c in model.cells if c.kind == "demo" and c.needed] == []
     nb = mc.source_notebook()
     nb.cells[9].source = nb.cells[9].source.replace("_v = [1.0, 2.0]", "_v = [float(t) for t in doubled[:2]]")
-    model = judge.SourceModel.from_notebook(mc.NAME, nb)
+    model = source.SourceModel.from_notebook(mc.NAME, nb)
     model.prune()
     assert [c.index for c in model.cells if c.kind == "demo" and c.needed] == [2, 3]
     assert model.cells[1].needed  # the setup cell the demo cells read
@@ -110,7 +112,7 @@ def test_a_hidden_failure_is_reported_by_kind_only():
     "import numpy as np\nnp.mean?",
 ])
 def test_public_ipython_and_harmless_magics_are_not_flagged(code):
-    assert integrity.inspect_cells([(0, code)]) == []
+    assert inspection.inspect_cells([(0, code)]) == []
 
 
 @pytest.mark.parametrize("code, reason, line", [
@@ -127,7 +129,7 @@ def test_public_ipython_and_harmless_magics_are_not_flagged(code):
     ("%%writefile numpy.py\nx = 1", "outside Python", 1),
 ])
 def test_attacks_stay_flagged_at_the_right_line(code, reason, line):
-    findings = integrity.inspect_cells([(0, code)])
+    findings = inspection.inspect_cells([(0, code)])
     hits = [f for f in findings if reason.lower() in f.reason.lower()]
     assert hits and hits[0].line == line, [f.describe() for f in findings]
 

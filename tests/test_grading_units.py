@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import integrity, lms, sandbox, wire
-from autograder.judge import _free_names, align, read_submission, unneeded_student_cells
+from autograder import files
+from autograder.course import batch, submissions
+from autograder.course.root import GradingError
+from autograder.isolation import sandbox, wire
+from autograder.judging import hidden, inspection
+from autograder.judging.alignment import align, read_submission
+from autograder.judging.names import free_names
+from autograder.judging.plan import unneeded_student_cells
 
 NOTEBOOKS = {"01_chain_rule": "01_chain_rule", "02_sigmoid_saturation": "02_sigmoid_saturation"}
 
@@ -73,7 +79,7 @@ def test_lms_names_are_placed_and_the_rest_listed():
              "01_chain_rule_bob.ipynb", "carol/02_sigmoid_saturation.ipynb", "honest_full_0_01_chain_rule.ipynb",
              "random.ipynb", "01_chain_rule.ipynb", "x_01_chain_rule_02_sigmoid_saturation.ipynb", "notes.txt",
              "a_01_chain_rule_b.ipynb", "dup_01_chain_rule.ipynb", "dup/01_chain_rule.ipynb"]
-    placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
+    placed, unplaced = submissions.place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
     got = {(s.student, s.assignment) for s in placed}
     assert got == {("12345", "01_chain_rule"), ("12346", "01_chain_rule"), ("123456", "01_chain_rule"),
                    ("jdoe", "01_chain_rule"), ("alice", "01_chain_rule"), ("bob", "01_chain_rule"),
@@ -91,7 +97,7 @@ def test_nbgrader_tree_keeps_extra_files_out_of_the_notebooks(tmp_path):
     (folder / "01_chain_rule.ipynb").write_text("{}")
     (folder / "numpy.py").write_text("")
     (folder / "timestamp.txt").write_text("2024-01-01 10:00:00 UTC")
-    placed, unplaced = lms.discover(tmp_path, NOTEBOOKS)
+    placed, unplaced = submissions.discover(tmp_path, NOTEBOOKS)
     assert not unplaced and len(placed) == 1
     assert placed[0].extra_files == ["numpy.py"] and placed[0].timestamp.startswith("2024-01-01")
 
@@ -113,7 +119,7 @@ def test_nbgrader_tree_keeps_extra_files_out_of_the_notebooks(tmp_path):
     ("x = (1).__class__.__subclasses__()", "internals"),
 ])
 def test_inspection_flags_tampering(code, reason):
-    findings = integrity.inspect_cells([(0, code)])
+    findings = inspection.inspect_cells([(0, code)])
     assert any(reason.lower() in f.reason.lower() for f in findings), [f.reason for f in findings]
 
 
@@ -127,7 +133,7 @@ def test_inspection_flags_tampering(code, reason):
     "%matplotlib inline\nplt.plot([1, 2])",
 ])
 def test_inspection_leaves_honest_code_alone(code):
-    assert integrity.inspect_cells([(0, code)]) == []
+    assert inspection.inspect_cells([(0, code)]) == []
 
 
 # ---- hidden tests ---------------------------------------------------------------------------------------
@@ -136,13 +142,13 @@ TEST_CELL = "visible = 1\n### BEGIN HIDDEN TESTS\nsecret_check(answer, 42)\n### 
 
 
 def test_hidden_tests_are_split_stripped_and_redacted():
-    segments = integrity.split_hidden(TEST_CELL)
+    segments = hidden.split_hidden(TEST_CELL)
     assert [hidden for _, hidden in segments] == [False, True, False]
     assert segments[1][0].splitlines()[2] == "secret_check(answer, 42)"  # line numbers kept
-    assert "secret_check" not in integrity.strip_hidden(TEST_CELL)
-    assert integrity.released_source(TEST_CELL) == "visible = 1\nafter = 2"
-    secret = integrity.hidden_lines([TEST_CELL])
-    assert integrity.redact("x\nsecret_check(answer, 42)\ny\n", secret) == \
+    assert "secret_check" not in hidden.strip_hidden(TEST_CELL)
+    assert hidden.released_source(TEST_CELL) == "visible = 1\nafter = 2"
+    secret = hidden.hidden_lines([TEST_CELL])
+    assert hidden.redact("x\nsecret_check(answer, 42)\ny\n", secret) == \
         "x\n[line removed: it quotes a hidden test]\ny\n"
 
 
@@ -151,7 +157,7 @@ def test_hidden_tests_are_split_stripped_and_redacted():
 def _source_model():
     import nbformat
 
-    from autograder.judge import SourceModel
+    from autograder.judging.source import SourceModel
 
     nb = nbformat.v4.new_notebook()
     cells = [("setup", "import math", None), ("data", "X = [1, 2]", None),
@@ -173,7 +179,7 @@ def test_deleted_and_duplicated_test_cells_are_restored_once():
 
     model, source = _source_model()
     student = copy.deepcopy(source)
-    student.cells[3].source = integrity.released_source(student.cells[3].source)
+    student.cells[3].source = hidden.released_source(student.cells[3].source)
     deleted = copy.deepcopy(student)
     del deleted.cells[3]
     steps, notes = align(read_submission(nbformat.writes(deleted).encode()), model)
@@ -191,7 +197,7 @@ def test_deleted_and_duplicated_test_cells_are_restored_once():
 
 
 def test_free_names_are_what_a_cell_reads_from_earlier_cells():
-    assert _free_names("x = f(x)\ntry:\n    pass\nexcept E as error:\n    print(error)") == {"f", "x", "E", "print"}
+    assert free_names("x = f(x)\ntry:\n    pass\nexcept E as error:\n    print(error)") == {"f", "x", "E", "print"}
 
 
 @pytest.mark.parametrize("data, why", [(b"", "empty"), (b"{not json", "JSON"), (b"[]", "cells"),
@@ -208,13 +214,11 @@ def test_the_isolation_probe_describes_what_it_found():
 
 
 def test_without_namespaces_grading_is_refused_unless_asked_for(monkeypatch):
-    from autograder import grade
-
     monkeypatch.setattr(sandbox, "probe", lambda **kwargs: sandbox.Isolation("none", False, False, "", ["no"]))
-    with pytest.raises(grade.GradingError, match="Refusing"):
-        grade.require_isolation(unsafe=False)
+    with pytest.raises(GradingError, match="Refusing"):
+        batch.require_isolation(unsafe=False)
     messages = []
-    assert grade.require_isolation(unsafe=True, log=messages.append).mode == "none"
+    assert batch.require_isolation(unsafe=True, log=messages.append).mode == "none"
     assert "WITHOUT isolation" in messages[0]
 
 
@@ -264,12 +268,13 @@ def test_folder_layouts_list_links_fifos_folders_and_course_files(tmp_path):
     (submitted / "dave" / "01_chain_rule.ipynb").mkdir()
     os.link(secret, submitted / "erin" / "01_chain_rule.ipynb")
     (submitted / "frank").symlink_to(submitted / "alice")  # a whole folder, linked
-    placed, unplaced = lms.discover(submitted, NOTEBOOKS, protected=[course])
+    placed, unplaced = submissions.discover(submitted, NOTEBOOKS, protected=[course])
     assert [(s.student, s.assignment) for s in placed] == [("alice", "01_chain_rule")]
     why = {u.where: u.why for u in unplaced}
-    assert why == {"bob/01_chain_rule.ipynb": lms.SYMLINK, "carol/01_chain_rule.ipynb": lms.NOT_REGULAR,
-                   "dave/01_chain_rule.ipynb": lms.A_FOLDER, "erin/01_chain_rule.ipynb": lms.COURSE_FILE,
-                   "frank": lms.SYMLINK}
+    assert why == {"bob/01_chain_rule.ipynb": submissions.SYMLINK,
+                   "carol/01_chain_rule.ipynb": submissions.NOT_REGULAR,
+                   "dave/01_chain_rule.ipynb": submissions.A_FOLDER,
+                   "erin/01_chain_rule.ipynb": submissions.COURSE_FILE, "frank": submissions.SYMLINK}
 
 
 def test_an_nbgrader_tree_refuses_links_and_grades_despite_a_bad_timestamp(tmp_path):
@@ -281,7 +286,7 @@ def test_an_nbgrader_tree_refuses_links_and_grades_despite_a_bad_timestamp(tmp_p
     (tmp_path / "dave" / "01_chain_rule").mkdir(parents=True)
     (tmp_path / "dave" / "01_chain_rule" / "01_chain_rule.ipynb").symlink_to(
         tmp_path / "bob" / "01_chain_rule" / "01_chain_rule.ipynb")
-    placed, unplaced = lms.discover(tmp_path, NOTEBOOKS)
+    placed, unplaced = submissions.discover(tmp_path, NOTEBOOKS)
     by_student = {s.student: s for s in placed}
     assert set(by_student) == {"alice", "bob", "carol", "dave"}
     assert by_student["alice"].timestamp is None and "timestamp.txt unusable" in by_student["alice"].problems[0]
@@ -296,7 +301,7 @@ def test_an_nbgrader_tree_refuses_links_and_grades_despite_a_bad_timestamp(tmp_p
                                       ("9999-99-99 99:99:99", False), ("yesterday", False),
                                       ("2999-01-01 00:00:00", False), ("2024-02-30 10:00:00", False)])
 def test_submission_times_are_read_as_nbgrader_reads_them(text, ok):
-    value, why = lms.submission_time(text)
+    value, why = submissions.submission_time(text)
     assert (value == text and why is None) if ok else (value is None and why)
 
 
@@ -306,7 +311,7 @@ def test_the_students_folder_decides_whose_a_file_is():
              "Mallory M_9_assignsubmission_file_/Jane Doe_4567_assignsubmission_file_01_chain_rule.ipynb",
              "Jane Doe_4567_assignsubmission_file_/01_chain_rule (1).ipynb",
              "Carl C_8_assignsubmission_file_/carl_01_chain_rule.ipynb"]  # his own login in the name: his
-    placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
+    placed, unplaced = submissions.place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
     got = {(s.student, next(iter(s.notebooks))): s.notebooks[next(iter(s.notebooks))]["path"] for s in placed}
     assert got == {("alice", "01_chain_rule"): names[0], ("mallory", "02_sigmoid_saturation"): names[2],
                    ("bob", "01_chain_rule"): names[3], ("4567", "01_chain_rule"): names[5],
@@ -321,7 +326,7 @@ def test_the_students_folder_decides_whose_a_file_is():
 def test_a_blackboard_name_with_an_impossible_time_is_graded_without_one_and_flagged():
     names = ["HW1_bb_attempt_2024-13-45-99-99-99_01_chain_rule.ipynb",
              "HW1_cc_attempt_2024-01-02-10-11-12_01_chain_rule.ipynb"]
-    placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
+    placed, unplaced = submissions.place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
     by_student = {s.student: s for s in placed}
     assert by_student["bb"].timestamp is None and "submission time unusable" in by_student["bb"].problems[0]
     assert by_student["cc"].timestamp == "2024-01-02 10:11:12" and not by_student["cc"].problems
@@ -335,7 +340,7 @@ def test_a_blackboard_name_with_an_impossible_time_is_graded_without_one_and_fla
     (["Ann Lee_7_assignsubmission_file_/01_chain_rule.ipynb"], {"7"}),
 ])
 def test_a_wrapper_folder_is_not_a_student(names, students):
-    placed, unplaced = lms._place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
+    placed, unplaced = submissions.place_flat([(n, {"path": n}) for n in names], NOTEBOOKS)
     assert {s.student for s in placed} == students and not unplaced
 
 
@@ -369,38 +374,35 @@ def _zip_with_bad_members(path):
 
 
 def test_a_zip_with_bad_members_lists_them_and_places_the_rest(tmp_path):
-    from autograder import worker
-
     path = _zip_with_bad_members(tmp_path / "download.zip")
-    placed, unplaced = lms.discover(path, NOTEBOOKS)
+    placed, unplaced = submissions.discover(path, NOTEBOOKS)
     assert {s.student for s in placed} == {"alice", "31"}
     why = {u.where: u.why for u in unplaced}
     assert why["crc_01_chain_rule.ipynb"].startswith("corrupt in the zip (BadZipFile")
     assert why["../evil_01_chain_rule.ipynb"].startswith("an unsafe path")
-    assert why["link_01_chain_rule.ipynb"] == lms.SYMLINK
+    assert why["link_01_chain_rule.ipynb"] == submissions.SYMLINK
     assert any(w.startswith("its name is not valid UTF-8") for w in why.values()) and len(why) == 4
     jose = next(s for s in placed if s.student == "31")
     assert (jose.first_name, jose.last_name) == ("Jos\u00e9", "Ruiz")
     for submission in placed:  # the good members read through the same bad archive
-        assert worker.read_bytes(next(iter(submission.notebooks.values()))) == _notebook_bytes()
-    with pytest.raises(worker.UnreadableFile, match="CRC"):
-        worker.read_bytes({"zip": str(path), "member": "crc_01_chain_rule.ipynb", "index": 1})
+        assert files.read_bytes(next(iter(submission.notebooks.values()))) == _notebook_bytes()
+    with pytest.raises(files.UnreadableFile, match="CRC"):
+        files.read_bytes({"zip": str(path), "member": "crc_01_chain_rule.ipynb", "index": 1})
 
 
 def test_reading_a_submission_never_follows_a_link_nor_waits_on_a_fifo(tmp_path):
     import os
 
-    from autograder import grade, worker
-
     (tmp_path / "real.ipynb").write_bytes(b"{}")
     (tmp_path / "link.ipynb").symlink_to(tmp_path / "real.ipynb")
     os.mkfifo(tmp_path / "fifo.ipynb")
     for name in ("link.ipynb", "fifo.ipynb", "missing.ipynb"):
-        with pytest.raises(worker.UnreadableFile):
-            worker.read_bytes({"path": str(tmp_path / name)})
-    submission = lms.Submission("s", "01_chain_rule", {"01_chain_rule": {"path": str(tmp_path / "fifo.ipynb")}})
+        with pytest.raises(files.UnreadableFile):
+            files.read_bytes({"path": str(tmp_path / name)})
+    submission = submissions.Submission("s", "01_chain_rule", {"01_chain_rule": {"path": str(tmp_path / "fifo.ipynb")}})
     sources = {"01_chain_rule": {"assignment": "01_chain_rule", "sha": "x"}}
-    assert len(grade.job_key(submission, sources, {}, {})) == 64  # a key, not an exception
+    settings = batch.Batch(sandbox.probe(force_mode="none"), sandbox.Limits(), [], tmp_path)
+    assert len(settings.job_key(submission, sources, {})) == 64  # a key, not an exception
 
 
 def _sandbox_run(box, source: str) -> dict:
@@ -496,7 +498,7 @@ def test_leftovers_of_dead_owners_are_removed_and_live_ones_kept(tmp_path):
     import shutil
     import tempfile
 
-    from autograder import worker
+    from autograder.judging import worker
 
     pid, started = _dead_process()
     dead = Path(tempfile.gettempdir()) / f"vg-grade-{pid}-{started}-test"

@@ -37,7 +37,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import COURSE_ROOT, REPO_ROOT, integrity
+from autograder import COURSE_ROOT, REPO_ROOT
+from autograder.judging import hidden
 from autograder.build import read_source, solution_cells
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("autograder-redteam")]
@@ -703,10 +704,10 @@ def test_nothing_reached_the_network_or_survived_or_wrote_the_gradebook(runs):
 
 
 def test_no_hidden_test_reaches_any_feedback_page(runs):
-    secret = integrity.hidden_lines([c.source for c in SOURCE.cells if c.metadata.get("nbgrader", {}).get("grade")])
+    secret = hidden.hidden_lines([c.source for c in SOURCE.cells if c.metadata.get("nbgrader", {}).get("grade")])
     assert len(secret) > 10
     kernel_only = nbformat.read(runs["mixed_course"] / "source" / KERNEL_ONLY / f"{KERNEL_ONLY}.ipynb", as_version=4)
-    secret |= integrity.hidden_lines([c.source for c in kernel_only.cells])
+    secret |= hidden.hidden_lines([c.source for c in kernel_only.cells])
     pages = list((runs["mixed_course"] / "feedback").rglob("*.html")) + \
         list((runs["clean_course"] / "feedback").rglob("*.html"))
     assert len(pages) >= len(runs["cases"]) - 5
@@ -774,7 +775,7 @@ def add_kernel_only_assignment(course: Path, submissions: Path) -> None:
     for student, code in variants.items():
         copy_ = nbformat.from_dict(json.loads(json.dumps(nb)))
         copy_.cells[1].source = code
-        copy_.cells[2].source = integrity.released_source(copy_.cells[2].source)
+        copy_.cells[2].source = hidden.released_source(copy_.cells[2].source)
         folder = submissions / f"{KERNEL_ONLY}_{student}" / KERNEL_ONLY
         folder.mkdir(parents=True)
         nbformat.write(copy_, folder / f"{KERNEL_ONLY}.ipynb")

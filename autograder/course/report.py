@@ -1,4 +1,4 @@
-"""`python -m autograder report`: which questions the class found hard, as plots (PNG) and one HTML page.
+"""The grading report: which questions the class found hard, as plots (PNG) and one HTML page.
 
 Per assignment: for every question, the share of students with full, partial
 and no credit (and how many are flagged or still need manual grading), and
@@ -10,9 +10,10 @@ grades count.
 from __future__ import annotations
 
 import html
-import os
 from collections import defaultdict
 from pathlib import Path
+
+from .gradebook import csv_rows
 
 # Okabe-Ito colours, one meaning each: credit (full, partial, none, under review), the distribution of
 # totals, and the mean score of the hardest questions.
@@ -115,8 +116,6 @@ def plot_hardest(summary: dict, folder: Path, *, top: int = 15) -> Path | None:
 
 
 def write_report(course, folder: Path, *, assignment: str | None = None) -> Path:
-    from .grade import csv_rows
-
     rows = csv_rows(course, assignment=assignment)
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
@@ -148,14 +147,3 @@ def write_report(course, folder: Path, *, assignment: str | None = None) -> Path
     page = folder / "index.html"
     page.write_text("\n".join(parts), encoding="utf-8")
     return page
-
-
-def main_report(args) -> int:
-    from .grade import Course
-
-    course = Course(args.course_root)
-    folder = Path(args.out) if args.out else course.root / "reports"
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    page = write_report(course, folder, assignment=args.assignment)
-    print(f"wrote {page} and its plots")
-    return 0

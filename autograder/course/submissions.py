@@ -27,14 +27,14 @@ another student is listed, never attributed to that student.
 from __future__ import annotations
 
 import datetime
-import io
 import os
 import re
 import stat
-import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from ..files import MAX_NOTEBOOK_BYTES, open_zip
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 CANVAS = re.compile(r"^(?P<name>[a-z0-9]+?)(?P<late>_late)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<rest>.+)$", re.IGNORECASE)
@@ -84,7 +84,7 @@ def discover(path: Path, notebooks: dict[str, str], *, assignment: str | None = 
         notebooks = {nb: a for nb, a in notebooks.items() if a == assignment}
     if path.is_file() and zipfile.is_zipfile(path):
         entries, unplaced = _zip_entries(path)
-        found, more = _place_flat(entries, notebooks)
+        found, more = place_flat(entries, notebooks)
         return found, unplaced + more
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a folder nor a zip file")
@@ -99,7 +99,7 @@ def discover(path: Path, notebooks: dict[str, str], *, assignment: str | None = 
             unplaced.append(Unplaced(relative, why))
         else:
             entries.append((relative, {"path": os.path.abspath(entry.path)}))
-    found, more = _place_flat(entries, notebooks)
+    found, more = place_flat(entries, notebooks)
     return found, unplaced + more
 
 
@@ -242,102 +242,7 @@ def _tree_submission(student: str, folder: Path, notebooks: dict[str, str], cour
 
 # ---- zip files ---------------------------------------------------------------------------------
 
-def _central_directory(file) -> tuple[int, int] | None:
-    """(offset, size) of a zip's central directory, from its end record (None: not found, or zip64)."""
-    file.seek(0, io.SEEK_END)
-    size = file.tell()
-    file.seek(max(0, size - 65_557))
-    tail = file.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) < at + 22:
-        return None
-    cd_size, cd_offset = struct.unpack("<II", tail[at + 12:at + 20])
-    if cd_offset == 0xFFFFFFFF:
-        return None
-    return cd_offset, cd_size
-
-
-def _bad_utf8_names(path) -> tuple[list[int], set[int]]:
-    """(file offsets of the flag bits, indices) of the central-directory entries flagged UTF-8 whose
-    name is not UTF-8 after all."""
-    offsets, indices = [], set()
-    with open(path, "rb") as file:
-        where = _central_directory(file)
-        if where is None:
-            return offsets, indices
-        file.seek(where[0])
-        data = file.read(where[1])
-    at, index = 0, 0
-    while data[at:at + 4] == b"PK\x01\x02" and at + 46 <= len(data):
-        flags, = struct.unpack("<H", data[at + 8:at + 10])
-        name_length, extra_length, comment_length = struct.unpack("<HHH", data[at + 28:at + 34])
-        if flags & 0x800:
-            try:
-                data[at + 46:at + 46 + name_length].decode("utf-8")
-            except UnicodeDecodeError:
-                offsets.append(where[0] + at + 8)
-                indices.add(index)
-        at += 46 + name_length + extra_length + comment_length
-        index += 1
-    return offsets, indices
-
-
-class _Patched(io.RawIOBase):
-    """A zip file read with the UTF-8 flag (bit 11 of the little-endian flag bits) cleared at `offsets`."""
-
-    def __init__(self, path, offsets: list[int]):
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
-        self._bytes = [offset + 1 for offset in offsets]  # bit 11 is bit 3 of the second byte
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def seek(self, offset, whence=io.SEEK_SET):
-        return self._file.seek(offset, whence)
-
-    def tell(self):
-        return self._file.tell()
-
-    def readinto(self, buffer):
-        start = self._file.tell()
-        data = bytearray(self._file.read(len(buffer)))
-        for byte in self._bytes:
-            if start <= byte < start + len(data):
-                data[byte - start] &= 0xF7
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self):
-        self._file.close()
-        super().close()
-
-
-def open_zip(path, undecodable: set[int] | None = None) -> zipfile.ZipFile:
-    """A ZipFile whose every member name decodes, so one bad name never stops the archive: a name flagged
-    UTF-8 that is not reads as cp437 (its index goes into `undecodable`); an unflagged name that is valid
-    UTF-8 (macOS and Windows tools) reads as UTF-8."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except UnicodeDecodeError:
-        offsets, indices = _bad_utf8_names(path)
-        archive = zipfile.ZipFile(io.BufferedReader(_Patched(path, offsets)))
-        if undecodable is not None:
-            undecodable.update(indices)
-    for info in archive.infolist():
-        if not info.flag_bits & 0x800:
-            try:
-                info.filename = info.orig_filename.encode("cp437").decode("utf-8")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                pass
-    return archive
-
-
 def _zip_entries(path: Path) -> tuple[list, list[Unplaced]]:
-    from .judge import MAX_NOTEBOOK_BYTES
-
     entries, unplaced, undecodable = [], [], set()
     location = str(path.resolve())
     with open_zip(path, undecodable) as archive:
@@ -479,7 +384,7 @@ def _wrapper_depth(files, notebooks: dict[str, str]) -> int:
     return depth
 
 
-def _place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], list[Unplaced]]:
+def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], list[Unplaced]]:
     unplaced, files = [], []
     for relative, location in entries:
         parts = PurePosixPath(relative).parts

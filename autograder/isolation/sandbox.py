@@ -8,7 +8,7 @@ worker, so it starts in milliseconds with torch already imported:
         │       builds the file view and pivots into it
          └─ init, PID 1 of a new PID namespace: reaps, relays interrupts
              └─ kernel (PID 2): unprivileged uid, no capabilities, seccomp, rlimits,
-                                  runs the student's cells (kernel.py)
+                                  runs the student's cells (shell.py)
 
 - **Files: deny by default.** The kernel's root is an empty read-only tmpfs
   into which only what it needs is bound, read-only, at its own path: the
@@ -71,6 +71,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import shell  # imported before any fork: the kernel's view no longer shows the grader's code
+
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -95,8 +97,9 @@ class SandboxError(RuntimeError):
 
 @dataclass
 class Limits:
-    """Per-submission resource limits (see `python -m autograder grade --help`)."""
+    """Per-submission limits: the one place of their defaults (the CLI's come from here)."""
 
+    cell_timeout: float = 60.0  # seconds per cell and per test (nbgrader's Execute.timeout, when it sets one)
     memory_mb: int = 2048
     cpu_seconds: int = 600
     processes: int = 64
@@ -155,14 +158,14 @@ def _mount(source, target, fstype, flags, data=None) -> None:
     _check(_libc.mount(enc(source), enc(str(target)), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-def _prctl(option: int, value: int) -> None:
+def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
 
 
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when its parent dies, and exit now if `parent` (its pid before the fork)
     already died: PR_SET_PDEATHSIG set after that moment would never fire."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(75)
 
@@ -295,7 +298,7 @@ def _try_seccomp() -> bool:
         return False
 
     def body():
-        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
         _refuse_new_sessions()
         try:
             os.setsid()
@@ -591,7 +594,7 @@ def _own_course_lib_copy() -> Path | None:
 def hidden_paths(extra=()) -> list[str]:
     """What must never be visible: the repository and course root of this grader, the home folder and
     `extra` (the course root, submissions, scratch and gradebook of a run)."""
-    from . import COURSE_ROOT, REPO_ROOT
+    from .. import COURSE_ROOT, REPO_ROOT
 
     paths = {str(REPO_ROOT), str(COURSE_ROOT), os.path.expanduser("~"), *(str(p) for p in extra if p)}
     return sorted({_resolved(p) for p in paths} - {"/"})
@@ -856,7 +859,7 @@ class Exit:
 
 
 class Sandbox:
-    """One isolated kernel process tree; `sock` talks to the kernel (see kernel.py)."""
+    """One isolated kernel process tree; `sock` talks to the kernel (see shell.py)."""
 
     def __init__(self, isolation: Isolation, limits: Limits, *, hide=(), notebook_name: str = "notebook.ipynb",
                  notebook_bytes: bytes = b"", env_extra: dict | None = None):
@@ -1041,7 +1044,7 @@ class Sandbox:
     def _init(self, kernel_sock, go_r, uid: int, gid: int, workdir: str, stage: str) -> None:
         """PID 1 of the sandbox: start the kernel, reap orphans, relay interrupts, exit with the kernel."""
         try:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.read(go_r, 1) != b"x":
                 os._exit(75)  # the keeper died before it let us go: PR_SET_PDEATHSIG came too late
             os.close(go_r)
@@ -1071,7 +1074,7 @@ class Sandbox:
                 os.setgid(gid)
                 os.setuid(uid)
             _drop_capabilities()
-            _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            prctl(PR_SET_NO_NEW_PRIVS, 1)
             if self.isolation.seccomp:
                 _refuse_new_sessions()
             self._set_limits()
@@ -1115,9 +1118,9 @@ class Sandbox:
         if pid == 0:
             try:
                 judge_sock.close()
-                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.setsid()
-                _prctl(PR_SET_NO_NEW_PRIVS, 1)
+                prctl(PR_SET_NO_NEW_PRIVS, 1)
                 if self.isolation.seccomp:
                     _refuse_new_sessions()  # so killpg reaches every process it starts
                 self._set_limits()
@@ -1136,11 +1139,9 @@ class Sandbox:
 def _run_kernel(kernel_sock, workdir: str, python_path: list[str] | None) -> None:
     code = 0
     try:
-        from .kernel import main
-
         if python_path is not None:
             _forget_origins(python_path)
-        main(kernel_sock, workdir)
+        shell.main(kernel_sock, workdir)
     except BaseException:  # noqa: BLE001
         code = 73
     finally:
@@ -1206,6 +1207,6 @@ def _read_line(fd: int, *, timeout: float) -> dict | None:
 def make_undumpable() -> None:
     """Trusted grader processes: no /proc/PID/{mem,environ,cwd,fd} access for other processes of this uid."""
     try:
-        _prctl(PR_SET_DUMPABLE, 0)
+        prctl(PR_SET_DUMPABLE, 0)
     except SandboxError:
         pass

@@ -1,6 +1,6 @@
 """The student's side of grading: runs inside the sandbox, computes, never judges.
 
-A small server over one socket. The trusted judge (``judge.py``) asks it to
+A small server over one socket. The trusted judge (``judging/judge.py``) asks it to
 run the student's cells one by one in an IPython shell, to describe the
 names a test needs (plain data comes back as data, callables as handles), and
 to call the student's functions on the judge's inputs. Everything here can be
@@ -11,7 +11,6 @@ a dead kernel.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sys
@@ -19,41 +18,7 @@ import time
 import traceback
 
 from . import wire
-
-OUTPUT_LIMIT = 100_000  # characters kept per cell and stream; the rest is counted, not stored
-
-
-class CappedWriter(io.TextIOBase):
-    """A text stream that keeps the first `limit` characters and counts the rest (huge outputs)."""
-
-    def __init__(self, limit: int = OUTPUT_LIMIT):
-        self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
-
-    def writable(self):
-        return True
-
-    def write(self, text):
-        if not isinstance(text, str):
-            text = str(text)
-        room = self.limit - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(room, len(text))
-        self.dropped += max(0, len(text) - max(room, 0))
-        return len(text)
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
-    def getvalue(self) -> str:
-        text = "".join(self.parts)
-        if self.dropped:
-            text += f"\n[... {self.dropped} more characters of output not kept ...]\n"
-        return text
-
+from .output import CappedWriter
 
 class Kernel:
     """Serve the judge's requests on `sock` until it says bye or the channel breaks."""

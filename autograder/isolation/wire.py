@@ -19,6 +19,7 @@ that decoding can never run code.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import socket
@@ -137,7 +138,7 @@ def encode(value, *, callable_to_handle=None, lenient: bool = False, depth: int 
         if value.name not in NUMERIC_DTYPES:
             raise NotPlainData(f"the NumPy dtype {value.name}")
         return ["ndt", value.name]
-    torch = _torch()
+    torch = torch_module()
     if torch is not None and kind is torch.Size:
         return ["tsz", [int(n) for n in value]]
     if torch is not None and kind is torch.dtype:
@@ -196,17 +197,14 @@ def _type_name(value) -> str:
     return name if module in ("builtins", "__main__") else f"{module}.{name}"
 
 
-_TORCH = []
-
-
-def _torch():
-    if not _TORCH:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is pinned
-            torch = None
-        _TORCH.append(torch)
-    return _TORCH[0]
+@functools.cache
+def torch_module():
+    """torch, imported on first use (the wire is imported where torch is not needed yet)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is pinned
+        return None
+    return torch
 
 
 class _Budget:
@@ -276,7 +274,7 @@ def decode(tree, *, handle_to_callable=None, _depth: int = 0, _budget: _Budget |
         if tag == "nd" and len(args) == 3 and args[0] in NUMERIC_DTYPES:
             return _array(args[0], args[1], args[2], budget)
         if tag == "pt" and len(args) == 4 and args[0] in TORCH_DTYPES and isinstance(args[3], bool):
-            torch = _torch()
+            torch = torch_module()
             if args[0] == "bfloat16":
                 tensor = torch.from_numpy(_array("int16", args[1], args[2], budget)).view(torch.bfloat16).clone()
             else:
@@ -288,14 +286,14 @@ def decode(tree, *, handle_to_callable=None, _depth: int = 0, _budget: _Budget |
             return np.dtype(args[0])
         if tag == "tsz" and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= 32 \
                 and all(type(n) is int and 0 <= n < 2**62 for n in args[0]):
-            return _torch().Size(args[0])
+            return torch_module().Size(args[0])
         if tag == "tdt" and len(args) == 1 and args[0] in TORCH_DTYPES:
-            return getattr(_torch(), args[0])
+            return getattr(torch_module(), args[0])
         if tag == "tdv" and args == ["cpu"]:
-            return _torch().device("cpu")
+            return torch_module().device("cpu")
         if tag == "tgn" and len(args) == 1:
             state = decode(args[0], _depth=_depth + 1, _budget=budget)
-            torch = _torch()
+            torch = torch_module()
             if not isinstance(state, np.ndarray) or state.dtype != np.uint8 or state.ndim != 1 or state.size > 10000:
                 raise WireError("bad generator state")
             generator = torch.Generator()

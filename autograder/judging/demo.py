@@ -2,6 +2,8 @@
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .names import demo_dependencies
+
 DEMO_TAG = "demo"
 SKIPPED_SOURCE = "# (demonstration cell: not run during grading)"
 
@@ -20,8 +22,6 @@ def skip_demo_cells(nb):
     before it, as when an answer reuses a variable a section computed) is kept, with what it
     needs in turn: the notebook computes what the student's Jupyter computed.
     """
-    from .judge import demo_dependencies
-
     kinds = ["demo" if is_demo(cell) else "code" if cell.cell_type == "code" else "" for cell in nb.cells]
     sources = [cell.source if cell.cell_type == "code" else "" for cell in nb.cells]
     needed, _ = demo_dependencies(kinds, sources, [i for i, kind in enumerate(kinds) if kind == "code"])

@@ -20,13 +20,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import html
-import os
 import re
 import signal
 import threading
 from pathlib import Path
 
 import nbformat
+
+from . import hidden
 
 MAX_CELL_CHARS = 50_000  # code shown per cell
 MAX_MARKDOWN_CHARS = 20_000  # text of one markdown cell (else a note; markdown costs superlinear time)
@@ -351,21 +352,19 @@ def student_view(autograded, secret_lines: set[str] | None = None):
     output at all), and a failed hidden test becomes one line saying so. Any
     text that quotes a hidden line is redacted as a last line of defence.
     """
-    from . import integrity
-
     nb = nbformat.from_dict(copy.deepcopy(dict(autograded)))
     secret = set(secret_lines or ())
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
-            secret |= integrity.hidden_lines([cell.source])
+            secret |= hidden.hidden_lines([cell.source])
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         is_test = meta.get("grade") and not meta.get("solution") and cell.cell_type == "code"
         if is_test:
             record = cell.metadata.pop("autograder", None) or {}
-            has_hidden = integrity.BEGIN_HIDDEN in cell.source
-            cell.source = integrity.strip_hidden(cell.source)
+            has_hidden = hidden.BEGIN_HIDDEN in cell.source
+            cell.source = hidden.strip_hidden(cell.source)
             if "visible_outputs" in record:
                 cell.outputs = cell.outputs[:int(record["visible_outputs"])]
             elif has_hidden:
@@ -377,16 +376,16 @@ def student_view(autograded, secret_lines: set[str] | None = None):
         if cell.cell_type == "code":
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "stream":
-                    output["text"] = integrity.redact(output.get("text", ""), secret)
+                    output["text"] = hidden.redact(output.get("text", ""), secret)
                 elif output.get("output_type") == "error":
-                    output["evalue"] = integrity.redact(output.get("evalue", ""), secret)
-                    output["traceback"] = [integrity.redact(line, secret) for line in output.get("traceback", [])]
+                    output["evalue"] = hidden.redact(output.get("evalue", ""), secret)
+                    output["traceback"] = [hidden.redact(line, secret) for line in output.get("traceback", [])]
                 elif "data" in output:
                     for key, text in list(output["data"].items()):
                         if isinstance(text, str) and key.startswith("text"):
-                            output["data"][key] = integrity.redact(text, secret)
+                            output["data"][key] = hidden.redact(text, secret)
         if not is_test:
-            cell.source = integrity.redact(cell.source, secret)
+            cell.source = hidden.redact(cell.source, secret)
     return nb
 
 
@@ -394,7 +393,7 @@ def __getattr__(name):
     """`HideHiddenTests`: an nbgrader preprocessor for plain `nbgrader generate_feedback`, so that its
     pages show no hidden test either. In nbgrader_config.py:
 
-        from autograder.feedback import HideHiddenTests
+        from autograder.judging.feedback import HideHiddenTests
         c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 
     (Built on first use: importing nbgrader's preprocessors costs a second.)
@@ -414,14 +413,3 @@ def __getattr__(name):
 
     globals()["HideHiddenTests"] = HideHiddenTests
     return HideHiddenTests
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write through a temporary file and a rename, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if isinstance(data, str):
-        temporary.write_text(data, encoding="utf-8")
-    else:
-        temporary.write_bytes(data)
-    os.replace(temporary, path)

@@ -31,13 +31,22 @@ import re
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from .. import REPO_ROOT
+from ..files import HALF_WRITTEN, read_bytes, write_atomic
+from ..isolation.sandbox import Sandbox, SandboxError, make_undumpable
+from .alignment import read_submission
+from .feedback import render_html
+from .jobs import JobResult, JobSpec
+from .judge import grade_notebook, zero_result
+from .plan import Plan
+from .source import SourceModel
 
 PRELOAD_MODULES = ("numpy", "torch", "matplotlib.pyplot", "IPython.core.interactiveshell",
                    "IPython.core.inputtransformer2", "ipywidgets", "sklearn.datasets", "nbformat",
@@ -69,7 +78,8 @@ def preload() -> None:
                 pass
     except ImportError:
         pass
-    from . import feedback, integrity, judge, kernel, sandbox, wire  # noqa: F401
+    from ..isolation import sandbox
+    from . import feedback, judge  # noqa: F401
 
     sandbox.view()  # reads site-packages once here, not in every job
 
@@ -84,54 +94,12 @@ def preload() -> None:
     TransformerManager().transform_cell("x = 1\n")
 
 
-class UnreadableFile(OSError):
-    """A submitted file that cannot be read (corrupt zip member, not a regular file, ...)."""
-
-
-def read_bytes(location: dict) -> bytes:
-    """A submitted file's bytes: {"path": ...} or {"zip": ..., "member": ..., "index": ...}. Never follows
-    a symbolic link, never blocks on a FIFO, never reads more than a notebook may hold (a bigger file
-    reads as that many bytes plus one, which the judge refuses); every failure is an UnreadableFile."""
-    from .judge import MAX_NOTEBOOK_BYTES
-    from .lms import open_zip
-
-    if "zip" in location:
-        try:
-            with open_zip(location["zip"]) as archive:
-                members = archive.infolist()
-                index = location.get("index")
-                info = members[index] if index is not None else archive.getinfo(location["member"])
-                if info.filename != location["member"]:
-                    raise UnreadableFile(f"the zip no longer holds {location['member']!r} at this place")
-                if info.file_size > MAX_NOTEBOOK_BYTES:
-                    return b"\0" * (MAX_NOTEBOOK_BYTES + 1)
-                with archive.open(info) as member:
-                    return member.read(MAX_NOTEBOOK_BYTES + 1)
-        except UnreadableFile:
-            raise
-        except Exception as error:  # noqa: BLE001 - BadZipFile (CRC), zlib.error, EOFError: a damaged member
-            raise UnreadableFile(f"{type(error).__name__}: {error}") from None
-    try:
-        fd = os.open(location["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        raise UnreadableFile(f"{error.strerror or error}") from None
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableFile("not a regular file")
-        return file.read(MAX_NOTEBOOK_BYTES + 1)
-
-
-def run_job(spec: dict) -> dict:
-    """Grade one submission; returns the result (also written to spec["result_path"] when given)."""
-    from . import feedback, judge, sandbox
-
-    sandbox.make_undumpable()
+def run_job(spec: JobSpec) -> JobResult:
+    """Grade one submission; returns the result (also written to spec.result_path when given)."""
+    make_undumpable()
     start = time.perf_counter()
-    limits = sandbox.Limits(**spec.get("limits", {}))
-    isolation = sandbox.Isolation(**spec["isolation"])
-    notebooks = spec["notebooks"]  # name -> location or None (missing)
     submitted = {}
-    for name, location in notebooks.items():
+    for name, location in spec.notebooks.items():
         if location is None:
             submitted[name] = None
             continue
@@ -144,53 +112,45 @@ def run_job(spec: dict) -> dict:
     for name, data in submitted.items():
         if isinstance(data, bytes):
             try:
-                boxes[name] = sandbox.Sandbox(isolation, limits, hide=spec.get("hide", []),
-                                              notebook_name=f"{name}.ipynb", notebook_bytes=data).start()
-            except sandbox.SandboxError as error:
+                boxes[name] = Sandbox(spec.isolation, spec.limits, hide=spec.hide, notebook_name=f"{name}.ipynb",
+                                      notebook_bytes=data).start()
+            except SandboxError as error:
                 boxes[name] = error
     results = {}
     for name, data in submitted.items():
-        source = judge.read_submission(Path(spec["sources"][name]).read_bytes())
-        model = judge.SourceModel.from_notebook(name, source)
-        plan = judge.Plan(**spec["plans"].get(name, {}))
+        source = read_submission(Path(spec.sources[name]).read_bytes())
+        model = SourceModel.from_notebook(name, source)
+        plan = spec.plans.get(name, Plan())
         if plan.prune:
             model.prune()
         if data is None:
-            result = judge.zero_result(model, name, "notebook not submitted")
+            result = zero_result(model, name, "notebook not submitted")
         elif isinstance(data, Exception):
-            result = judge.zero_result(model, name, f"could not read the submitted file: {data}")
+            result = zero_result(model, name, f"could not read the submitted file: {data}")
         elif isinstance(boxes.get(name), Exception):
-            result = judge.zero_result(model, name, f"grader problem: the sandbox did not start ({boxes[name]})")
+            result = zero_result(model, name, f"grader problem: the sandbox did not start ({boxes[name]})")
         else:
             try:
-                result = judge.grade_notebook(data, model, plan, boxes[name], cell_timeout=spec["cell_timeout"],
-                                              notebook=name, cache_dir=spec.get("cache_dir"))
+                result = grade_notebook(data, model, plan, boxes[name], cell_timeout=spec.limits.cell_timeout,
+                                        notebook=name, cache_dir=spec.cache_dir)
             except Exception as error:  # noqa: BLE001 - a bug of ours must not cost the batch
                 boxes[name].kill()
-                result = judge.zero_result(model, name, f"grader problem: {type(error).__name__}: {error}")
+                result = zero_result(model, name, f"grader problem: {type(error).__name__}: {error}")
                 result.notes.append(traceback.format_exc()[-4000:])
-        if spec.get("feedback", True) and result.feedback is not None:
+        if spec.feedback and result.feedback is not None:
             try:
                 scores = {gid: (s.score, s.points) for gid, s in result.scores.items()}
-                result_html = feedback.render_html(result.feedback, notebook=name, scores=scores)
+                result.feedback_html = render_html(result.feedback, notebook=name, scores=scores)
             except Exception as error:  # noqa: BLE001
-                result_html = None
                 result.notes.append(f"feedback page not rendered: {error}")
-        else:
-            result_html = None
-        for problem in spec.get("problems", []):  # found when the submission was listed (lms.py)
+        for problem in spec.problems:  # found when the submission was listed (course/submissions.py)
             if problem not in result.flags:
                 result.flags.append(problem)
-        payload = result.to_json()
-        payload["feedback_html"] = result_html
-        results[name] = payload
-    out = {"job_id": spec.get("job_id"), "student": spec.get("student"), "assignment": spec.get("assignment"),
-           "key": spec.get("key"), "notebooks": results, "seconds": time.perf_counter() - start,
-           "isolation": spec["isolation"]["mode"]}
-    if spec.get("result_path"):
-        from .feedback import write_atomic
-
-        write_atomic(Path(spec["result_path"]), json.dumps(out))
+        results[name] = result
+    out = JobResult(spec.job_id, spec.student, spec.assignment, spec.key, results, time.perf_counter() - start,
+                    spec.isolation.mode)
+    if spec.result_path:
+        write_atomic(Path(spec.result_path), json.dumps(out.to_json()))
     return out
 
 
@@ -199,9 +159,9 @@ def run_job(spec: dict) -> dict:
 def zygote_main() -> None:
     """Read job specs (JSON lines) on stdin, fork a job for each, report when each ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when to stop
-    from . import sandbox
+    from ..isolation import sandbox
 
-    sandbox._prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+    sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
     preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -258,14 +218,15 @@ def _kill_tree(pid: int) -> None:
 
 
 def _job_child(spec: dict, parent: int) -> None:
+    """The forked job: `spec` as JSON, read only after the fork (the zygote stays free of any job's data)."""
     code = 0
     try:
-        from . import sandbox
+        from ..isolation import sandbox
 
         sandbox.die_with_parent(parent)  # the zygote may have died (killed grader) since the fork
         os.setpgid(0, 0)  # the job and anything it starts outside a sandbox die together
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        run_job(spec)
+        run_job(JobSpec.from_json(spec))
     except BaseException:  # noqa: BLE001
         traceback.print_exc(file=sys.stderr)
         code = 1
@@ -277,19 +238,18 @@ class Pool:
     """The grader's handle on one zygote: submit specs, collect finished job ids, kill stragglers."""
 
     def __init__(self):
-        from . import sandbox
+        from ..isolation import sandbox
 
         clear_leftovers()
-        code = Path(__file__).resolve().parent.parent
+        code = REPO_ROOT  # the folder that holds the autograder package
         self.runtime = sandbox.course_lib_copy()
         # the zygote's sys.path: the copy of course_lib (its working directory, first), then the grader's code
         paths = [str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograder.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "autograder.judging.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None, preexec_fn=_die_with_parent, cwd=str(self.runtime or code),
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)))
         self._buffer = b""
-        self.started: dict[str, float] = {}
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -323,11 +283,10 @@ class Pool:
                 raise RuntimeError("the grading worker exited")
             self._buffer += chunk
 
-    def submit(self, spec: dict) -> None:
+    def submit(self, spec: JobSpec) -> None:
         self.wait_ready()
-        self.process.stdin.write((json.dumps({"run": spec}) + "\n").encode())
+        self.process.stdin.write((json.dumps({"run": spec.to_json()}) + "\n").encode())
         self.process.stdin.flush()
-        self.started[spec["job_id"]] = time.monotonic()
 
     def kill(self, job_id: str) -> None:
         self.process.stdin.write((json.dumps({"kill": job_id}) + "\n").encode())
@@ -337,7 +296,6 @@ class Pool:
         done = []
         for message in self._read(timeout):
             if "done" in message:
-                self.started.pop(message["done"], None)
                 done.append((message["done"], message["code"]))
         return done
 
@@ -361,12 +319,11 @@ class Pool:
 
 LEFTOVER = re.compile(r"^vg-[a-z-]+?-(\d+)-(\d+)-")  # vg-<kind>-<owner pid>-<owner start time>-<random>
 UNTAGGED = re.compile(r"^vg-(grade|grade-one|unsafe)-[a-z0-9_]{8}$")  # graders before owners were named: by age
-HALF_WRITTEN = re.compile(r"^\..+\.tmp(\d+)$")  # feedback.write_atomic's temporary files
 
 
 def scratch_dir(kind: str) -> Path:
     """A private temporary folder named after this process, so a later run can tell when it is left over."""
-    from .sandbox import owner_tag
+    from ..isolation.sandbox import owner_tag
 
     return Path(tempfile.mkdtemp(prefix=f"vg-{kind}-{owner_tag()}-"))
 
@@ -374,7 +331,7 @@ def scratch_dir(kind: str) -> Path:
 def clear_leftovers(course_root: Path | None = None) -> None:
     """Remove what graders that died left: sandbox cgroups (and their processes), scratch folders and
     copies of course_lib in the temporary folder, half-written files in the course root."""
-    from .sandbox import owner_alive, sweep_cgroups
+    from ..isolation.sandbox import owner_alive, sweep_cgroups
 
     sweep_cgroups()
     try:
@@ -397,9 +354,9 @@ def clear_leftovers(course_root: Path | None = None) -> None:
 
 
 def _die_with_parent() -> None:
-    from .sandbox import PR_SET_PDEATHSIG, _prctl
+    from ..isolation.sandbox import PR_SET_PDEATHSIG, prctl
 
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 if __name__ == "__main__":
