@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from autograder.build import read_source, solution_cells
+from course_lib.gradcheck import deep_sigmoid_gradcheck
 from course_lib.models import build_mlp
 from course_lib.monitoring import GradientMonitor
 
@@ -47,3 +48,15 @@ def test_question_6_networks_keep_their_verdicts_over_seeds(network):
     verdicts = [diagnose(output_grad_norms(build_mlp(**settings, seed=seed), width, seed + 100))
                 for seed in range(10)]
     assert verdicts == [label] * 10, verdicts
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_normaliser_hides_a_first_layer_bug_per_tensor_and_local_checks_find_it(seed):
+    """Section 3: in a 14-layer sigmoid chain a forgotten slope in layer 1 passes a check with one
+    normaliser, fails per tensor (where the right backward cannot be resolved either), and a check
+    of layer 1 alone fails the bug only."""
+    deep = deep_sigmoid_gradcheck(depth=14, width=6, seed=seed)
+    assert deep["layer1_over_last"] < 1e-7
+    assert deep["global_bug"] < 1e-7 and deep["global_right"] < 1e-7
+    assert deep["layer1_bug"] > 0.3 and deep["layer1_right"] > 1e-2
+    assert deep["local_bug"] > 0.3 and deep["local_right"] < 1e-7

@@ -8,7 +8,7 @@ import torch
 
 from course_lib import datasets
 from course_lib.chains import orthogonal_chain_gradients, random_product_norms, sigmoid_chain_gradient
-from course_lib.gradcheck import numerical_gradient, relative_error
+from course_lib.gradcheck import numerical_gradient, relative_error, relative_errors, sigmoid_layer_backward
 from course_lib.models import build_mlp
 from course_lib.training import accuracy, train
 
@@ -84,6 +84,31 @@ def test_numerical_gradient_matches_autograd():
     assert relative_error([1.0], [1.1]) == pytest.approx(0.1 / 2.1)
     with pytest.raises(ValueError, match="shapes differ"):
         relative_error(np.zeros(2), np.zeros(3))
+
+
+def test_relative_error_is_per_tensor():
+    """A list or dict of tensors gets one normaliser per tensor: a small tensor's error is not hidden."""
+    big, small = np.array([1.0, -2.0]), np.array([1e-9, 2e-9])
+    wrong_small = 2 * small
+    assert relative_errors([big, small], [big, wrong_small]) == pytest.approx([0.0, 1 / 3])
+    assert relative_error([big, small], [big, wrong_small]) == pytest.approx(1 / 3)
+    assert relative_error({"W1": small, "W2": big}, {"W2": big, "W1": wrong_small}) == pytest.approx(1 / 3)
+    flat = relative_error(np.concatenate([big, small]), np.concatenate([big, wrong_small]))
+    assert flat < 1e-9  # what one shared normaliser would have reported
+    assert relative_error([torch.ones(2), torch.zeros(3)], [torch.ones(2), torch.zeros(3)]) == 0.0
+    with pytest.raises(ValueError, match="numbers of tensors differ"):
+        relative_errors([big], [big, small])
+    with pytest.raises(ValueError, match="names differ"):
+        relative_errors({"a": big}, {"b": big})
+
+
+def test_sigmoid_layer_backward_matches_autograd_and_its_bug_does_not():
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    x, r = torch.randn(5, dtype=torch.float64, generator=g), torch.randn(4, dtype=torch.float64, generator=g)
+    (r * torch.sigmoid(W @ x)).sum().backward()
+    assert relative_error(sigmoid_layer_backward(W.detach(), x, r), W.grad) < 1e-12
+    assert relative_error(sigmoid_layer_backward(W.detach(), x, r, forget_slope=True), W.grad) > 0.3
 
 
 def test_chains_match_their_formulas():

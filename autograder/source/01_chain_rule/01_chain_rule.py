@@ -27,7 +27,7 @@ import torch
 
 from course_lib import checks
 from course_lib.chains import orthogonal_chain_gradients, random_product_norms, sigmoid_chain_gradient
-from course_lib.gradcheck import numerical_gradient, relative_error
+from course_lib.gradcheck import deep_sigmoid_gradcheck, numerical_gradient, relative_error
 from course_lib.models import build_mlp
 from course_lib.monitoring import GradientMonitor
 from course_lib.plotting import OKABE_ITO, plot_gradient_norms
@@ -119,8 +119,9 @@ assert torch.allclose(torch.autograd.functional.jacobian(layer_1, h0.detach()), 
 # $$\frac{\partial f}{\partial x_i} \approx \frac{f(x + \varepsilon e_i) - f(x - \varepsilon e_i)}{2\varepsilon},$$
 #
 # whose error shrinks like $\varepsilon^2$. Compare with the **relative error**
-# $\max|a - b| / \max(|a| + |b|)$; in float64, below $10^{-7}$ means the backward
-# pass is right. Here is the check on $f(x) = \sum \tanh(Wx)^2$.
+# $\max|a - b| / \max(|a| + |b|)$, computed for each tensor on its own; in float64,
+# below $10^{-7}$ means the backward pass is right. Here is the check on
+# $f(x) = \sum \tanh(Wx)^2$.
 
 # %% tags=["demo"]
 W = torch.randn(5, 4, dtype=torch.float64)
@@ -169,6 +170,34 @@ assert error_float32 > 1e-3  # float32 is useless for gradient checking
 # **What to notice:** the V shape. Rounding error grows to the left, truncation
 # error to the right, and a wide valley around $\varepsilon \approx 10^{-6}$ sits
 # far below the threshold. In float32 the same check is off by percent.
+#
+# **One normaliser per tensor.** A network's gradient is many tensors, and in a deep
+# network their sizes differ by orders of magnitude (that is this notebook's subject).
+# Concatenate them and divide by the largest entry, and an error in a small tensor
+# disappears. Below, a chain of 14 sigmoid layers (width 6, float64) whose first
+# layer's backward is written by hand, once right and once with a classic bug: the
+# slope $\sigma'(z)$ left out, so that gradient is 4 or more times too large.
+
+# %% tags=["demo"]
+deep = deep_sigmoid_gradcheck(depth=14, width=6, seed=0)
+print(f"largest |dL/dW_1| / largest |dL/dW_14|: {deep['layer1_over_last']:.1e}")
+print(f"bug, one normaliser for all 14 tensors: {deep['global_bug']:.1e}")
+print(f"layer 1 on its own: bug {deep['layer1_bug']:.2f}, right backward {deep['layer1_right']:.1e}")
+print(f"layer 1 checked alone (loss r . sigmoid(W_1 x)): bug {deep['local_bug']:.2f}, right {deep['local_right']:.1e}")
+assert 1e-8 < deep["layer1_over_last"] < 4e-8  # layer 1's gradient: about 2e-8 of the last layer's
+assert deep["global_bug"] < 1e-7  # one normaliser: the bug passes the check
+assert 0.3 < deep["layer1_bug"] < 1.2 and 0.02 < deep["layer1_right"] < 0.08  # per tensor: caught, but unresolvable
+assert 0.3 < deep["local_bug"] < 1.2 and deep["local_right"] < 2e-10  # alone: the bug, and only the bug, fails
+
+# %% [markdown]
+# **What to notice:** layer 1's gradient is about $2\times10^{-8}$ of the last
+# layer's, so one shared normaliser lets a backward that is off by a factor of 4 pass
+# with an error below $10^{-7}$. Per tensor the bug shows (0.61), but so does a
+# problem with the check itself: central differences lose about $10^{-10}$ to
+# rounding in $f(x \pm \varepsilon)$, more than a gradient this small can absorb, so
+# even the right backward reads 0.04. The cure is to check each layer's backward on
+# its own, with an upstream gradient of order 1: then the right backward passes at
+# $10^{-10}$ and the bug fails at 0.6. Relative errors per tensor, layers one at a time.
 #
 # ## 4. Through ten sigmoid layers: $0.25^{10} \approx 10^{-6}$
 #
@@ -784,7 +813,8 @@ with checks.quiet():
 # - Backprop multiplies one local derivative (one Jacobian, transposed) per layer,
 #   from the output back to the input.
 # - Check hand-written gradients with central differences in float64: relative
-#   error below $10^{-7}$.
+#   error below $10^{-7}$, one normaliser per tensor, each layer's backward on its own
+#   (a deep network's first-layer gradient is too small to check end to end).
 # - A sigmoid's slope is at most 1/4, so ten sigmoid layers cost at least a factor
 #   $0.25^{10} \approx 10^{-6}$.
 # - Products of random matrices change the norm geometrically: vanishing and
