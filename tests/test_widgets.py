@@ -228,6 +228,7 @@ SETTINGS = [
     {"activation": "leaky_relu", "init": "xavier", "weight_scale": 1.7, "seed": 3},
     {"activation": "gelu", "init": "orthogonal", "norm": "batch", "residual": True},
     {"activation": "tanh", "init": "small_normal", "norm": "layer", "depth": 8},
+    {"seed": 7, "weight_scale": 1.3},  # the cached network re-initialized for another seed, then rescaled
 ]
 
 
@@ -334,6 +335,8 @@ def test_gradient_flow_reuses_batch_and_network(explorers, monkeypatch):
     explorer.update(weight_scale=1.5)
     explorer.update(weight_scale=0.5)
     assert built == [], "a weight-scale change must not rebuild the network"
+    explorer.update(seed=4)
+    assert built == [], "a seed change re-initializes the cached network"
     explorer.update(depth=25)
     assert len(built) == 1
     batch = explorer._batch(64, 0)
