@@ -273,7 +273,12 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """A pre-LN transformer block: h = h + Attn(LN(h)); h = h + MLP(LN(h)) (Xiong et al. 2020).
+    """A pre-LN transformer block: h = h + Attn(LN(h)); h = h + MLP(LN(h)).
+
+    The arrangement of GPT-2 (Radford et al. 2019, OpenAI report); Xiong et al.
+    2020 ("On layer normalization in the transformer architecture", ICML)
+    analysed why it trains without warmup while the original post-LN block
+    (Vaswani et al. 2017) does not.
 
     ``residual=False`` drops the ``h +``, ``norm=False`` replaces LN by the
     identity: the two safeguards that keep a deep stack trainable.
