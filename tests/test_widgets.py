@@ -232,7 +232,7 @@ SETTINGS = [
 ]
 
 
-def reference(settings: dict, batch_size=256, num_classes=10) -> GradientMonitor:
+def reference(settings: dict, batch_size=widgets.GradientFlowExplorer.batch_size, num_classes=10) -> GradientMonitor:
     """The same measurement done by hand: a fresh build_mlp, the same batch, one monitored pass."""
     s = {**widgets.GradientFlowExplorer.defaults, **settings}
     generator = torch.Generator().manual_seed(s["seed"])
@@ -273,6 +273,20 @@ def test_gradient_flow_matches_a_fresh_network_and_monitor(explorers, settings):
     else:
         assert "underflow" in explorer.verdict.value
     assert len(data["grad_norms"]) == data["depth"]
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:5] + [{"depth": 50, "width": 256}, {"activation": "relu", "init": "he"}],
+                         ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()) or "defaults")
+def test_gradient_flow_shows_at_its_batch_what_256_examples_show(settings):
+    """The explorer's batch (128) is a sample: same verdict and first/last ratio within a factor 2 of 256's."""
+    ours, full = (widgets.GradientFlowExplorer(batch_size=size, **settings) for size in (None, 256))
+    try:
+        assert ours.batch_size < full.batch_size == 256
+        assert ours.last["kind"] == full.last["kind"]
+        assert abs(math.log10(ours.last["ratio"] / full.last["ratio"])) < math.log10(2)
+    finally:
+        ours.close()
+        full.close()
 
 
 def test_gradient_flow_verdicts_span_the_three_cases(explorers):
