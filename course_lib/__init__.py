@@ -6,7 +6,8 @@ Shared by every notebook: models, initialization, monitoring, datasets,
 training, plotting, widgets, checks, gradcheck, chains, seeding.
 One notebook's experiments each: saturation (02), recurrent (03),
 activations (04), variance (05), normalization (06), residual (07),
-mysteries (08). Notebooks import what they need explicitly, e.g.
+mysteries (08), transformer, attention, branch_scaling, optimizers and
+precision (09). Notebooks import what they need explicitly, e.g.
 ``from course_lib.models import build_mlp``.
 """
 
@@ -21,5 +22,6 @@ NOTEBOOKS = (
     "06_normalization",
     "07_resnets",
     "08_diagnosing",
+    "09_modern_training",
 )
 """The course's notebooks in teaching order (tests/test_build.py checks autograder/source/ holds exactly these)."""
