@@ -9,7 +9,8 @@ import nbformat
 import pytest
 
 from autograder import REPO_ROOT, STUDENT_DIR
-from autograder.build import BuildError, main_build, read_source, source_path
+from autograder.build import BuildError, read_source, source_path
+from autograder.commands.build import main as main_build
 from conftest import NAMES
 
 

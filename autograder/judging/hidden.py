@@ -7,24 +7,37 @@ BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader'
 HIDDEN_NOTICE = "# (hidden tests: not shown)"
 
 
+class HiddenTestsError(ValueError):
+    """Markers nbgrader refuses too (ClearHiddenTests): a BEGIN inside a hidden region, or no END."""
+
+
+def regions(source: str) -> list[tuple[int, list[str], bool]]:
+    """The one parser of the markers: the cell's lines as consecutive (first line index, lines, hidden)
+    regions, marker lines dropped. Like nbgrader, a nested or unterminated region raises HiddenTestsError
+    and an END outside a region only ends nothing."""
+    found, current, start, hidden = [], [], 0, False
+    for number, line in enumerate(source.split("\n")):
+        if BEGIN_HIDDEN in line and hidden:
+            raise HiddenTestsError(f"line {number + 1}: {BEGIN_HIDDEN} inside a hidden region")
+        if BEGIN_HIDDEN in line or END_HIDDEN in line:
+            found.append((start, current, hidden))
+            current, start, hidden = [], number + 1, BEGIN_HIDDEN in line
+            continue
+        current.append(line)
+    if hidden:
+        raise HiddenTestsError(f"{BEGIN_HIDDEN} without {END_HIDDEN}")
+    found.append((start, current, hidden))
+    return found
+
+
 def split_hidden(source: str) -> list[tuple[str, bool]]:
     """A test cell as consecutive (code, hidden) segments, split at the hidden-test markers.
 
     Each segment is padded with blank lines so that its line numbers are the
     cell's, and errors point at the right line.
     """
-    segments, current, start, hidden = [], [], 0, False
-    lines = source.splitlines()
-    for number, line in enumerate(lines):
-        if BEGIN_HIDDEN in line or END_HIDDEN in line:
-            if any(text.strip() for text in current):
-                segments.append((start, current, hidden))
-            current, start, hidden = [], number + 1, BEGIN_HIDDEN in line
-            continue
-        current.append(line)
-    if any(text.strip() for text in current):
-        segments.append((start, current, hidden))
-    return [("\n" * start + "\n".join(block), is_hidden) for start, block, is_hidden in segments]
+    return [("\n" * start + "\n".join(lines), hidden) for start, lines, hidden in regions(source)
+            if any(line.strip() for line in lines)]
 
 
 def segments_compile(source: str) -> bool:
@@ -39,45 +52,21 @@ def segments_compile(source: str) -> bool:
 
 def strip_hidden(source: str) -> str:
     """The test cell as students may see it: each hidden block replaced by one notice line."""
-    out, hidden = [], False
-    for line in source.split("\n"):
-        if BEGIN_HIDDEN in line:
-            hidden = True
-            out.append(HIDDEN_NOTICE)
-        elif END_HIDDEN in line:
-            hidden = False
-        elif not hidden:
-            out.append(line)
+    out = []
+    for _, lines, hidden in regions(source):
+        out += [HIDDEN_NOTICE] if hidden else lines
     return "\n".join(out)
 
 
 def released_source(source: str) -> str:
     """The test cell exactly as nbgrader releases it (ClearHiddenTests: the hidden region removed)."""
-    out, hidden = [], False
-    for line in source.split("\n"):
-        if BEGIN_HIDDEN in line:
-            hidden = True
-        elif END_HIDDEN in line:
-            hidden = False
-        elif not hidden:
-            out.append(line)
-    return "\n".join(out)
+    return "\n".join(line for _, lines, hidden in regions(source) if not hidden for line in lines)
 
 
 def hidden_lines(sources: list[str], *, min_length: int = 12) -> set[str]:
     """The distinctive lines of all hidden blocks (stripped), for redacting anything that quotes them."""
-    lines = set()
-    for source in sources:
-        hidden = False
-        for line in source.splitlines():
-            marker = line.strip()
-            if BEGIN_HIDDEN in line:
-                hidden = True
-            elif END_HIDDEN in line:
-                hidden = False
-            elif hidden and len(marker) >= min_length and not marker.startswith("#"):
-                lines.add(marker)
-    return lines
+    return {line.strip() for source in sources for _, lines, hidden in regions(source) if hidden
+            for line in lines if len(line.strip()) >= min_length and not line.strip().startswith("#")}
 
 
 def redact(text: str, secret_lines: set[str]) -> str:
