@@ -12,6 +12,7 @@ COURSE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = COURSE_ROOT.parent
 SOURCE_DIR = COURSE_ROOT / "source"
 STUDENT_DIR = REPO_ROOT / "notebooks"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}  # every notebook's
 
 
 def ensure_tools_on_path() -> None:

@@ -32,6 +32,7 @@ from ..course.calibration import calibrate
 from ..course.export import write_csv
 from ..course.gradebook import commit, graded_pairs
 from ..course.root import Course, GradingError
+from ..course.slurm import SlurmError, SlurmOptions, SlurmRunner
 from ..course.submissions import discover
 from ..isolation.sandbox import Limits
 from ..judging.worker import clear_leftovers, scratch_dir
@@ -41,8 +42,11 @@ from .options import add_course_root, add_limits, limits_from
 def grade(path: Path, *, course: Course, assignment: str | None = None, workers: int | None = None,
           limits: Limits | None = None, unsafe: bool = False, force: bool = False, feedback: bool = True,
           csv_path: Path | None = None, progress: bool = True, isolation_mode: str | None = None,
-          test_cache: bool = True, log=print) -> dict:
+          test_cache: bool = True, slurm: SlurmOptions | None = None, log=print) -> dict:
     """Grade every submission under `path` into `course`; returns a summary (see main).
+
+    With `slurm`, calibration runs here and the submissions as the tasks of ONE Slurm array, each task
+    committing its own result (course/slurm.SlurmRunner; README "On a cluster").
 
     With `test_cache`, a test that reads only plain answers and makes no call into the kernel
     runs once per distinct answer in the batch (judging/cache.TestCache); without it, once per submission.
@@ -107,19 +111,40 @@ def grade(path: Path, *, course: Course, assignment: str | None = None, workers:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(specs), unit="submission", desc="grading", file=sys.stderr)
+        cluster = None
+        if slurm is not None and specs:
+            runner.close()  # calibrated: the tasks grade on the nodes
+            cluster = SlurmRunner(course, slurm, submissions=by_job, job_timeout=runner.job_timeout, log=log)
         with course.gradebook() as gb:
             def on_result(spec, result):
                 submission = by_job[spec.job_id]
-                note_extra_files(submission, result)
-                commit(course, gb, submission, result)
+                if cluster is None:  # a Slurm task commits its own
+                    note_extra_files(submission, result)
+                    commit(course, gb, submission, result, force=force)
                 summary["flagged" if result.flagged else "graded"] += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(flagged=summary["flagged"])
 
-            runner.run(specs, on_result=on_result)
+            if cluster is None:
+                runner.run(specs, on_result=on_result)
+            else:
+                def queue_progress(done, counts):  # squeue's view: pending, running
+                    if bar is not None:
+                        bar.set_postfix(flagged=summary["flagged"], **counts)
+
+                cluster.run(specs, on_result=on_result, progress=queue_progress)
         if bar is not None:
             bar.close()
+        if cluster is not None:
+            summary["not_graded"], summary["arrays"] = cluster.pending_problems, cluster.submitted_arrays
+            for line in sorted(cluster.isolation):
+                log(f"Isolation on the nodes: {line}")
+            if cluster.pending_problems:
+                log(f"{len(cluster.pending_problems)} submission(s) not graded (run the same command again to "
+                    "grade them):")
+                for line in cluster.pending_problems:
+                    log(f"  - {line}")
     finally:
         runner.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -145,15 +170,23 @@ def main(args) -> int:
                         limits=limits_from(args, course), unsafe=args.unsafe_no_sandbox, force=args.force,
                         feedback=not args.no_feedback, csv_path=Path(args.csv) if args.csv else None,
                         progress=not args.no_progress, isolation_mode=args.isolation,
-                        test_cache=not args.no_test_cache)
-    except (GradingError, FileNotFoundError) as error:
+                        test_cache=not args.no_test_cache, slurm=_slurm_options(args))
+    except (GradingError, FileNotFoundError, SlurmError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ngrade: interrupted. Every submission already written is complete; run the same command "
               "again to grade the rest.", file=sys.stderr)
         return 130
-    return 0 if not summary["unplaced"] else 1
+    return 0 if not summary["unplaced"] and not summary.get("not_graded") else 1
+
+
+def _slurm_options(args) -> SlurmOptions | None:
+    if not args.slurm:
+        return None
+    return SlurmOptions(partition=args.partition, account=args.account, max_parallel=args.max_parallel,
+                        sbatch_args=list(args.sbatch_arg or []), unsafe=args.unsafe_no_sandbox,
+                        isolation_mode=args.isolation)
 
 
 def add_parser(commands) -> None:
@@ -168,6 +201,14 @@ def add_parser(commands) -> None:
     parser.add_argument("--no-test-cache", action="store_true",
                         help="run every test for every submission (default: a test that reads only plain answers "
                              "runs once per distinct answer in the batch)")
+    parser.add_argument("--slurm", action="store_true",
+                        help="grade on a Slurm cluster: one array job, a task per submission, each committing "
+                             "into the shared gradebook (README: On a cluster)")
+    parser.add_argument("--partition", help="Slurm partition (with --slurm)")
+    parser.add_argument("--account", help="Slurm account (with --slurm)")
+    parser.add_argument("--max-parallel", type=int, help="at most this many tasks at once (with --slurm)")
+    parser.add_argument("--sbatch-arg", action="append", metavar="ARG",
+                        help="passed on to sbatch, e.g. --sbatch-arg=--mem=4G (repeatable; with --slurm)")
     add_course_root(parser)
     add_limits(parser, all_limits=True)
     parser.set_defaults(run=main)

@@ -11,12 +11,22 @@ from ..course.batch import Batch, InlineRunner, prepare, require_isolation, sour
 from ..course.calibration import calibrate
 from ..course.gradebook import commit
 from ..course.root import Course, GradingError
+from ..course.slurm import run_task
 from ..course.submissions import Submission
 from ..judging.worker import scratch_dir
 from .options import add_course_root, add_limits, limits_from
 
 
 def main(args) -> int:
+    if args.job:  # a task of `grade --slurm`: its JobSpec is prepared and calibrated already
+        try:
+            return run_task(Path(args.job))
+        except GradingError as error:
+            print(f"grade-one: {error}", file=sys.stderr)
+            return 2
+    if not args.notebook or not args.student:
+        print("grade-one: give a notebook and --student (or --job)", file=sys.stderr)
+        return 2
     try:
         course = Course(args.course_root)
         isolation = require_isolation(unsafe=args.unsafe_no_sandbox, force_mode=args.isolation)
@@ -55,8 +65,10 @@ def main(args) -> int:
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("grade-one", help="grade one notebook file as one job (cluster schedulers)")
-    parser.add_argument("notebook", help="the submitted .ipynb")
-    parser.add_argument("--student", required=True, help="student id")
+    parser.add_argument("notebook", nargs="?", help="the submitted .ipynb")
+    parser.add_argument("--student", help="student id")
+    parser.add_argument("--job", help="a task file of `grade --slurm` (instead of a notebook and --student); "
+                                      "graded and committed")
     parser.add_argument("--notebook-name", help="course notebook name (default: the file name)")
     parser.add_argument("--out", help="write the job's result JSON here")
     parser.add_argument("--commit", action="store_true", help="also write the gradebook, autograded and feedback files")

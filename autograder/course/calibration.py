@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 from ..files import write_atomic
 from ..judging.hidden import strip_hidden
@@ -24,8 +25,7 @@ def _reference_file(source: Path, scratch: Path, name: str) -> Path:
     """The solution notebook as a submission (hidden tests stripped from its copy: the kernel never needs them)."""
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution"):
+        if is_grade(cell) and not is_solution(cell):
             cell.source = strip_hidden(cell.source)
     path = scratch / "reference" / f"{name}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)

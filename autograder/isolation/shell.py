@@ -240,7 +240,7 @@ class Kernel:
                 if message["op"] == "return":
                     return self._decode(message["value"])
                 if message["op"] == "raise":
-                    raise _judge_exception(message)
+                    raise wire.rebuild_exception(message, RuntimeError)
                 self._dispatch(message)  # the judge may call back into us while we wait
         finally:
             self.in_student_code = saved
@@ -268,19 +268,6 @@ def _enable_gui(gui=None):
         from IPython.core.error import UsageError
 
         raise UsageError(f"the grader has no {gui!r} event loop: use %matplotlib inline")
-
-
-def _judge_exception(message) -> Exception:
-    import builtins
-
-    kind = getattr(builtins, str(message.get("type")), None)
-    text = str(message.get("message", ""))
-    if isinstance(kind, type) and issubclass(kind, Exception):
-        try:
-            return kind(text)
-        except Exception:
-            pass
-    return RuntimeError(f"{message.get('type')}: {text}")
 
 
 def main(sock, workdir: str):

@@ -19,6 +19,7 @@ that decoding can never run code.
 from __future__ import annotations
 
 import base64
+import builtins
 import functools
 import json
 import math
@@ -332,6 +333,23 @@ def _array(dtype_name, shape, data, budget: _Budget):
 
 def _json_default(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+BUILTIN_ERRORS = {name: obj for name, obj in vars(builtins).items()  # taken before any student code runs
+                  if isinstance(obj, type) and issubclass(obj, Exception)}
+
+
+def rebuild_exception(message: dict, fallback: type[Exception]) -> Exception:
+    """An exception the other side sent ({"type": name, "message": text}) rebuilt as the builtin class it
+    names, never as a class that side defined; any other becomes `fallback("Type: text")`."""
+    kind, text = str(message.get("type", "Exception"))[:100], str(message.get("message", ""))[:2000]
+    cls = BUILTIN_ERRORS.get(kind)
+    if cls is not None:
+        try:
+            return cls(text)
+        except Exception:  # noqa: BLE001 - exceptions with required extra arguments
+            pass
+    return fallback(f"{kind}: {text}")
 
 
 def send(sock: socket.socket, message: dict) -> None:

@@ -1,6 +1,7 @@
 """nbgrader preprocessors the course adds to plain nbgrader."""
 
 from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_solution
 
 from .names import demo_dependencies
 
@@ -10,9 +11,8 @@ SKIPPED_SOURCE = "# (demonstration cell: not run during grading)"
 
 def is_demo(cell) -> bool:
     """A cell that only demonstrates (tag "demo") and is neither a solution nor a test cell."""
-    nbgrader = cell.metadata.get("nbgrader", {})
     return (cell.cell_type == "code" and DEMO_TAG in cell.metadata.get("tags", [])
-            and not nbgrader.get("grade") and not nbgrader.get("solution"))
+            and not is_grade(cell) and not is_solution(cell))
 
 
 def skip_demo_cells(nb):

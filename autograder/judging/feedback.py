@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import html
 import re
 import signal
@@ -26,6 +27,7 @@ import threading
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 from . import hidden
 
@@ -36,31 +38,29 @@ MAX_OUTPUT_CHARS = 20_000  # text shown per output
 MAX_PAGE_CHARS = 1_000_000  # sources and outputs shown on one page, in total
 RENDER_SECONDS = 30.0  # beyond this a page becomes the plain summary (_summary_page)
 
-_EXPORTER = []
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
+@functools.cache
 def exporter():
     """nbconvert's HTMLExporter with the course's feedback template (on nbgrader's; built once, reused)."""
-    if not _EXPORTER:
-        import nbgrader
-        from nbconvert.exporters import HTMLExporter  # noqa: F401 - registers the exporter's templates
-        from traitlets.config import Config
+    import nbgrader
+    from nbconvert.exporters import HTMLExporter  # noqa: F401 - registers the exporter's templates
+    from traitlets.config import Config
 
-        base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
-        config = Config()
-        config.HTMLExporter.template_name = "course_feedback"
-        config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(base / "templates")]
-        config.HTMLExporter.filters = {"markdown2html": markdown_html}
-        config.HTMLExporter.exclude_input_prompt = config.HTMLExporter.exclude_output_prompt = True
-        config.HTMLExporter.extra_template_paths = [  # bootstrap.min.css, and feedback/index.html.j2 to extend
-            str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css"), str(base / "templates")]
-        html = _FeedbackExporter(config=config)
-        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    base = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
+    config = Config()
+    config.HTMLExporter.template_name = "course_feedback"
+    config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(base / "templates")]
+    config.HTMLExporter.filters = {"markdown2html": markdown_html}
+    config.HTMLExporter.exclude_input_prompt = config.HTMLExporter.exclude_output_prompt = True
+    config.HTMLExporter.extra_template_paths = [  # bootstrap.min.css, and feedback/index.html.j2 to extend
+        str(base / "static" / "node_modules" / "bootstrap" / "dist" / "css"), str(base / "templates")]
+    html = _FeedbackExporter(config=config)
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
-        html.register_preprocessor(CSSHTMLHeaderPreprocessor(config=config), enabled=True)
-        _EXPORTER.append(html)
-    return _EXPORTER[0]
+    html.register_preprocessor(CSSHTMLHeaderPreprocessor(config=config), enabled=True)
+    return html
 
 
 def _exporter_class():
@@ -171,7 +171,7 @@ def question_titles(nb) -> dict[str, str]:
         grade_id = meta.get("grade_id")
         if not grade_id or heading is None:
             continue
-        if meta.get("grade") and not meta.get("solution"):
+        if is_grade(cell) and not is_solution(cell):
             if not used:
                 titles[grade_id], used = heading, True
         elif not used:
@@ -327,11 +327,11 @@ def _summary_page(nb, info: dict) -> str:
     parts += [f"<p><em>{html.escape(note)}</em></p>" for note in info["page_notes"]]
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "markdown" and not meta.get("solution"):
+        if cell.cell_type == "markdown" and not is_solution(cell):
             parts.append(f"<p style='white-space:pre-wrap'>{html.escape(_cut(cell.source, 5000))}</p>")
             continue
-        if meta.get("grade") or meta.get("solution"):
-            label = "Your answer" if meta.get("solution") else "Check"
+        if is_grade(cell) or is_solution(cell):
+            label = "Your answer" if is_solution(cell) else "Check"
             parts.append(f"<h2>{label}: {meta.get('title', '')}</h2>")
         parts.append(f"<pre>{html.escape(_cut(cell.source, 5000))}</pre>")
         for output in cell.get("outputs", []):
@@ -355,12 +355,10 @@ def student_view(autograded, secret_lines: set[str] | None = None):
     nb = nbformat.from_dict(copy.deepcopy(dict(autograded)))
     secret = set(secret_lines or ())
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
+        if is_grade(cell) and not is_solution(cell) and cell.cell_type == "code":
             secret |= hidden.hidden_lines([cell.source])
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        is_test = meta.get("grade") and not meta.get("solution") and cell.cell_type == "code"
+        is_test = is_grade(cell) and not is_solution(cell) and cell.cell_type == "code"
         if is_test:
             record = cell.metadata.pop("autograder", None) or {}
             has_hidden = hidden.BEGIN_HIDDEN in cell.source

@@ -17,6 +17,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from .ipython import transform
+
 
 # Modules an answer never needs, and why they are suspicious.
 SUSPICIOUS_MODULES = {
@@ -78,7 +80,7 @@ LYING_DUNDERS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__
                  "__array_interface__", "__array_priority__", "__torch_function__", "__torch_dispatch__",
                  "__instancecheck__", "__subclasscheck__", "__getattr__", "__getattribute__", "__class_getitem__",
                  "__iter__", "__getitem__", "__contains__", "__str__", "__repr__", "__format__", "__matmul__",
-                 "__rmatmul__", "__lt__", "__isnan__", "__init_subclass__", "__set_name__", "__del__",
+                 "__rmatmul__", "__init_subclass__", "__set_name__", "__del__",
                  "__enter__", "__exit__", "__call__", "__new__"}
 # IPython's public display API: what `display(Markdown(...))` needs, nothing that reaches the shell.
 PUBLIC_IPYTHON = ("IPython.display", "IPython.core.display", "IPython.core.display_functions", "IPython.lib.display",
@@ -108,21 +110,6 @@ class Finding:
 
     def describe(self) -> str:
         return f"cell {self.cell + 1}, line {self.line}: {self.reason} ({self.code})"
-
-
-def _python_source(source: str) -> tuple[str, str]:
-    """The cell after IPython's cleanup (leading blank lines dropped, prompts stripped), and as Python
-    (magics, help and shell escapes turned into calls, line for line), or the raw text twice."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        manager = TransformerManager()
-        lines = source.splitlines(keepends=True)
-        for transform in manager.cleanup_transforms:
-            lines = transform(lines)
-        return "".join(lines), manager.transform_cell(source)
-    except Exception:  # noqa: BLE001 - a cell IPython cannot transform is inspected as is
-        return source, source
 
 
 def magic_python(text: str) -> str | None:
@@ -313,9 +300,6 @@ class _Inspector(ast.NodeVisitor):
                 self._flag(node, f"class {node.name} subclasses the builtin {base.id}")
         self.generic_visit(node)
 
-    def visit_Global(self, node):
-        self.generic_visit(node)
-
 
 def _writes(call: ast.Call) -> bool:
     mode = None
@@ -339,7 +323,7 @@ def _inspect_source(index: int, source: str, modules: dict, offset: int = 0, dep
         for pattern, reason in SHELL_PATTERNS:
             if pattern.search(line):
                 findings.append(Finding(index, number + offset, line.strip()[:120], reason))
-    cleaned, python = _python_source(source)
+    cleaned, python = transform(source)
     try:
         tree = ast.parse(python)
     except SyntaxError:

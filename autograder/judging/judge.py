@@ -35,6 +35,7 @@ import time
 import nbformat
 import numpy as np
 
+from .. import KERNELSPEC
 from ..isolation import wire
 from . import hidden, inspection
 from .alignment import Step, align, read_submission
@@ -131,8 +132,7 @@ def grade_notebook(data: bytes, model: SourceModel, plan: Plan, sandbox, *, cell
         result.flags.append(f"tests {kernel_judged} ran inside the kernel: no credit given until reviewed")
     cells = [step.cell for step in steps]
     autograded = nbformat.v4.new_notebook()
-    autograded.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                          "name": "python3"}, "language_info": {"name": "python"}}
+    autograded.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     autograded.cells = [nbformat.from_dict(c) for c in cells]
     for position, cell in enumerate(autograded.cells):
         cell.setdefault("id", f"cell-{position:03d}")
@@ -184,7 +184,6 @@ class Judge:
         self.model, self.plan, self.client, self.timeout = model, plan, client, cell_timeout
         self.namespace = RecordingNamespace({"__name__": "__main__", "__builtins__": builtins})
         self.cache = cache or TestCache(None, "")
-        self.cached_hits = 0
         self.trusted_done = 0
         self.scores: dict[str, CellScore] = {}
         self.flags: list[str] = []
@@ -305,7 +304,6 @@ class Judge:
         cacheable = ok and not in_kernel and not cell_model.exports
         hit = self.cache.lookup(step.grade_id, self.namespace) if cacheable else None
         if hit is not None:
-            self.cached_hits += 1
             restore_rng(rng)
             ok, failure, hidden_failed = hit["ok"], hit["failure"], hit["hidden_failed"]
             visible_outputs, hidden_outputs = hit["visible"], hit["hidden"]

@@ -4,7 +4,6 @@ and exceptions from the kernel rebuilt as builtin types (never as a class the st
 
 from __future__ import annotations
 
-import builtins
 import select
 import sys
 
@@ -72,10 +71,6 @@ class Proxy:
 
     def __repr__(self):
         return f"<student function {self.__name__}>"
-
-
-_BUILTIN_ERRORS = {name: obj for name, obj in vars(builtins).items()
-                   if isinstance(obj, type) and issubclass(obj, Exception)}
 
 
 class KernelClient:
@@ -270,16 +265,9 @@ class KernelClient:
 
 
 def _student_exception(reply) -> Exception:
-    kind, message = str(reply.get("type", "Exception"))[:100], str(reply.get("message", ""))[:2000]
-    if kind == "KeyboardInterrupt":
+    if reply.get("type") == "KeyboardInterrupt":
         return TimeoutError("the student's code was interrupted (time limit)")
-    cls = _BUILTIN_ERRORS.get(kind)
-    if cls is not None and cls not in (KernelDied,):
-        try:
-            return cls(message)
-        except Exception:  # noqa: BLE001 - exceptions with required extra arguments
-            pass
-    return StudentCodeError(f"{kind}: {message}")
+    return wire.rebuild_exception(reply, StudentCodeError)
 
 
 def _print_student_output(reply) -> None:

@@ -9,17 +9,7 @@ import functools
 import symtable
 
 from . import inspection
-
-
-@functools.lru_cache(maxsize=4096)
-def _python(source: str) -> str:
-    """The cell as Python, after IPython's transformations (magics become calls)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001
-        return source
+from .ipython import to_python
 
 
 @functools.lru_cache(maxsize=4096)
@@ -27,7 +17,7 @@ def parse_cell(source: str):
     """The cell's AST, with the Python that %time, %timeit, %%time, %%capture ... run spliced in
     where the magic stands (so the names it reads and binds count like any other code's)."""
     try:
-        tree = ast.parse(_python(source))
+        tree = ast.parse(to_python(source))
     except SyntaxError:
         return None
     body = []

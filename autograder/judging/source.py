@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 from . import hidden
 from .demo import DEMO_TAG
@@ -41,12 +42,12 @@ class SourceModel:
             meta = cell.metadata.get("nbgrader", {})
             grade_id = meta.get("grade_id")
             if cell.cell_type != "code":
-                kind = "manual" if meta.get("grade") else "locked" if meta.get("locked") and grade_id else "markdown"
-            elif meta.get("grade") and meta.get("solution"):
+                kind = "manual" if is_grade(cell) else "locked" if meta.get("locked") and grade_id else "markdown"
+            elif is_grade(cell) and is_solution(cell):
                 kind = "manual"
-            elif meta.get("grade"):
+            elif is_grade(cell):
                 kind = "test"
-            elif meta.get("solution"):
+            elif is_solution(cell):
                 kind = "solution"
             elif DEMO_TAG in cell.metadata.get("tags", []):
                 kind = "demo"

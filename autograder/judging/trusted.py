@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..isolation.output import CappedWriter
+from .ipython import to_python
 from .kernel_client import KernelDied
 
 
@@ -37,12 +38,7 @@ def run_trusted(source: str, namespace: dict, *, filename: str, timeout: float |
     out, err = CappedWriter(), CappedWriter()
     saved = sys.stdout, sys.stderr
     start = time.perf_counter()
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        python = TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001
-        python = source
+    python = to_python(source)
     linecache.cache[filename] = (len(python), None, python.splitlines(True), filename)
     value, error = None, None
     previous = signal.signal(signal.SIGALRM, _alarm_handler(deadline)) if timeout else None
