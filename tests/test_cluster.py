@@ -1,0 +1,217 @@
+"""Grading through a real Slurm into a real PostgreSQL gradebook (issue 14), against a local SQLite run.
+
+One pytest session starts munged, a single-node slurmctld + slurmd and a PostgreSQL server once
+(tests/cluster.py; scripts/setup_system.py installs them) and stops exactly those processes at the end,
+also when a test fails. A daemon that cannot start fails the tests with its reason: never a skip.
+"""
+
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cluster as cluster_lib
+import minicourse
+import pytest
+from grading import read_grades
+
+from autograder import REPO_ROOT
+
+pytestmark = pytest.mark.xdist_group("cluster")
+
+STUDENTS = {
+    "alice": minicourse.ANSWERS,
+    "bob": {},  # untouched
+    "carol": {**minicourse.ANSWERS, "q2_scale": "def scale(values, factor):\n    return [v * factor for v in values]"},
+    "dave": {**minicourse.ANSWERS, "q1_total": "q1_total = sum(data[1:])", "q3_rate": "q3_rate = 1 / 2"},
+    "erin": {"q1_total": "q1_total = 6"},
+}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    with cluster_lib.running(tmp_path_factory.mktemp("cluster"), cpus=2) as running:
+        started = [process for _, process, _ in running.processes]
+        yield running
+        killed = running.stop()
+    assert all(process.poll() is not None for process in started), "a daemon outlived the tests"
+    assert not killed, f"{killed} ignored SIGTERM"
+
+
+def env_of(cluster) -> dict:
+    return {**os.environ, **cluster.env, "OMP_NUM_THREADS": "1"}
+
+
+def pg_course(cluster, root: Path, database: str) -> Path:
+    """A mini course whose gradebook is a fresh PostgreSQL database (its password stays in PGPASSFILE)."""
+    course = minicourse.make_course(root)
+    url = cluster_lib.create_database(cluster, database)
+    with open(course / "nbgrader_config.py", "a") as handle:
+        handle.write(f"\nc.CourseDirectory.db_url = {url!r}\n")
+    return course
+
+
+def autograder(cluster, *args, timeout=600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "autograder", *args], cwd=REPO_ROOT, env=env_of(cluster),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:] + cluster.logs()
+    return result
+
+
+def test_a_daemon_that_cannot_start_fails_with_its_reason(tmp_path):
+    broken = cluster_lib.Cluster(tmp_path)
+    with pytest.raises(cluster_lib.DaemonError) as failure:
+        broken.start("broken", ["sh", "-c", "echo no key for this daemon; exit 3"], tmp_path / "broken.log",
+                     ready=lambda: False)
+    assert "exited with status 3" in str(failure.value) and "no key for this daemon" in str(failure.value)
+    assert broken.stop() == []
+
+
+# ---- many graders committing at once ----------------------------------------------------------------
+
+def _fake_result(student: str, key: str, fraction: float):
+    from autograder.judging.jobs import CellScore, JobResult, NotebookResult
+
+    scores = {f"{q}_test": CellScore(fraction * p, p, "judge") for q, p in minicourse.POINTS.items()}
+    name = minicourse.NAME
+    return JobResult(f"{student}/{name}", student, name, key, {name: NotebookResult(name, scores)})
+
+
+def _commit_many(course_root: str, jobs: list[tuple[str, str, float]]) -> list[bool]:
+    """In a process of its own: commit (student, key, fraction) results one after another."""
+    from autograder.course.gradebook import commit
+    from autograder.course.root import Course
+    from autograder.course.submissions import Submission
+
+    course, changed = Course(Path(course_root)), []
+    with course.gradebook() as gb:
+        for student, key, fraction in jobs:
+            result = _fake_result(student, key, fraction)
+            changed.append(commit(course, gb, Submission(student, minicourse.NAME, {}), result))
+    return changed
+
+
+def test_many_tasks_committing_at_once_lose_nothing_and_write_whole_submissions(cluster, tmp_path):
+    from autograder.course.gradebook import csv_rows, ensure_in_gradebook
+    from autograder.course.root import Course
+
+    os.environ.update(cluster.env)  # PGPASSFILE for this process too
+    course = Course(pg_course(cluster, tmp_path / "course", "concurrent"))
+    ensure_in_gradebook(course, minicourse.NAME, {minicourse.NAME: course.source_path(minicourse.NAME,
+                                                                                      minicourse.NAME)})
+    # 6 processes at once; every student is committed by two of them (as a task run twice, or a
+    # resubmitted file), each time with all questions right (1.0) or all wrong (0.0)
+    students = [f"s{i:02d}" for i in range(24)]
+    plans = [[] for _ in range(6)]
+    for i, student in enumerate(students):
+        plans[i % 6].append((student, f"key-{student}-a", 1.0))
+        plans[(i + 1) % 6].append((student, f"key-{student}-a", 1.0) if i % 2 else (student, f"key-{student}-b", 0.0))
+    with concurrent.futures.ProcessPoolExecutor(6, mp_context=multiprocessing.get_context("fork")) as pool:
+        changed = list(pool.map(_commit_many, [str(course.root)] * 6, plans))
+    rows = csv_rows(course)
+    by_student = {}
+    for row in rows:
+        by_student.setdefault(row["student_id"], []).append(row["score"] / row["max_score"])
+    assert sorted(by_student) == students, "a committed submission is missing"
+    for student, fractions in by_student.items():
+        assert len(fractions) == len(minicourse.POINTS) and len(set(fractions)) == 1, \
+            f"{student}: half of one submission and half of another: {fractions}"
+    skipped = sum(not flag for per_process in changed for flag in per_process)
+    assert skipped == len(students) // 2, "a commit of a key already committed must change nothing"
+    # committing the same submission (same key) again changes nothing
+    before = csv_rows(course)
+    assert _commit_many(str(course.root), [("s01", "key-s01-a", 1.0)]) == [False]
+    assert csv_rows(course) == before
+
+
+# ---- the class, through Slurm into PostgreSQL -------------------------------------------------------
+
+def _array_tasks(cluster, job_id: str) -> dict[int, str]:
+    out = cluster.run("squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T", check=False).stdout
+    return {int(k): state for k, state in (line.split("|") for line in out.split()) if k.isdigit()}
+
+
+def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_resumes(cluster, tmp_path):
+    submitted = minicourse.write_submissions(tmp_path / "submitted", {
+        student: minicourse.submission(answers) for student, answers in STUDENTS.items()})
+    local = minicourse.make_course(tmp_path / "local")
+    start = time.perf_counter()
+    minicourse.grade(submitted, local)
+    local_seconds = time.perf_counter() - start
+
+    course = pg_course(cluster, tmp_path / "pg", "classroom")
+    command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--course-root", str(course), "--slurm",
+               "--max-parallel", "2", "--partition", cluster.partition, "--timeout", "20", "--memory-mb", "1000",
+               "--no-progress"]
+    first = subprocess.Popen(command, cwd=REPO_ROOT, env=env_of(cluster), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        # wait for the first committed task, then kill the grader: the array keeps running
+        batches = course / "autograded" / ".slurm"
+        deadline = time.monotonic() + 300
+        while not list(batches.glob("batch-*/results/*.json")):
+            assert first.poll() is None, first.stdout.read()
+            assert time.monotonic() < deadline, "no task finished within 300 s\n" + cluster.logs()
+            time.sleep(0.5)
+        first.send_signal(signal.SIGTERM)
+        output = first.communicate(timeout=60)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, output
+    job_id = re.search(r"Submitted Slurm array job (\d+): 5 task\(s\)", output)[1]
+    assert f"array job(s) {job_id} keep running" in output, output
+    # cancel tasks mid-run: one grading right now (killed in the middle), one waiting for its turn
+    (folder,) = batches.glob("batch-*")
+    tasks = _array_tasks(cluster, job_id)
+    running = [i for i, s in tasks.items() if s == "RUNNING" and not (folder / "results" / f"{i}.json").exists()]
+    pending = [i for i, s in tasks.items() if s == "PENDING"]
+    assert pending, f"--max-parallel 2 leaves tasks waiting: {tasks}"
+    victims = running[:1] + pending[-1:]
+    cluster.run("scancel", *(f"{job_id}_{i}" for i in victims))
+    while any(i in _array_tasks(cluster, job_id) for i in victims):
+        time.sleep(0.2)
+    missing = [i for i in victims if not (folder / "results" / f"{i}.json").exists()]
+    assert pending[-1] in missing
+
+    start = time.perf_counter()
+    second = autograder(cluster, *command[3:], timeout=600)
+    resume_seconds = time.perf_counter() - start
+    log = second.stdout + second.stderr
+    assert second.returncode == 0, log
+    if _array_tasks(cluster, job_id) or len(missing) + 1 < len(tasks):
+        assert f"Following Slurm array job {job_id}" in log, log
+    arrays = re.findall(r"Submitted Slurm array job \d+: (\d+) task", log)
+    assert arrays == [str(len(missing))], f"only the cancelled tasks {missing} are graded again, in one array\n{log}"
+    assert "Isolation on the nodes: mount+pid+net+ipc+uts namespaces" in log, log
+
+    expected, got = read_grades(local / "grades.csv"), read_grades(course / "grades.csv")
+    assert got == expected and sorted(got) == sorted(STUDENTS), (got, expected)
+    assert got["alice"]["scores"] == {q: p for q, p in minicourse.POINTS.items()}
+    assert set(got["bob"]["scores"].values()) == {0.0}
+    for student in STUDENTS:
+        page = course / "feedback" / student / minicourse.NAME / f"{minicourse.NAME}.html"
+        assert page.is_file() and minicourse.HIDDEN_INPUT not in page.read_text()
+
+    # idempotent: a third run grades nothing and submits nothing
+    third = autograder(cluster, *command[3:])
+    assert "5 already graded" in third.stdout and "Submitted Slurm array" not in third.stdout, third.stdout
+    assert read_grades(course / "grades.csv") == expected
+
+    # every other command works against the PostgreSQL gradebook, plain nbgrader too
+    assert "wrote" in autograder(cluster, "export", "--totals", "--course-root", str(course)).stdout
+    assert (course / "grades_totals.csv").read_text().count("\n") == len(STUDENTS) + 1
+    assert "wrote 5 feedback page(s)" in autograder(cluster, "feedback", "--course-root", str(course)).stdout
+    assert autograder(cluster, "report", "--course-root", str(course)).returncode == 0
+    assert (course / "reports" / "index.html").is_file()
+    nbgrader = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to",
+                               str(tmp_path / "nbgrader.csv")], cwd=course, env=env_of(cluster),
+                              capture_output=True, text=True, timeout=300)
+    assert nbgrader.returncode == 0, nbgrader.stderr[-2000:]
+    assert (tmp_path / "nbgrader.csv").read_text().count("\n") == len(STUDENTS) + 1
+    print(f"local run {local_seconds:.1f} s, resumed Slurm run {resume_seconds:.1f} s")
