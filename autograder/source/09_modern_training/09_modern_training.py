@@ -67,12 +67,15 @@ spread = {p: g.max() / g.min() for p, g in grads.items()}
 print(f"last block, post-LN / pre-LN: {top_ratio:.1f} (sqrt(12) = {math.sqrt(12):.1f})")
 print(f"largest / smallest block: post-LN {spread['post']:.1f}, pre-LN {spread['pre']:.1f}")
 assert math.sqrt(12) / 2 < top_ratio < 2 * math.sqrt(12)  # about sqrt(L) larger at the top
-assert grads["post"][-1] > grads["post"][0] and spread["pre"] < 2.5  # post-LN grows toward the output
+assert grads["post"].mean() > grads["pre"].mean() and spread["pre"] < 2.5  # pre-LN: even and smaller
 
 # %% [markdown]
-# **What to notice:** pre-LN's blocks all get about the same gradient; post-LN's grow
-# toward the output, and its last block gets about $\sqrt{12} \approx 3.5$ times pre-LN's
-# (Xiong et al.'s $\sqrt{L}$). Now train a 4-block stack of width 32 both ways with Adam at
+# **What to notice:** pre-LN's blocks all get about the same gradient (within a factor of 2);
+# post-LN's are larger, and its last block gets about $\sqrt{12} \approx 3.5$ times pre-LN's
+# (Xiong et al.'s $\sqrt{L}$; between 2 and 7 over other random draws). Xiong et al. also
+# find post-LN's gradients growing from block to block toward the output; in a stack this
+# small that trend depends on the random draw (try other seeds with
+# `block_gradient_norms(12, placement="post", seed=...)`). Now train a 4-block stack of width 32 both ways with Adam at
 # learning rate $10^{-2}$, with no warmup, for 80 steps of 32 sequences, and post-LN a second
 # time with the learning rate raised linearly over the first 30 steps. A model that has learned nothing predicts
 # every token with probability 1/16: a loss of $\ln 16 \approx 2.77$.
