@@ -44,7 +44,7 @@ UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights 
 _DEAD_FROM_INPUT = ("elu", "gelu", "silu")  # their derivative is not a function of the output
 _FLUSHED = 1.2e-30  # float32 sums of squares below n * this may have lost squares to underflow (1.2e-38)
 _FLOATS = (torch.float32, torch.float64)
-_STACK = 8192  # tensors up to this size are reduced stacked, one call per size
+_STACK = 4096  # tensors of one shape up to this size are stacked and reduced together
 _CHUNK = 1 << 16  # BLAS dots over at most this many float32 values stay within ~4e-7 of the exact sum
 
 
@@ -55,59 +55,84 @@ def _sum_squares(flat: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.dot(part, part) for part in flat.split(_CHUNK)]).sum()
 
 
-def _moments(tensors=(), matrices=(), norms=()) -> np.ndarray:
+def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset()) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Rows (count, sum, sum of squares, sum of squared deviations from the mean) in float64: one per
     tensor, then one per row of each matrix, then one per tensor of `norms` (of which only the sum
-    of squares is needed: large ones skip the sum).
+    of squares is needed); and the column sums (over all but the last dim) of the tensors whose
+    index is in `columns` (a ReLU unit is dead where its column sums to 0).
 
-    Fast path: float32 sums (cascade sum, chunked BLAS dots), small tensors of one size stacked
-    into one reduction, one synchronisation for all, and the centred sum as
-    sum(x**2) - sum(x)**2 / n. A row is measured again where that is not exact to ~1e-6: centred
-    in float32 when its mean is large against its spread (the subtraction would cancel), and in
-    float64 when its float32 squares may have underflowed (values below ~1e-19, see
-    `seeding.flush_denormals`) or overflowed, so that a vanishing gradient reads as its size, not 0.
+    Fast path, about two calls per tensor and one conversion to NumPy: float32 sums (cascade sum,
+    BLAS dots), small tensors of one shape stacked and reduced together (on CPU a foreach call costs
+    as much per tensor as a call of its own, and a copy of large ones as much as their reduction),
+    and the centred sum as sum(x**2) - sum(x)**2 / n. A row is measured again where that is not
+    exact to ~1e-6: centred in float32 when its mean is large against its spread (the subtraction
+    would cancel), and in float64 when its float32 squares may have underflowed (values below
+    ~1e-19, see `seeding.flush_denormals`) or overflowed, so that a vanishing gradient reads as its
+    size, not 0.
     """
-    rows = [t.reshape(-1) if t.dtype in _FLOATS else t.reshape(-1).float() for t in (*tensors, *norms)]
-    counts = [flat.numel() for flat in rows]
-    squares_only = len(rows) - len(norms)  # rows from here on
-    singles, groups = [], {}  # a call per small tensor costs more than stacking them
-    for i, flat in enumerate(rows):
-        if flat.numel() <= _STACK:
-            groups.setdefault((flat.numel(), flat.dtype), []).append(i)
+    items = [t if t.dtype in _FLOATS else t.float() for t in (*tensors, *norms)]
+    # row of each item: tensors, then the matrices' rows, then norms
+    first = len(tensors) + sum(len(matrix) for matrix in matrices)
+    where = list(range(len(tensors))) + list(range(first, first + len(norms)))
+    n = np.array([t.numel() for t in tensors] + [m.shape[1] for m in matrices for _ in range(len(m))]
+                 + [t.numel() for t in norms], dtype=float)
+    if not len(n):
+        return np.zeros((0, 4)), {}
+    groups: dict[tuple, list[int]] = {}
+    singles = []
+    for i, t in enumerate(items):
+        if t.numel() <= _STACK and i not in columns:
+            groups.setdefault((t.shape, t.dtype, i < len(tensors)), []).append(i)
         else:
             singles.append(i)
-    blocks = []
-    for members in groups.values():
-        if len(members) == 1:
-            singles.append(members[0])
-        else:
-            blocks.append((members, torch.stack([rows[i] for i in members])))
-    starts = []  # rows of the matrices follow the tensors
-    for matrix in matrices:
-        starts.append(len(counts))
-        blocks.append((range(len(counts), len(counts) + len(matrix)), matrix))
-        counts += [matrix.shape[1]] * len(matrix)
-    if not counts:
-        return np.zeros((0, 4))
-
-    def row(i: int) -> torch.Tensor:
-        if i < len(rows):
-            return rows[i]
-        k = max(k for k, start in enumerate(starts) if start <= i)
-        return matrices[k][i - starts[k]]
-    positions, parts = list(singles), []
+    parts, layout = [], []  # float tensors concatenated for the one conversion; (row indices, target)
+    for (_, _, sums), members in groups.items():
+        block = torch.stack([items[i].reshape(-1) for i in members]) if len(members) > 1 else \
+            items[members[0]].reshape(1, -1)
+        if sums:
+            parts.append(block.sum(1))
+            layout.append(([where[i] for i in members], 1))
+        parts.append(torch.linalg.vector_norm(block, dim=1).square())  # no temporary as large as the block
+        layout.append(([where[i] for i in members], 2))
     if singles:
-        zero = torch.zeros((), dtype=rows[singles[0]].dtype, device=rows[singles[0]].device)
-        parts.append(torch.stack([torch.stack([rows[i].sum() if i < squares_only else zero for i in singles]),
-                                  torch.stack([_sum_squares(rows[i]) for i in singles])], dim=1))
-    for members, block in blocks:
-        positions += members
-        parts.append(torch.stack((block.sum(1), (block * block).sum(1)), dim=1))
-    sums = np.empty((len(counts), 2))
-    sums[positions] = torch.cat(parts).double().numpy()  # the one synchronisation
-    n = np.array(counts, dtype=float)
-    s1, s2 = sums[:, 0], sums[:, 1]
+        parts.append(torch.stack([_sum_squares(items[i].reshape(-1)) for i in singles]))
+        layout.append(([where[i] for i in singles], 2))
+        plain = [i for i in singles if i < len(tensors) and i not in columns]
+        if plain:
+            parts.append(torch.stack([items[i].sum() for i in plain]))
+            layout.append(([where[i] for i in plain], 1))
+    wide = [i for i in singles if i in columns]
+    if wide:  # one float32 sum per column, added up in float64 below
+        parts.append(torch.cat([items[i].reshape(-1, items[i].shape[-1]).sum(0) for i in wide]))
+    at = len(tensors)
+    for matrix in matrices:
+        rows = list(range(at, at + len(matrix)))
+        parts += [matrix.sum(1), torch.linalg.vector_norm(matrix, dim=1).square()]
+        layout += [(rows, 1), (rows, 2)]
+        at += len(matrix)
+    values = torch.cat(parts).double().numpy()  # the one conversion
+    sums = np.zeros((3, len(n)))
+    at = 0
+    for rows, target in layout:
+        sums[target, rows] = values[at:at + len(rows)]
+        at += len(rows)
+    found = {}
+    for i in wide:
+        width = items[i].shape[-1]
+        found[i] = values[at:at + width]
+        sums[1, i] = found[i].sum()
+        at += width
+    s1, s2 = sums[1], sums[2]
     out = np.stack([n, s1, s2, s2 - s1 * s1 / np.maximum(n, 1)], axis=1)
+
+    def row(r: int) -> torch.Tensor:
+        if r in where:
+            return items[where.index(r)].reshape(-1)
+        r -= len(tensors)
+        for matrix in matrices:
+            if r < len(matrix):
+                return matrix[r]
+            r -= len(matrix)
     unsafe = ~(np.isfinite(s2) & (s2 >= n * _FLUSHED)) & (n > 0)
     cancels = ~unsafe & (out[:, 3] < 0.5 * s2)  # mean**2 > variance: the difference loses digits
     for i in np.flatnonzero(unsafe | cancels):
@@ -122,7 +147,7 @@ def _moments(tensors=(), matrices=(), norms=()) -> np.ndarray:
         out[i, 1] = float(x.sum())
         deviation = x - out[i, 1] / n[i]
         out[i, 2], out[i, 3] = float(torch.dot(x, x)), float(torch.dot(deviation, deviation))
-    return out
+    return out, found
 
 
 def _std(moments: np.ndarray) -> np.ndarray:
@@ -272,7 +297,7 @@ class GradientMonitor:
         if not torch.is_grad_enabled():
             self._recording = False
             return
-        self._flush()
+        after = self._flush()
         self._pass += 1
         self._recording = self._pass % self.every == 0
         if self._recording:
@@ -282,8 +307,8 @@ class GradientMonitor:
             self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
             self._pending, self._backward = True, False
             if "update_data" in self.metrics:
-                with torch.no_grad():
-                    self._snapshots = self._snapshot()
+                with torch.no_grad():  # the weights now are the ones just sampled after the last step
+                    self._snapshots = after if after is not None else self._snapshot()
 
     def _on_model_output(self, module, args, output) -> None:
         if not self._recording:
@@ -367,22 +392,28 @@ class GradientMonitor:
                     self.activations[i] = a
                 for i, g in outs:
                     self.output_grads[i] = g
-            fractions = self._fractions(acts)  # saturated and dead, one float64 tensor each
             want_acts = bool(wanted & {"act_mean", "act_std"}) and acts
+            # a ReLU unit is dead where its outputs sum to 0 over the batch: the column sums the means need
+            relu_dead = "dead" in wanted and any(self.layers[i].activation == "relu" for i, _ in acts)
             want_outs = "out_grad_norm" in wanted and outs
             want_grads = bool(wanted & {"grad_norm", "grad_std", "grad_data"}) and weights
             want_weights = "grad_data" in wanted and weights
             grad_sums = bool(wanted & {"grad_std", "grad_data"})  # else ||dL/dW|| alone: no sums needed
-            groups = [[a for _, a in acts] if want_acts else [],
+            groups = [[a for _, a in acts] if want_acts or relu_dead else [],
                       [g for _, _, g in weights] if want_grads and grad_sums else [],
                       [w for _, w, _ in weights] if want_weights else [],
                       [g for _, g in outs] if want_outs else [],  # ||dL/dh||: squares only
                       [g for _, _, g in weights] if want_grads and not grad_sums else []]
-            moments = _moments([t for group in groups[:3] for t in group],
-                               norms=[t for group in groups[3:] for t in group])
+            dead_from_sums = {k for k, (i, a) in enumerate(acts)
+                              if relu_dead and self.layers[i].activation == "relu" and a.dim() >= 2}
+            moments, columns = _moments([t for group in groups[:3] for t in group],
+                                        norms=[t for group in groups[3:] for t in group], columns=dead_from_sums)
             ends = np.cumsum([len(group) for group in groups])
             act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
             grad_m = grad_m if grad_sums else grad_norm_m
+            fractions = self._fractions(acts, {acts[k][0]: sums for k, sums in columns.items()})
+            # let go of this pass's tensors now: the next pass's outputs then reuse their (cached) memory
+            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
         if want_acts:
             index = [i for i, _ in acts]
             put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
@@ -396,37 +427,28 @@ class GradientMonitor:
             if want_weights:
                 put("grad_data", index, _std(grad_m) / (_std(weight_m) + 1e-30))
         for metric, (index, values) in fractions.items():
-            put(metric, index, values.numpy())
+            put(metric, index, values)
 
-    def _fractions(self, acts) -> dict[str, tuple[list[int], torch.Tensor]]:
-        """Saturated and dead fractions per layer, each stacked into one float64 tensor."""
-        found: dict[str, tuple[list[int], list[torch.Tensor]]] = {"saturated": ([], []), "dead": ([], [])}
-        relu: tuple[list[int], list[torch.Tensor]] = ([], [])  # largest output of each unit, compared at once
+    def _fractions(self, acts, columns: dict[int, np.ndarray]) -> dict[str, tuple[list[int], np.ndarray]]:
+        """Saturated and dead fractions per layer; `columns`: ReLU layers' outputs summed over the batch."""
+        found: dict[str, tuple[list[int], list]] = {"saturated": ([], []), "dead": ([], [])}
         for index, a in acts:
             kind = self.layers[index].activation
             if "saturated" in self.metrics and kind in ("sigmoid", "tanh"):
                 extreme = (a < 0.03) | (a > 0.97) if kind == "sigmoid" else a.abs() > 0.97
                 found["saturated"][0].append(index)
                 found["saturated"][1].append(torch.count_nonzero(extreme) / max(extreme.numel(), 1))
-            if "dead" in self.metrics and kind == "relu":  # slope 1 exactly where the output is positive
-                relu[0].append(index)
-                relu[1].append(a.reshape(-1, a.shape[-1]).amax(dim=0))
-            elif "dead" in self.metrics:
-                dead = self._dead_fraction(kind, a, self._inputs[index])
+            if "dead" in self.metrics:
+                sums = columns.get(index)
+                # ReLU: slope 1 exactly where the output is positive; outputs >= 0 sum to 0 only if all are 0
+                dead = np.count_nonzero(sums == 0) / sums.size if kind == "relu" and sums is not None else \
+                    self._dead_fraction(kind, a, self._inputs[index])
                 if dead is not None:
                     found["dead"][0].append(index)
                     found["dead"][1].append(dead)
-        fractions = {metric: (index, torch.stack(values).double()) for metric, (index, values) in found.items()
-                     if index}
-        if relu[0]:
-            if len({len(m) for m in relu[1]}) == 1:
-                dead = (torch.stack(relu[1]) <= 0).double().mean(1)
-            else:
-                dead = torch.stack([(m <= 0).double().mean() for m in relu[1]])
-            index = fractions["dead"][0] + relu[0] if "dead" in fractions else relu[0]
-            dead = torch.cat([fractions["dead"][1], dead]) if "dead" in fractions else dead
-            fractions["dead"] = (index, dead)
-        return fractions
+        return {metric: (index, torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]).numpy()
+                         if any(isinstance(v, torch.Tensor) for v in values) else np.array(values))
+                for metric, (index, values) in found.items() if index}
 
     @staticmethod
     def _dead_fraction(kind, acts: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor | None:
@@ -434,7 +456,7 @@ class GradientMonitor:
         if kind is None:
             return None
         if kind == "relu":  # slope 1 exactly where the output is positive
-            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()  # (batched in _fractions)
+            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()
         if kind == "sigmoid":
             slope = acts * (1 - acts)
         elif kind == "tanh":  # 1 - a**2 is largest where |a| is smallest (the same float32 number)
@@ -449,23 +471,27 @@ class GradientMonitor:
         # a unit is dead when no example of the batch gives it a usable slope
         return (slope.reshape(-1, slope.shape[-1]).amax(dim=0) < 1e-6).float().mean()
 
-    def _flush(self) -> None:
-        """Finish the recorded step: pending statistics, then std(update)/std(W) of the step taken."""
+    def _flush(self) -> list[tuple[list[int], torch.Tensor]] | None:
+        """Finish the recorded step: pending statistics, then std(update)/std(W) of the step taken.
+
+        Returns the weights sampled after the step (the next recorded step's snapshot when it starts now).
+        """
         self._compute_pending()
         if not self._snapshots or not self._rows:
             self._snapshots = None
-            return
+            return None
         with torch.no_grad():
             before = self._snapshots
             after = self._snapshot()
-            moments = _moments(matrices=[now - then for (_, now), (_, then) in zip(after, before)]
-                               + [then for _, then in before])
+            moments, _ = _moments(matrices=[now - then for (_, now), (_, then) in zip(after, before)]
+                                  + [then for _, then in before])
         updates, weights = np.split(moments, 2)
         index = [i for members, _ in before for i in members]
         row, seen = self._rows[-1], self._seen[-1]
         row[index, _COL["update_data"]] = _std(updates) / (_std(weights) + 1e-30)
         seen[index, _COL["update_data"]] = True
         self._snapshots = None
+        return after
 
     # -- results ---------------------------------------------------------------
     def as_arrays(self) -> dict[str, np.ndarray]:
