@@ -53,9 +53,9 @@ class GradientFlowExplorer(Explorer):
     # what the figure and the verdict read: one pass and no optimizer step, so no update:data
     metrics = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated", "dead")
 
-    # 128, not 256: half the work, and the figure is statistically the same (on random settings the
-    # first/last ratio moves between 128 and 256 examples about as much as between two seeds at 256,
-    # and the verdict agrees but at a threshold); only the norms' level shifts, by sqrt(2)
+    # 128, not 256: half the work, and the figure is statistically the same: on random settings the
+    # first/last ratio moves between 128 and 256 examples no more than between two seeds at 256 (median,
+    # 90th percentile; benchmarks/explorer_batch.py); only the norms' level shifts, by sqrt(2)
     batch_size = 128
     monitor_class = GradientMonitor  # what records the pass (benchmarks swap in the one before issue 16)
 
