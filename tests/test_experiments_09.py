@@ -145,3 +145,17 @@ def test_official_loss_scale_is_the_largest_safe_power_of_two():
         assert scale == 2.0 ** round(math.log2(scale))
         assert largest * scale <= 65504.0 < largest * scale * 2, (largest, scale)
         assert torch.isfinite(torch.tensor(grads * scale).half()).all()  # float16 holds the scaled gradients
+
+
+def test_transformer_explorer_shows_section_1():
+    from course_lib.widgets import transformer_explorer
+
+    explorer = transformer_explorer(depth=12, placement="post")
+    try:
+        assert math.sqrt(12) / 2 < explorer.last["top_ratio"] < 2 * math.sqrt(12)
+        data = explorer.update(placement="pre")
+        assert data["spread"] < 2.5 and len(data["grad_norms"]) == 12
+        assert explorer.update(depth=2)["top_ratio"] < explorer.update(depth=48)["top_ratio"]  # grows with depth
+        assert explorer.png.startswith(b"\x89PNG") and "times pre-LN's" in explorer.verdict.value
+    finally:
+        explorer.close()

@@ -50,12 +50,13 @@ from .recurrent import RecurrentExplorer, recurrent_explorer
 from .residual import ResidualExplorer, residual_explorer
 from .saturation import SaturationExplorer, saturation_explorer
 from .scales import decade_limits, format_ratio
+from .transformer import TransformerExplorer, transformer_explorer
 from .variance import VarianceExplorer, variance_explorer
 
 __all__ = [
     "STATIC_NOTE", "Explorer", "decade_limits", "format_ratio",
     "ActivationExplorer", "ChainExplorer", "GradientFlowExplorer", "NormalizationExplorer", "RecurrentExplorer",
-    "ResidualExplorer", "SaturationExplorer", "VarianceExplorer",
+    "ResidualExplorer", "SaturationExplorer", "TransformerExplorer", "VarianceExplorer",
     "activation_explorer", "chain_explorer", "gradient_flow_explorer", "normalization_explorer",
-    "recurrent_explorer", "residual_explorer", "saturation_explorer", "variance_explorer",
+    "recurrent_explorer", "residual_explorer", "saturation_explorer", "transformer_explorer", "variance_explorer",
 ]

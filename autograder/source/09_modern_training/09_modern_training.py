@@ -35,6 +35,7 @@ from course_lib.plotting import OKABE_ITO, integer_ticks, plot_gradient_norms, p
 from course_lib.precision import first_layer_gradients, float_format, flushed_fraction, relative_error, rounding_errors
 from course_lib.seeding import get_device, set_seed
 from course_lib.transformer import block_gradient_norms, train_sequence_transformer
+from course_lib.widgets import transformer_explorer
 
 set_seed(0)
 torch.set_num_threads(1)  # tiny networks: one thread is faster, and much faster on a busy CPU
@@ -322,7 +323,13 @@ assert np.isfinite(rounding["bfloat16"]).all() and rounding["bfloat16"].max() <=
 #
 # The explorer builds section 1's stack at initialization for the depth you choose and
 # shows the gradient norm of every block, for post-LN or pre-LN (the other faintly).
-# Compare 2 blocks with 48.
+# Compare 2 blocks with 48: how does post-LN's lead over pre-LN at the last block grow?
+
+# %% tags=["demo"]
+explorer = transformer_explorer(depth=12, placement="post")
+assert math.sqrt(12) / 2 < explorer.last["top_ratio"] < 2 * math.sqrt(12)  # section 1's "about sqrt(L)"
+assert explorer.update(placement="pre")["spread"] < 2.5  # pre-LN: even across blocks
+explorer
 
 # %% [markdown]
 # ## Practice questions

@@ -1,0 +1,66 @@
+"""The notebook 09 explorer: the gradient at each block of a post-LN or pre-LN transformer stack."""
+
+import ipywidgets as w
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..plotting import OKABE_ITO, integer_ticks
+from ..transformer import PLACEMENTS, block_gradient_norms
+from .base import Explorer
+from .scales import format_ratio
+
+
+class TransformerExplorer(Explorer):
+    """Depth and LayerNorm placement -> ||dL/d(block parameters)|| for every block, measured at init.
+
+    `course_lib.transformer.block_gradient_norms` (width 64, 4 heads, Xavier init,
+    one batch of the reversal task) for both placements; the chosen one is drawn
+    bold, the other faintly. Xiong et al. 2020: post-LN's gradients are larger
+    (about sqrt(L) times pre-LN's at the last block), pre-LN's about even. Notebook 09.
+    """
+
+    title = "Post-LN vs pre-LN: gradient at each block at initialization"
+
+    def __init__(self, *, depth: int = 12, placement: str = "post", batch_size: int = 32, seed: int = 0):
+        self.batch_size, self.seed = batch_size, seed
+        controls = {
+            "depth": w.IntSlider(value=depth, min=2, max=48, step=2, description="blocks",
+                                 continuous_update=False),
+            "placement": w.ToggleButtons(options=list(PLACEMENTS), value=placement, description="LayerNorm"),
+        }
+        super().__init__(controls)
+
+    def compute(self, *, depth: int, placement: str) -> dict:
+        norms = {p: block_gradient_norms(depth, placement=p, batch_size=self.batch_size, seed=self.seed)
+                 for p in PLACEMENTS}
+        chosen = norms[placement]
+        top_ratio = float(norms["post"][-1] / norms["pre"][-1])
+        spread = float(chosen.max() / chosen.min())
+        return {"depth": depth, "placement": placement, "norms": norms, "grad_norms": chosen,
+                "top_ratio": top_ratio, "spread": spread, "sqrt_depth": float(np.sqrt(depth)),
+                "summary": f"{placement}-LN, {depth} blocks: largest/smallest block {spread:.2g}; "
+                           f"last block post/pre {top_ratio:.2g} (sqrt(L) = {np.sqrt(depth):.2g})"}
+
+    def draw(self, figure: Figure, data: dict) -> None:
+        ax = figure.add_subplot()
+        for i, placement in enumerate(PLACEMENTS):
+            norms = data["norms"][placement]
+            chosen = placement == data["placement"]
+            ax.semilogy(np.arange(1, len(norms) + 1), norms, "o-" if chosen else "-", markersize=3,
+                        color=OKABE_ITO[i], alpha=1.0 if chosen else 0.35, linewidth=1.5 if chosen else 1,
+                        label=f"{placement}-LN")
+        ax.set_xlabel("block (1 = next to the input)")
+        integer_ticks(ax)
+        ax.set_ylabel("||dL/d(block parameters)||")
+        ax.legend(frameon=False)
+        ax.grid(True, alpha=0.3)
+
+    def describe(self, data: dict) -> str:
+        return (f"{data['placement']}-LN, {data['depth']} blocks: the largest block gradient is "
+                f"<b>{format_ratio(data['spread'])}</b> times the smallest; at the last block post-LN gets "
+                f"<b>{format_ratio(data['top_ratio'])}</b> times pre-LN's (sqrt(L) = {data['sqrt_depth']:.2g})")
+
+
+def transformer_explorer(**settings) -> TransformerExplorer:
+    """The notebook 09 explorer (see `TransformerExplorer`); display it by ending a cell with it."""
+    return TransformerExplorer(**settings)
