@@ -1,6 +1,5 @@
 """The batch: grading refused without isolation unless asked for."""
 
-
 import pytest
 
 from autograder.course import batch

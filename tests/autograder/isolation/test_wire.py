@@ -52,3 +52,17 @@ def test_lying_subclasses_are_refused_or_flattened():
 def test_malformed_or_unsafe_trees_are_rejected(tree):
     with pytest.raises(wire.WireError):
         wire.decode(tree)
+
+
+@pytest.mark.parametrize("message, expected", [
+    ({"type": "ValueError", "message": "bad"}, ValueError),
+    ({"type": "ZeroDivisionError", "message": "x"}, ZeroDivisionError),
+    ({"type": "Leak_3_5_7", "message": "secret"}, LookupError),  # a class of the other side's own: the fallback
+    ({"type": "KeyboardInterrupt", "message": ""}, LookupError),  # not an Exception: never rebuilt as itself
+    ({"type": "UnicodeDecodeError", "message": "needs 5 arguments"}, LookupError),
+])
+def test_exceptions_cross_as_builtin_classes_only(message, expected):
+    error = wire.rebuild_exception(message, LookupError)
+    assert type(error) is expected
+    if expected is LookupError:
+        assert str(error).startswith(message["type"] + ":")

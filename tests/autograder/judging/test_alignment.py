@@ -1,7 +1,6 @@
 """A submission read and aligned with its source: deleted and duplicated test cells, unreadable files,
 the names a cell reads."""
 
-
 import pytest
 
 from autograder.judging import hidden

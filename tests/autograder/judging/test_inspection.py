@@ -1,6 +1,5 @@
 """Static inspection flags tampering and leaves honest code alone."""
 
-
 import pytest
 
 from autograder.judging import inspection
