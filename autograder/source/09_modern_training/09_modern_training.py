@@ -226,16 +226,18 @@ assert 1 / 3 < ratio["adam"]["update_data"] < 3  # Adam: every layer moves alike
 # **What to notice:** the gradient norms look the same under both optimizers (layer 1
 # gets a few millionths of layer 10's gradient). The update:data ratios do not: under SGD
 # they span six decades, under Adam every layer's is between $2\times10^{-3}$ and
-# $4\times10^{-3}$. So under Adam
-# a vanishing gradient norm no longer means a layer stands still, and the update:data
-# ratio is the measurement that tells you what each layer actually does. (Adam does not
-# make this network learn in 100 steps either: moving every layer is not the same as
-# moving it in a useful direction, and its loss is still near $\ln 10$ after 50 steps.)
+# $4\times10^{-3}$. Adam hides the vanishing gradient from the updates: judged by
+# update:data alone this network looks healthy, and only the per-layer gradient norms
+# still show that layer 1 gets almost no signal. Read both: the gradient norms say where
+# the signal is lost, update:data says what each layer actually does. (Moving every layer
+# is not the same as moving it in a useful direction: the loss is still near $\ln 10$
+# after 50 steps.)
 #
-# **Where $\epsilon$ takes over.** Adam's step is $\mathrm{lr}\cdot g/(|g| + \epsilon)$ for a
-# steady gradient: about $\mathrm{lr}$ while $|g| \gg \epsilon$, but only
-# $\mathrm{lr}\cdot g/\epsilon$ once $|g| \ll \epsilon = 10^{-8}$, proportional to the
-# gradient again. A 16-layer sigmoid net's first layers get gradients of $10^{-12}$ per weight:
+# **Where $\epsilon$ takes over.** While a coordinate's gradient is much larger than
+# $\epsilon = 10^{-8}$, $\sqrt{\hat v}$ is about its size and the step is about $\mathrm{lr}$ whatever
+# that size. Once the gradient falls well below $\epsilon$, the denominator is about $\epsilon$ and
+# the step shrinks in proportion to the gradient again, as under SGD. A 16-layer sigmoid
+# net's first layers get gradients of $10^{-12}$ per weight:
 
 # %% tags=["demo"]
 deep = layer_statistics_under("adam", depth=16, num_steps=40, seed=0)
