@@ -3,6 +3,13 @@
 c = get_config()  # noqa: F821 (provided by traitlets)
 
 c.CourseDirectory.course_id = "vanishing-gradients"
+# A shared gradebook (README "On a cluster"): its URL from the environment, never from this repository,
+# e.g. AUTOGRADER_DB_URL=postgresql://grader@db.example.edu/gradebook; the password in ~/.pgpass.
+# Unset: nbgrader's default, the SQLite file gradebook.db in this folder.
+import os  # noqa: E402
+
+if os.environ.get("AUTOGRADER_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
 # The authored .py next to each source notebook holds the solutions and
 # hidden tests: never copy it into a release or a submission.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]

@@ -149,11 +149,10 @@ class SlurmRunner:
         state = self._state()
         by_key = {spec.key: spec for spec in specs}
         followed = []  # (array record, {index: spec}) of live arrays from an earlier run
-        live = queued([a["id"] for a in state["arrays"]]) if state["arrays"] else {}
+        live = queued([job for array in state["arrays"] for job in array["jobs"]])
         for array in state["arrays"]:
             folder = Path(array["folder"])
-            ids = {array["id"], *array.get("resubmitted", [])}
-            alive = {index for job, index in live if job in ids}
+            alive = {array["jobs"][job] + index for job, index in live if job in array["jobs"]}
             # a task still queued, or one that committed since: follow it; one that ended without a
             # result (scancel, a node lost while no grader watched): graded again, in the new array
             mine = {index: by_key.pop(task["spec"]["key"]) for index, task in _read_tasks(folder).items()
@@ -161,7 +160,7 @@ class SlurmRunner:
                     and (index in alive or (folder / "results" / f"{index}.json").is_file())}
             if mine:
                 followed.append((array, mine))
-                self.log(f"Following Slurm array job {array['id']} (submitted earlier): "
+                self.log(f"Following Slurm array job {_names(array)} (submitted earlier): "
                          f"{len(mine)} of its submission(s) still to grade.")
         state["arrays"] = [array for array, _ in followed]
         remaining = [spec for spec in specs if spec.key in by_key]
@@ -175,7 +174,7 @@ class SlurmRunner:
             for array, mine in followed:
                 self._follow(array, mine, results, on_result, progress)
         except KeyboardInterrupt:
-            ids = ", ".join(a["id"] for a, _ in followed)
+            ids = " ".join(_names(a) for a, _ in followed)
             self.log(f"\nThe Slurm array job(s) {ids} keep running and committing; run the same command again "
                      f"to follow them (or `scancel {ids}`).")
             raise
@@ -208,41 +207,51 @@ class SlurmRunner:
                                      "unsafe": self.options.unsafe, "isolation_mode": self.options.isolation_mode}))
             mine[index] = original
         script = folder / "task.sh"
-        script.write_text("#!/bin/sh\n# one array task = one submission (autograder/slurm.py)\n"
+        # task i of the array whose first task is task OFFSET of the batch (arrays hold MaxArraySize tasks)
+        script.write_text("#!/bin/sh\n# one array task = one submission (autograder/course/slurm.py)\n"
+                          "AUTOGRADER_TASK_STARTED=$(date +%s.%N); export AUTOGRADER_TASK_STARTED\n"
                           f"cd {shlex.quote(str(REPO_ROOT))} || exit 1\n"
-                          f"exec {shlex.quote(sys.executable)} -m autograder grade-one --job "
-                          f"{shlex.quote(str(folder / 'tasks'))}/\"$SLURM_ARRAY_TASK_ID\".json\n")
+                          f"exec {shlex.quote(sys.executable)} -m autograder grade-one --job {shlex.quote(str(folder))}"
+                          "/tasks/$((SLURM_ARRAY_TASK_ID + AUTOGRADER_TASK_OFFSET)).json\n")
         script.chmod(0o755)
-        array = {"id": self._sbatch(folder, sorted(mine)), "folder": str(folder), "attempts": {}}
-        self.log(f"Submitted Slurm array job {array['id']}: {len(mine)} task(s), one per submission.")
+        array = {"jobs": {}, "folder": str(folder), "attempts": {}}
+        self._sbatch(array, sorted(mine))
+        self.log(f"Submitted Slurm array job {_names(array)}: {len(mine)} task(s), one per submission.")
         return array, mine
 
-    def _sbatch(self, folder: Path, indices: list[int]) -> str:
-        span = _span(indices)
-        if self.options.max_parallel:
-            span += f"%{self.options.max_parallel}"
-        minutes = int(self.job_timeout // 60) + 10  # the job's own limit: the grader's per-job timeout, and slack
-        command = ["sbatch", "--parsable", f"--array={span}", f"--job-name=autograder-{self.course.course_id}",
-                   f"--output={folder / 'logs' / '%A_%a.out'}", "--ntasks=1", "--cpus-per-task=1",
-                   f"--time={minutes}", "--export=ALL"]
-        if self.options.partition:
-            command.append(f"--partition={self.options.partition}")
-        if self.options.account:
-            command.append(f"--account={self.options.account}")
-        command += [*self.options.sbatch_args, str(folder / "task.sh")]
-        job_id = slurm_command(*command).strip().split(";")[0]
-        if not job_id.isdigit():
-            raise SlurmError(f"sbatch printed no job id: {job_id!r}")
-        self.submitted_arrays += 1
-        return job_id
+    def _sbatch(self, array: dict, indices: list[int]) -> list[str]:
+        """sbatch the tasks `indices` of `array`'s batch: one array job, or one per MaxArraySize tasks
+        (Slurm's default 1001) where there are more; records each job id with its first task's index."""
+        folder, size, submitted = Path(array["folder"]), max_array_size(), []
+        for offset in sorted({index // size * size for index in indices}):
+            span = _span([index - offset for index in indices if offset <= index < offset + size])
+            if self.options.max_parallel:
+                span += f"%{self.options.max_parallel}"
+            minutes = int(self.job_timeout // 60) + 10  # the job's own limit: the grader's per-job timeout + slack
+            command = ["sbatch", "--parsable", f"--array={span}", f"--job-name=autograder-{self.course.course_id}",
+                       f"--output={folder / 'logs' / '%A_%a.out'}", "--ntasks=1", "--cpus-per-task=1",
+                       f"--time={minutes}", f"--export=ALL,AUTOGRADER_TASK_OFFSET={offset}"]
+            if self.options.partition:
+                command.append(f"--partition={self.options.partition}")
+            if self.options.account:
+                command.append(f"--account={self.options.account}")
+            command += [*self.options.sbatch_args, str(folder / "task.sh")]
+            job_id = slurm_command(*command).strip().split(";")[0]
+            if not job_id.isdigit():
+                raise SlurmError(f"sbatch printed no job id: {job_id!r}")
+            array["jobs"][job_id] = offset
+            submitted.append(job_id)
+            self.submitted_arrays += 1
+        return submitted
 
     def _follow(self, array: dict, mine: dict[int, JobSpec], results: dict, on_result, progress) -> None:
         """Poll until every task of `array` in `mine` has a result or has ended without one."""
         folder = Path(array["folder"])
-        ids = [array["id"]] + array.get("resubmitted", [])
         waiting = dict(mine)
         while waiting:
-            live = queued(ids)  # first the queue, then the results: a task gone from both has ended
+            # first the queue, then the results: a task gone from both has ended
+            live = {(job, array["jobs"][job] + index): task_state
+                    for (job, index), task_state in queued(list(array["jobs"])).items() if job in array["jobs"]}
             for index in list(waiting):
                 data = _load(folder / "results" / f"{index}.json")
                 if data is None:
@@ -262,8 +271,8 @@ class SlurmRunner:
             gone = [index for index in waiting if index not in live_indices]
             if gone:
                 final = {}
-                for job in ids:
-                    final.update(ended(job))  # the newest submission of a task wins (ids in order)
+                for job, offset in array["jobs"].items():  # in submission order: a task's newest run wins
+                    final.update({offset + index: why for index, why in ended(job).items()})
                 again = []
                 for index in gone:
                     if _load(folder / "results" / f"{index}.json") is not None:
@@ -285,24 +294,36 @@ class SlurmRunner:
                             on_result(spec, result)
                     else:
                         self.pending_problems.append(
-                            f"{spec.job_id}: task {array['id']}_{index} ended {why} without a result"
+                            f"{spec.job_id}: task {index} of array job {_names(array)} ended {why} without a result"
                             + ("" if why == "CANCELLED" else f" (log: {_log_tail(folder, index)})"))
                 if again:
-                    new_id = self._sbatch(folder, again)
-                    array.setdefault("resubmitted", []).append(new_id)
-                    ids.append(new_id)
+                    new = self._sbatch(array, again)
                     state = self._state()
                     for record in state["arrays"]:
-                        if record["id"] == array["id"]:
+                        if record["folder"] == array["folder"]:
                             record.update(array)
                     self._save(state)
                     self.log(f"Resubmitted {len(again)} task(s) that ended outside their submission "
-                             f"({', '.join(sorted({final.get(i, '?') for i in again}))}) as array job {new_id}.")
+                             f"({', '.join(sorted({final.get(i, '?') for i in again}))}) as array job "
+                             f"{' '.join(new)}.")
             if waiting:
                 time.sleep(self.options.poll_seconds)
 
     def close(self):
         pass
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (task indices must stay below it); Slurm's default where unreadable."""
+    try:
+        found = re.search(r"^MaxArraySize\s*=\s*(\d+)", slurm_command("scontrol", "show", "config"), re.MULTILINE)
+    except SlurmError:
+        found = None
+    return int(found[1]) if found else 1001
+
+
+def _names(array: dict) -> str:
+    return " ".join(array["jobs"])
 
 
 def _span(indices: list[int]) -> str:
@@ -368,7 +389,9 @@ def run_task(task_path: Path, *, log=print) -> int:
     for notebook in data["notebooks"].values():
         for bulky in ("autograded", "feedback", "feedback_html"):  # in the gradebook's files already
             notebook[bulky] = None
-    data.update(committed=True, changed=changed, node=os.uname().nodename, node_isolation=isolation.describe())
+    started = os.environ.get("AUTOGRADER_TASK_STARTED", "")  # by task.sh: the task's whole life, for benchmarks
+    data.update(committed=True, changed=changed, node=os.uname().nodename, node_isolation=isolation.describe(),
+                task_seconds=time.time() - float(started) if started.replace(".", "").isdigit() else None)
     write_atomic(result_path, json.dumps(data))
     for name, notebook in result.notebooks.items():
         total = sum(s.score or 0 for s in notebook.scores.values())
