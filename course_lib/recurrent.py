@@ -25,23 +25,28 @@ from .initialization import orthogonal_
 from .seeding import one_torch_thread
 from .training import History, accuracy, train
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "gru", "lstm")
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of hidden_size rows in PyTorch's stacked weights
 TASKS = ("sign", "adding")
 
 
 class RecurrentNet(nn.Module):
-    """A one-layer tanh RNN or LSTM over inputs (batch, T, features), a linear head on h_T.
+    """A one-layer tanh RNN, GRU or LSTM over inputs (batch, T, features), a linear head on h_T.
 
     Args:
         input_size, hidden_size, output_size: feature sizes.
-        cell: ``"rnn"`` (tanh) or ``"lstm"``.
-        forget_bias: the LSTM forget gate's bias at init; sigmoid(2) = 0.88, so a
-            bias of 2 keeps the cell path open from the start (Gers et al. 2000;
+        cell: ``"rnn"`` (tanh), ``"gru"`` or ``"lstm"``.
+        forget_bias: the bias at init of the gate that keeps the old state: the
+            LSTM's forget gate f, or the GRU's update gate z (PyTorch's GRU keeps
+            h_{t-1} with weight z: h_t = (1 - z) * n + z * h_{t-1}). sigmoid(2) = 0.88,
+            so a bias of 2 keeps that path open from the start (Gers et al. 2000;
             Jozefowicz et al. 2015). The other weights follow PyTorch's default
-            U(-1/sqrt(hidden), 1/sqrt(hidden)).
+            U(-1/sqrt(hidden), 1/sqrt(hidden)), whose biases are 0 on average.
         recurrent_gain: when given, W_hh = gain * Q with Q random orthogonal, so
             every singular value of W_hh (and its spectral radius) equals `gain`.
         seed: draw the weights from this seed.
+        truncate: train with truncated BPTT, cutting the gradient every this
+            many steps (Williams & Peng 1990); None: full BPTT.
 
     Training runs PyTorch's fused ``nn.RNN``/``nn.LSTM``; `unroll` recomputes the
     same states one step at a time so that each h_t can be inspected.
@@ -52,13 +57,15 @@ class RecurrentNet(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, *, cell: str = "rnn",
-                 forget_bias: float = 0.0, recurrent_gain: float | None = None, seed: int | None = None):
+                 forget_bias: float = 0.0, recurrent_gain: float | None = None, seed: int | None = None,
+                 truncate: int | None = None):
         super().__init__()
+        self.truncate = truncate
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {list(CELLS)}")
         self.cell = cell
         self.hidden_size = hidden_size
-        core = nn.RNN if cell == "rnn" else nn.LSTM
+        core = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.core = core(input_size, hidden_size, batch_first=True)
         self.head = nn.Linear(hidden_size, output_size)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -73,10 +80,10 @@ class RecurrentNet(nn.Module):
                 if cell != "rnn":
                     raise ValueError("recurrent_gain applies to cell='rnn' only")
                 orthogonal_(self.core.weight_hh_l0, recurrent_gain, generator=generator)
-            if cell == "lstm":  # PyTorch's gate order is input, forget, cell, output
-                forget = slice(hidden_size, 2 * hidden_size)
-                self.core.bias_ih_l0[forget] = forget_bias
-                self.core.bias_hh_l0[forget] = 0.0
+            if cell != "rnn":  # PyTorch's gate order: LSTM input, forget, cell, output; GRU reset, update, new
+                keep = slice(hidden_size, 2 * hidden_size)
+                self.core.bias_ih_l0[keep] = forget_bias
+                self.core.bias_hh_l0[keep] = 0.0
 
     @property
     def W_hh(self) -> torch.Tensor:
@@ -84,14 +91,23 @@ class RecurrentNet(nn.Module):
         return self.core.weight_hh_l0
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        states, _ = self.core(X)
+        if not self.truncate:
+            states, _ = self.core(X)
+            return self.head(states[:, -1])
+        state = None  # truncated BPTT: windows of `truncate` steps, the state carried over but detached
+        for start in range(0, X.shape[1], self.truncate):
+            if state is not None:
+                state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            states, state = self.core(X[:, start:start + self.truncate], state)
         return self.head(states[:, -1])
 
-    def unroll(self, X: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The hidden states [h_1, ..., h_T] (and LSTM cells [c_1, ..., c_T]; [] for an RNN), step by step.
+    def unroll(self, X: torch.Tensor, *, truncate: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The hidden states [h_1, ..., h_T] (and LSTM cells [c_1, ..., c_T]; [] otherwise), step by step.
 
         Same numbers as the fused forward pass; every h_t is a node of the
         autograd graph, so ``torch.autograd.grad(loss, hs)`` gives dL/dh_t.
+        ``truncate=k`` cuts the graph every k steps (truncated BPTT, Williams &
+        Peng 1990): the same states, but no gradient reaches an earlier window.
         """
         core = self.core
         W_ih, W_hh = core.weight_ih_l0, core.weight_hh_l0
@@ -99,8 +115,21 @@ class RecurrentNet(nn.Module):
         h = X.new_zeros(X.shape[0], self.hidden_size)
         c = X.new_zeros(X.shape[0], self.hidden_size)
         hs, cs = [], []
+        if self.cell == "gru":  # the new gate's recurrent term, bias included, is scaled by the reset gate
+            inputs = X @ W_ih.T + core.bias_ih_l0
+            for t in range(X.shape[1]):
+                if truncate and t and t % truncate == 0:
+                    h = h.detach()
+                x_r, x_z, x_n = inputs[:, t].chunk(3, dim=1)
+                h_r, h_z, h_n = (h @ W_hh.T + core.bias_hh_l0).chunk(3, dim=1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                h = (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+                hs.append(h)
+            return hs, cs
         inputs = X @ W_ih.T + bias  # all steps at once: (batch, T, gates * hidden)
         for t in range(X.shape[1]):
+            if truncate and t and t % truncate == 0:  # truncated BPTT: no gradient into earlier windows
+                h, c = h.detach(), c.detach()
             pre = inputs[:, t] + h @ W_hh.T
             if self.cell == "rnn":
                 h = torch.tanh(pre)
@@ -114,17 +143,19 @@ class RecurrentNet(nn.Module):
 
 
 def gradient_through_time(model: RecurrentNet, X: torch.Tensor, y: torch.Tensor, *,
-                          loss: str = "cross_entropy", wrt: str = "hidden") -> np.ndarray:
+                          loss: str = "cross_entropy", wrt: str = "hidden",
+                          truncate: int | None = None) -> np.ndarray:
     """||dL/dh_t|| for t = 1..T (``wrt="cell"``: ||dL/dc_t|| of an LSTM), measured by autograd.
 
     The loss reads only h_T, so dL/dh_t is everything BPTT carries back to
     step t: the product of the Jacobians of steps t+1..T applied to dL/dh_T.
+    ``truncate=k``: truncated BPTT (windows of k steps), 0 before the last window.
     """
     loss_fn = {"cross_entropy": nn.functional.cross_entropy, "mse": nn.functional.mse_loss}[loss]
     if wrt not in ("hidden", "cell") or (wrt == "cell" and model.cell != "lstm"):
         raise ValueError(f"wrt must be 'hidden' or, for an LSTM, 'cell'; got {wrt!r} for a {model.cell}")
     with one_torch_thread():
-        hs, cs = model.unroll(X)
+        hs, cs = model.unroll(X, truncate=truncate)
         value = loss_fn(model.head(hs[-1]), y)
         grads = torch.autograd.grad(value, cs if wrt == "cell" else hs, allow_unused=True)
     # summed in float64: the squares of float32 gradients below 1e-19 underflow
@@ -217,16 +248,17 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
                       lr: float = 3e-3, optimizer: str = "adam", clip: float | None = 1.0,
                       forget_bias: float = 2.0, recurrent_gain: float | None = None, batch_size: int = 64,
                       train_size: int | None = None, test_size: int = 1000, noise: float = 0.2,
-                      seed: int = 0) -> SequenceRun:
+                      truncate: int | None = None, seed: int = 0) -> SequenceRun:
     """Train a `RecurrentNet` on a long-lag task and score it on fresh sequences.
 
     ``task="sign"``: remember the first input's sign over `length` steps
     (Bengio et al. 1994); score = test accuracy, chance 0.5. ``task="adding"``:
-    add the two marked numbers (Hochreiter & Schmidhuber 1997); score = test MSE,
-    1/6 for always answering 1. Defaults are COURSE.md's E5/E6 (hidden 32,
-    Adam 3e-3, clip 1, forget bias 2); E7 uses SGD with ``recurrent_gain=1.8``.
-    By default every training sequence is fresh (``train_size = num_steps *
-    batch_size``), so a net cannot pass by memorizing noise.
+    add the two marked numbers (Le et al. 2015's variant of Hochreiter &
+    Schmidhuber 1997's problem); score = test MSE, 1/6 for always answering 1.
+    Defaults are COURSE.md's E5/E6 (hidden 32, Adam 3e-3, clip 1, forget bias 2);
+    E7 uses SGD with ``recurrent_gain=1.8``. ``truncate=k`` trains with truncated
+    BPTT (windows of k steps). By default every training sequence is fresh
+    (``train_size = num_steps * batch_size``), so a net cannot pass by memorizing noise.
     A run whose loss or gradient stops being finite scores NaN.
     """
     train_size = num_steps * batch_size if train_size is None else train_size
@@ -234,7 +266,7 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
     X_test, y_test = make_sequence_task(task, test_size, length, noise=noise, seed=seed + 10_000)
     outputs, loss = (2, "cross_entropy") if task == "sign" else (1, "mse")
     model = RecurrentNet(X.shape[-1], hidden_size, outputs, cell=cell, forget_bias=forget_bias,
-                         recurrent_gain=recurrent_gain, seed=seed)
+                         recurrent_gain=recurrent_gain, seed=seed, truncate=truncate)
     with one_torch_thread():
         history = train(model, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, loss=loss,
                         optimizer=optimizer, clip=clip, seed=seed, progress=False)
@@ -246,3 +278,26 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
             with torch.no_grad():
                 score = nn.functional.mse_loss(model(X_test), y_test).item()
     return SequenceRun(model, history, score, "accuracy" if task == "sign" else "mse")
+
+
+def run_sequence_tasks(specs: list[dict], *, workers: int = 2) -> list[SequenceRun]:
+    """`run_sequence_task` for each spec (a dict of its arguments), `workers` at a time; results in spec order.
+
+    Each run draws from its own seeded generators, so the results are the same
+    numbers as one run after another (tests/test_recurrent.py checks it). The
+    fused recurrent kernels and autograd's backward release Python's lock, so
+    on two idle cores two runs take little longer than one. The longest runs
+    (most steps times sequence length) start first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = sorted(range(len(specs)), key=lambda i: -specs[i]["num_steps"] * specs[i]["length"])
+    results: list[SequenceRun | None] = [None] * len(specs)
+
+    def run_one(i: int) -> None:
+        results[i] = run_sequence_task(**specs[i])
+
+    with one_torch_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(run_one, i) for i in order]:
+            future.result()
+    return results

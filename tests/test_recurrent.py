@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from course_lib.recurrent import (RecurrentNet, gradient_through_time, linear_rnn_jacobian, loss_cliff,
-                                  make_sequence_task, orthogonal_rnn_gradients, run_sequence_task)
+                                  make_sequence_task, orthogonal_rnn_gradients, run_sequence_task,
+                                  run_sequence_tasks)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_unroll_matches_the_fused_module(cell):
     net = RecurrentNet(2, 8, 3, cell=cell, forget_bias=1.5, seed=0).double()
     X = torch.randn(5, 7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -25,7 +26,7 @@ def test_unroll_matches_the_fused_module(cell):
     assert torch.allclose(net.head(hs[-1]), net(X), atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_unroll_gives_the_same_parameter_gradients_as_the_fused_module(cell):
     net = RecurrentNet(1, 6, 2, cell=cell, forget_bias=2.0, seed=3).double()
     X, y = make_sequence_task("sign", 16, 9, seed=2)
@@ -80,7 +81,7 @@ def test_initialization_options():
     assert default.W_hh.abs().max() <= bound
     assert torch.equal(RecurrentNet(1, 8, 2, seed=5).W_hh, RecurrentNet(1, 8, 2, seed=5).W_hh)
     with pytest.raises(ValueError):
-        RecurrentNet(1, 8, 2, cell="gru")
+        RecurrentNet(1, 8, 2, cell="transformer")
     with pytest.raises(ValueError):
         RecurrentNet(1, 8, 2, cell="lstm", recurrent_gain=1.0)
 
@@ -134,3 +135,48 @@ def test_sequence_tasks_and_runner():
     assert run.metric == "mse" and math.isfinite(run.score)
     again = run_sequence_task("lstm", "adding", 5, num_steps=20, batch_size=16, seed=0)
     assert again.score == run.score  # seeded: the same numbers every time
+
+
+def test_gru_update_bias_sits_on_the_update_gate():
+    gru = RecurrentNet(1, 8, 2, cell="gru", forget_bias=2.0, seed=0)
+    update = slice(8, 16)  # PyTorch's GRU gates: reset, update, new
+    assert torch.all(gru.core.bias_ih_l0[update] == 2.0) and torch.all(gru.core.bias_hh_l0[update] == 0.0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_truncated_bptt_cuts_the_gradient_and_keeps_the_states(cell):
+    """Windows of k steps: the same states and outputs, gradients only inside the last window,
+    equal there to full BPTT's; training through `forward` uses the same windows."""
+    net = RecurrentNet(1, 6, 2, cell=cell, forget_bias=1.0, seed=2).double()
+    X, y = make_sequence_task("sign", 8, 23, seed=1)
+    X = X.double()
+    full = gradient_through_time(net, X, y)
+    cut = gradient_through_time(net, X, y, truncate=5)  # windows 1-5, ..., 21-23
+    assert np.all(cut[:20] == 0) and np.all(cut[20:] > 0)
+    assert np.allclose(cut[20:], full[20:], rtol=1e-10)
+    hs, _ = net.unroll(X, truncate=5)
+    assert torch.allclose(torch.stack(hs, dim=1), net.core(X)[0], atol=1e-12)
+    net.truncate = 5
+    nn.functional.cross_entropy(net(X), y).backward()
+    truncated = [p.grad.clone() for p in net.core.parameters()]
+    net.zero_grad()
+    hs, _ = net.unroll(X, truncate=5)
+    nn.functional.cross_entropy(net.head(hs[-1]), y).backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-12) for a, p in zip(truncated, net.core.parameters()))
+    net.truncate = None
+    net.zero_grad()
+    nn.functional.cross_entropy(net(X), y).backward()
+    assert not torch.allclose(truncated[1], net.core.weight_hh_l0.grad)  # full BPTT differs
+
+
+def test_run_sequence_tasks_gives_the_same_numbers_as_one_run_after_another():
+    specs = [dict(cell="rnn", task="adding", length=12, num_steps=25, batch_size=16, seed=0),
+             dict(cell="lstm", task="sign", length=8, num_steps=30, batch_size=16, seed=1, truncate=3),
+             dict(cell="gru", task="sign", length=6, num_steps=15, batch_size=8, seed=2),
+             dict(cell="rnn", task="adding", length=10, num_steps=20, optimizer="sgd", lr=0.05, clip=None,
+                  recurrent_gain=1.8, batch_size=16, seed=3)]
+    together = run_sequence_tasks(specs)
+    for spec, run in zip(specs, together):
+        alone = run_sequence_task(**spec)
+        assert np.array_equal(alone.history.loss, run.history.loss)
+        assert alone.score == run.score or (math.isnan(alone.score) and math.isnan(run.score))
