@@ -12,8 +12,10 @@ neural networks"; Glorot & Bengio 2010; He et al. 2015; Ioffe & Szegedy 2015):
 when the loss plateaus early, measure the per-layer gradient norms, activation
 scale and dead/saturated fractions (`measure`) before touching the learning
 rate; the update:data ratio lr * std(dL/dW) / std(W) (`update_to_data_ratios`,
-about 1e-3 is healthy) shows why a single learning rate cannot rescue layers
-whose gradients differ by orders of magnitude.
+about 1e-3 is healthy) shows why a single SGD learning rate cannot rescue layers
+whose gradients differ by orders of magnitude (Adam rescales each weight's step,
+`train_network(..., optimizer="adam")`); `example_similarity` measures why a deep
+plain ReLU stack fails although its gradient does not vanish.
 """
 
 import math
@@ -30,8 +32,9 @@ from .seeding import one_torch_thread
 from .training import History, train
 
 MYSTERIES = ("A", "B", "C", "D", "E")
-CAUSES = ("saturating activation", "exploding", "dead units", "bad init", "missing normalization")
-"""The diagnoses a mystery can have (one each); which is which is the exercise."""
+LABELS = ("vanishing gradient", "exploding", "dead units", "no gradient", "collapsing activations")
+"""What the measurements of a mystery show (one label each, named by what is measured, not by a
+guessed cause); which is which is the exercise."""
 
 WIDTH, IN_FEATURES, CLASSES = 64, 64, 10
 LR, NUM_STEPS, BATCH_SIZE = 0.1, 150, 128
@@ -121,13 +124,20 @@ def measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict:
 
 
 def train_network(settings: dict, *, seed: int = 0, lr: float = LR, num_steps: int = NUM_STEPS,
-                  monitor: bool | int = False) -> History:
-    """Build from `settings` (weights from `seed`) and train on all digits with the course recipe."""
+                  monitor: bool | int = False, optimizer: str = "sgd") -> History:
+    """Build from `settings` (weights from `seed`) and train on all digits with the course recipe.
+
+    `optimizer` is ``"sgd"`` (the recipe), ``"adam"`` (Kingma & Ba 2015, ICLR) or
+    ``"adamw"`` (Adam with decoupled weight decay, PyTorch's default 0.01;
+    Loshchilov & Hutter 2019, ICLR); pass their own `lr` (1e-3 is their usual one).
+    """
     X, y = load_digits()
     net = build_network(settings, seed=seed)
+    if optimizer == "adamw":
+        optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
     with one_torch_thread():
         return train(net, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, monitor=monitor, seed=seed,
-                     progress=False)
+                     optimizer=optimizer, progress=False)
 
 
 def evaluate_fix(changes: dict, *, mystery: str | dict = FIXABLE, seed: int = 0, lr: float = LR,
@@ -208,6 +218,28 @@ def update_to_data_ratios(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
         nn.functional.cross_entropy(model(X), y).backward()
     model.zero_grad(set_to_none=True)
     return lr * monitor.latest("grad_data")
+
+
+@torch.no_grad()
+def example_similarity(model: MLP, X: torch.Tensor) -> np.ndarray:
+    """Mean cosine similarity between different examples' hidden vectors, per hidden layer (layer 1 first).
+
+    Near 1 when every example reaches the layer as nearly the same vector: the
+    layers above then see one input whatever the digit, and a ReLU unit that
+    is off for one example is off for all of them (dead on the batch). Deep
+    plain ReLU stacks drive it toward 1 layer by layer: the correlation map of
+    a ReLU layer has its fixed point at 1 (Poole et al. 2016, NeurIPS;
+    Schoenholz et al. 2017, ICLR). One forward pass in the model's current
+    mode (BatchNorm in training mode uses, and records, the batch statistics).
+    """
+    h, similarity = X, []
+    with one_torch_thread():
+        for block in model.blocks:
+            h = block(h)
+            unit = nn.functional.normalize(h.double(), dim=1)
+            n = len(unit)
+            similarity.append(((unit @ unit.T).sum().item() - n) / (n * n - n))
+    return np.array(similarity)
 
 
 def depth_sweep(depths, *, activation: str = "relu", init: str = "he", norm: str | None = None,

@@ -151,3 +151,35 @@ def test_check_repair_names_the_failing_seed_and_leaves_settings_alone():
     with pytest.raises(checks.CheckFailed, match=r"from seed 3 \(target: below 0.5"):
         mysteries.check_repair("Question 3", lambda s: seen.append(s) or {"norm": "batch"}, broken, seeds=[3, 4])
     assert seen == [broken] and seen[0] is not broken  # called once, on a copy
+
+
+def test_example_similarity_is_the_mean_cosine_between_different_examples():
+    net = mysteries.build_network({"depth": 3, "activation": "relu", "init": "he"}, seed=2)
+    X = mysteries.probe_batch(32)[0]
+    got = mysteries.example_similarity(net, X)
+    h, expected = X, []
+    with torch.no_grad():
+        for block in net.blocks:
+            h = block(h)
+            cosine = torch.nn.functional.cosine_similarity(h[:, None, :], h[None, :, :], dim=-1)
+            expected.append(cosine[~torch.eye(len(h), dtype=torch.bool)].mean().item())
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    same = mysteries.example_similarity(net, X[:1].repeat(5, 1))
+    np.testing.assert_allclose(same, 1.0, rtol=1e-9)  # one vector repeated: similarity exactly 1
+
+
+def test_train_network_adam_and_adamw_are_the_torch_optimizers():
+    from course_lib.datasets import load_digits
+    from course_lib.training import train
+
+    settings = {"depth": 3, "activation": "sigmoid", "init": "xavier"}
+    X, y = load_digits()
+    for name, make in (("adam", lambda p: torch.optim.Adam(p, lr=1e-3)),
+                       ("adamw", lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01))):
+        net = mysteries.build_network(settings, seed=1)
+        expected = train(net, X, y, lr=1e-3, num_steps=5, batch_size=mysteries.BATCH_SIZE,
+                         optimizer=make(net.parameters()), seed=1, progress=False)
+        got = mysteries.train_network(settings, seed=1, lr=1e-3, num_steps=5, optimizer=name)
+        np.testing.assert_allclose(got.loss, expected.loss, rtol=1e-6)
+    sgd = mysteries.train_network(settings, seed=1, lr=1e-3, num_steps=5)
+    assert not np.allclose(sgd.loss[1:], got.loss[1:], rtol=1e-6)

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from course_lib import checks
-from course_lib.mysteries import (CAUSES, FIX_TARGET, LR, MYSTERIES, NUM_STEPS, build_mystery, build_network,
-                                  check_repair, depth_sweep, evaluate_fix, measure, mystery_settings, probe_batch,  # noqa: F401
-                                  train_network, update_to_data_ratios)
+from course_lib.mysteries import (FIX_TARGET, LABELS, LR, MYSTERIES, NUM_STEPS, build_mystery, build_network,
+                                  check_repair, depth_sweep, evaluate_fix, example_similarity, measure,  # noqa: F401
+                                  mystery_settings, probe_batch, train_network, update_to_data_ratios)
 from course_lib.plotting import (OKABE_ITO, integer_ticks, plot_gradient_norms, plot_layer_metric,
                                  plot_training_curves)
 from course_lib.seeding import get_device, set_seed
@@ -60,7 +60,7 @@ plateau = {"depth": 8, "activation": "sigmoid", "init": "standard"}  # settings 
 X_probe, y_probe = probe_batch()  # 256 digits: the batch every diagnosis below measures on
 
 # %% tags=["demo"]
-sweep = {lr: train_network(plateau, lr=lr) for lr in (0.01, 0.1, 1.0, 10.0)}
+sweep = {lr: train_network(plateau, lr=lr, monitor=lr == LR) for lr in (0.01, 0.1, 1.0, 10.0)}  # section 2 reads 0.1
 ax = plot_training_curves({f"lr = {lr:g}": run for lr, run in sweep.items()}, smooth=10)
 ax.axhline(math.log(10), color="black", linestyle="--", linewidth=1, label="ln 10 (chance)")
 ax.set_title("8-layer sigmoid net: a learning-rate sweep")
@@ -80,7 +80,7 @@ assert all(not run.diverged and run.final_loss > 2.25 for run in sweep.values())
 # with `monitor=True` runs it; `report()` turns the last step into plain language.
 
 # %% tags=["demo"]
-run = train_network(plateau, monitor=True)
+run = sweep[LR]  # the sweep's run at lr 0.1, trained with train_network(plateau, monitor=True)
 print(run.monitor.report())
 fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4), layout="constrained")
 plot_gradient_norms(run.layers["out_grad_norm"][-1], ax=left, ylabel="||dL/dh_k|| at the last step")
@@ -88,22 +88,70 @@ intended = LR * run.layers["grad_data"]  # lr * std(dL/dW) / std(W): the step SG
 plot_layer_metric(intended, ax=right, ylabel="update:data ratio (lr x grad:data)", guide=1e-3)
 right.set_ylim(top=1.0)  # room for the legend above the lines
 flow = run.layers["out_grad_norm"][-1]
+spread = intended[:, -1].mean() / intended[:, 0].mean()
 print(f"layer 1 receives {flow[0] / flow[-1]:.1e} of layer 8's gradient; "
       f"update:data ratio, layer 1: {intended[:, 0].max():.1e} at most, layer 8: {intended[:, -1].min():.1e}"
-      f" to {intended[:, -1].max():.1e}")
+      f" to {intended[:, -1].max():.1e}, {spread:.1e} times layer 1's on average")
 assert run.monitor.diagnose()[0].kind == "vanishing"
-assert flow[0] / flow[-1] < 1e-4
-assert intended[:, 0].max() < 1e-7 and 1e-4 < intended[:, -1].min() < intended[:, -1].max() < 1e-2
+assert 5e-7 < flow[0] / flow[-1] < 2e-6  # "gradients that differ by 1e6"
+assert 1e-9 < intended[:, 0].max() < 1e-8 and 1e-4 < intended[:, -1].min() < intended[:, -1].max() < 1e-2
+assert 1e5 < spread < 1e6  # hundreds of thousands of times
 
 # %% [markdown]
-# **What to notice:** the last layer's update:data ratio sits near the healthy
-# $10^{-3}$ (the dashed line): for *that* layer the learning rate is right. Layer 1
-# asks for steps of a few $10^{-9}$ of its size, hundreds of thousands of times
-# smaller, so the report says it barely learns. A learning rate large enough to
-# wake up layer 1 would move layer 8 by far more than its own size at every step
-# (question 4 asks by how much). One learning rate scales every layer's step by the
-# same factor; it cannot serve layers whose gradients differ by $10^6$. The
-# gradient flow itself has to be fixed.
+# **What to notice:** layer 1 receives about $10^{-6}$ of layer 8's gradient. The last
+# layer's update:data ratio sits near the healthy $10^{-3}$ (the dashed line): for *that*
+# layer the learning rate is right. Layer 1 asks for steps of a few $10^{-9}$ of its size,
+# hundreds of thousands of times smaller, so the report says it barely learns. A learning
+# rate large enough to wake up layer 1 would move layer 8 by far more than its own size
+# at every step (question 4 asks by how much). Plain SGD scales every layer's step by the
+# same learning rate; it cannot serve layers whose gradients differ by $10^6$.
+#
+# ### Would Adam fix it?
+#
+# That argument is about SGD, whose step is the learning rate times the gradient. Adam
+# (Kingma & Ba 2015) divides each weight's step by a running root-mean-square of that
+# weight's own gradients, so a layer with $10^6$ times smaller gradients still takes steps
+# of about the learning rate; AdamW (Loshchilov & Hutter 2019) adds a weight decay that is
+# decoupled from that rescaling. The same network and 150 steps, Adam and AdamW at their
+# usual learning rate $10^{-3}$; the monitor records every 10th step, and its update:data
+# ratio is the step the optimizer actually took.
+
+# %% tags=["demo"]
+adaptive = {name: train_network(plateau, optimizer=name, lr=1e-3, monitor=10) for name in ("adam", "adamw")}
+taken = {name: np.nanmean(r.layers["update_data"], axis=0) for name, r in adaptive.items()}  # mean over steps
+arriving = {name: r.layers["out_grad_norm"][-1] for name, r in adaptive.items()}
+fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4), layout="constrained")
+plot_gradient_norms({"SGD, lr 0.1": flow, **{f"{n.replace('adam', 'Adam')}, lr 1e-3": g for n, g in arriving.items()}},
+                    ax=left, ylabel="||dL/dh_k|| at the last step")
+plot_gradient_norms({"SGD (lr x grad:data)": intended.mean(axis=0),
+                     **{n.replace("adam", "Adam"): u for n, u in taken.items()}},
+                    ax=right, ylabel="update:data ratio (mean over steps)")
+right.axhline(1e-3, color="black", linestyle="--", linewidth=1)
+for name, r in adaptive.items():
+    print(f"{name}: final loss {r.final_loss:.3f}; layer 1 gets {arriving[name][0] / arriving[name][-1]:.1e} of "
+          f"layer 8's gradient; update:data {taken[name].min():.1e} to {taken[name].max():.1e}; "
+          f"report: {r.monitor.diagnose()[0].kind}")
+for name, r in adaptive.items():
+    assert r.final_loss > 2.25  # still at chance after 150 steps
+    assert 1e-6 < arriving[name][0] / arriving[name][-1] < 4e-6 and r.monitor.diagnose()[0].kind == "vanishing"
+    assert taken[name].max() / taken[name].min() < 3 and 1e-3 < taken[name].min() < taken[name].max() < 4e-3
+    assert taken[name].argmin() == 0 and r.layers["grad_std"][-1, 0] < 1e-8  # layer 1: below Adam's eps
+assert abs(adaptive["adamw"].final_loss - adaptive["adam"].final_loss) < 0.01
+
+# %% [markdown]
+# **What to notice:** Adam changes the steps, not the gradient. Every layer now moves by
+# about $2\times10^{-3}$ of its size per step, within a factor of about 2 of each other where SGD
+# spread them over six decades: the update:data ratio, which exposed the problem under SGD,
+# now looks healthy in every layer. That is what an adaptive optimizer hides. The gradient
+# norms still tell: layer 1 gets about $2\times10^{-6}$ of layer 8's gradient, the monitor
+# still reports vanishing, and the loss is still at $\ln 10$ after 150 steps. Steps of a
+# healthy size are no cure when the gradient that sets their direction carries a
+# millionth of the signal. Layer 1 even moves the least: its gradients (a few $10^{-9}$)
+# are below Adam's $\epsilon = 10^{-8}$, which then dominates the denominator and shrinks
+# the step (notebook 09 measures where that happens). AdamW's decay, $10^{-5}$ of each
+# weight per step here, changes nothing. So read both metrics: gradient norms say *where*
+# the signal is lost, update:data says how fast each layer actually moves. The gradient
+# flow itself has to be fixed.
 #
 # ## 3. Fix the cause, keep the learning rate
 #
@@ -134,21 +182,23 @@ assert not {"vanishing", "exploding", "non-finite"} & {f.kind for f in repaired.
 # Different failures leave different fingerprints. Read them in this order
 # (each row was measured in the notebook named in the last column):
 #
-# | symptom in the loss | what the monitor measures | cause | fix | seen in |
+# | symptom in the loss | what the monitor measures, and its label | likely cause | fix | seen in |
 # |---|---|---|---|---|
-# | NaN or huge within a few steps | NaN/inf values, or $\|\partial L/\partial h_1\|$ > 100x the last layer's; activations grow layer by layer | **exploding**: each layer multiplies the signal by more than 1 (weights too large) | He/Xavier init; gradient clipping | 01, 03, 05 |
-# | stuck at chance | more than half of a layer's units are **dead** (ReLU off for every example), so no gradient passes below them | **dead units**: ReLUs pushed to the negative side (large negative biases, a too-large step) | re-initialize, lower lr, Leaky ReLU | 04 |
-# | stuck at chance | **no gradient at all**, although no unit is dead; every unit in a layer computes the same thing | **bad init**: symmetric weights (all equal, here all zero) | random init (Xavier, He) | 05 |
-# | stuck at chance | gradient shrinks toward the input **and** the activation std collapses through depth (last layer < 1/100 of layer 1) | **missing normalization**: nothing keeps the activation scale in a deep stack | BatchNorm / LayerNorm (or a careful init) | 05, 06 |
-# | stuck at chance | gradient shrinks toward the input (< 1/100) while activations keep their scale; often many saturated units | **saturating activation**: sigmoid's slope $\le 1/4$, flat tails of sigmoid/tanh | ReLU family + He init, normalization | 02, 04 |
-# | deeper is *worse* on the training loss | final training loss against depth | depth without a gradient highway | normalization and residual connections | 07, section 6 |
+# | NaN or huge within a few steps | NaN/inf values, or $\|\partial L/\partial h_1\|$ > 100x the last layer's; activations grow layer by layer: **exploding** | each layer multiplies the signal by more than 1 (weights too large) | He/Xavier init; gradient clipping | 01, 03, 05 |
+# | stuck at chance | more than half of a layer's units are off for every example, so no gradient passes below them: **dead units** | ReLUs pushed to the negative side (large negative biases, a too-large step) | re-initialize, zero biases, lower lr, Leaky ReLU | 04 |
+# | stuck at chance | the gradient is exactly 0 in every layer, although no unit is dead: **no gradient** | symmetric init: all weights equal (here all zero), so every unit of a layer computes the same thing | random init (Xavier, He) | 05 |
+# | stuck at chance | the activation std falls through depth (last layer < 1/100 of layer 1), and the gradient with it: **collapsing activations** | weights too small for the activation, so every layer shrinks the signal (the "standard" init $U(\pm 1/\sqrt{n})$ with tanh: $1/\sqrt{3} \approx 0.58$ per layer) | BatchNorm, which restores the scale at every layer (Xavier init keeps it too, but a deep tanh net then trains slowly) | 05, 06 |
+# | stuck at chance | the gradient shrinks toward the input (< 1/100) while the activations keep their scale; often many saturated units: **vanishing gradient** | a saturating activation: sigmoid's slope $\le 1/4$, the flat tails of sigmoid and tanh (large biases) | ReLU family + He init, zero biases, normalization | 02, 04 |
+# | deeper is *worse* on the training loss | a healthy gradient, yet the examples' hidden vectors become one vector (similarity near 1) and many top-layer units are off for the whole batch | a deep plain ReLU stack maps every input to nearly the same direction | BatchNorm and residual connections | 07, section 6 |
 #
+# The labels name what is measured; the cause column says what usually produces it.
 # Vanishing, exploding and dead are different diagnoses with different cures:
 # vanishing and exploding are two sides of one product of per-layer factors
 # (notebook 01), too small or too large; a dead unit is a factor of exactly 0,
-# and no learning-rate change or clipping brings it back. Vanishing is also a
-# *symptom*, not a cause: the activation std tells you whether the activation
-# function (scale kept) or the missing normalization (scale collapsing) is to blame.
+# and no learning-rate change or clipping brings it back. A vanishing gradient is
+# also a *symptom*, not a cause: the activation std tells you whether the
+# activation saturates (scale kept) or every layer shrinks the signal (scale
+# collapsing, checked first).
 #
 # ## 5. Five mystery networks
 #
@@ -156,7 +206,7 @@ assert not {"vanishing", "exploding", "non-finite"} & {f.kind for f in repaired.
 # each for exactly one of the reasons in the table. Below: the measurements of one
 # forward and backward pass on the probe batch at initialization, their health
 # reports, and 150 training steps of each. Practice question 1 turns the table
-# into code that names each cause; question 3 asks you to repair networks like these.
+# into code that labels each one; question 3 asks you to repair networks like these.
 
 # %% tags=["demo"]
 measured = {name: measure(build_mystery(name), X_probe, y_probe) for name in MYSTERIES}
@@ -203,7 +253,8 @@ assert all(run.diverged or run.final_loss > 2.0 for run in runs.values())  # non
 
 # %% tags=["demo"]
 depths = (2, 4, 8, 16, 32)
-losses = depth_sweep(depths)
+losses = {**depth_sweep(depths[:2] + depths[3:]), 8: repaired.final_loss}  # depth 8: section 3's repaired net
+losses = {d: losses[d] for d in depths}
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.plot(depths, [losses[d] for d in depths], "o-", color=OKABE_ITO[0])
 ax.axhline(math.log(10), color="black", linestyle="--", linewidth=1, label="ln 10 (chance)")
@@ -217,9 +268,60 @@ assert losses[8] < losses[16] < losses[32] and losses[32] > 2.0
 
 # %% [markdown]
 # **What to notice:** from 8 layers on, every doubling of the depth makes the
-# training loss *worse*, and at 32 layers the network is back at chance. Depth
-# pays off only with the tools that keep the gradient flowing through it:
-# normalization (notebook 06) and residual connections (notebook 07).
+# training loss *worse*, and at 32 layers the network is back at chance. "Degradation"
+# names what happens, not why. Measure it: the 32-layer net at initialization, as
+# trained above, with Leaky ReLU (no unit can die) and with BatchNorm. Besides the
+# monitor's numbers, `example_similarity` gives the mean cosine between different
+# examples' hidden vectors at each layer: 1 when every digit reaches the layer as the
+# same vector.
+
+# %% tags=["demo"]
+deep = {"depth": 32, "activation": "relu", "init": "he"}  # the 32-layer net of the sweep
+variants = {"plain ReLU": deep, "Leaky ReLU": {**deep, "activation": "leaky_relu"},
+            "ReLU + BatchNorm": {**deep, "norm": "batch"}}
+nets = {label: build_network(settings) for label, settings in variants.items()}
+similar = {label: example_similarity(net, X_probe) for label, net in nets.items()}
+at_init = {label: measure(net, X_probe, y_probe) for label, net in nets.items()}
+rescued = train_network({**deep, "norm": "batch", "residual": True})
+fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4), layout="constrained")
+for i, label in enumerate(variants):
+    left.plot(np.arange(1, 33), similar[label], color=OKABE_ITO[i], label=label)
+    right.plot(np.arange(1, 33), np.nan_to_num(at_init[label]["dead"]), color=OKABE_ITO[i], label=label)
+left.set_ylabel("similarity of the examples (mean cosine)")
+right.set_ylabel("dead fraction (off for every example)")
+for ax in (left, right):
+    ax.set_xlabel("layer (1 = next to the input)")
+    integer_ticks(ax)
+    ax.legend(frameon=False)
+ratio32 = {label: m["flow"][0] / m["flow"][-1] for label, m in at_init.items()}
+dead32 = np.nan_to_num(at_init["plain ReLU"]["dead"])
+print({label: f"layer 1 gets {r:.2g} of layer 32's gradient" for label, r in ratio32.items()})
+print({label: f"similarity {v[0]:.2f} at layer 1, {v[-1]:.2f} at layer 32" for label, v in similar.items()})
+print(f"plain ReLU, dead fraction: {dead32[:8].mean():.2f} in layers 1-8, {dead32[-8:].mean():.2f} in layers 25-32; "
+      f"BatchNorm + residual, 32 layers: final loss {rescued.final_loss:.3f}")
+assert 0.25 < ratio32["plain ReLU"] < 1  # about half: the gradient reaches layer 1, nothing vanishes
+assert similar["plain ReLU"][0] < 0.85 and similar["plain ReLU"][-1] > 0.93  # the digits merge into one vector
+assert dead32[-8:].mean() > max(0.2, 2 * dead32[:8].mean())  # top layers: many units off for the whole batch
+assert similar["Leaky ReLU"][-1] > 0.93 and np.nanmax(at_init["Leaky ReLU"]["dead"]) == 0  # no dead unit, same
+assert similar["ReLU + BatchNorm"].max() < 0.5 and np.nanmax(at_init["ReLU + BatchNorm"]["dead"]) == 0
+assert 200 < ratio32["ReLU + BatchNorm"] < 800  # about 400: BatchNorm's gradient grows toward the input
+assert rescued.final_loss < FIX_TARGET and not rescued.diverged  # 32 layers that train
+
+# %% [markdown]
+# **What to notice:** the 32-layer net's gradient is not the problem: layer 1 gets about
+# half of the last layer's, healthy by the 100x rule. The forward pass is. The examples'
+# hidden vectors grow more alike layer after layer, from a mean cosine of about 0.75 at
+# layer 1 to above 0.93 at layer 32: the top layers see nearly the same input whatever the
+# digit, so the gradient they send down says little about which digit is which. A unit
+# that is off for one example is then off for all of them, and 30-40% of the top layers'
+# units are dead on the batch (a ReLU layer's correlation map has its fixed point at 1:
+# Poole et al. 2016, Schoenholz et al. 2017). The dead units are a consequence, not the
+# cause: Leaky ReLU has none and collapses just the same. BatchNorm centres every unit
+# over the batch: the similarity stays near 1/3 and no unit dies, but the gradient now
+# grows about 400-fold toward the input (as in notebook 07's BatchNorm nets). With
+# residual connections added, the 32-layer net trains (below 0.5, where the plain one
+# stays at chance). Depth pays off only with the tools that keep both the signal and the
+# gradient flowing: normalization (notebook 06) and residual connections (notebook 07).
 #
 # ## 7. Explore: the gradient-flow explorer
 #
@@ -254,10 +356,10 @@ explorer
 #
 # 1. any value of `flow` or `act_std` is NaN or infinite: `"exploding"`;
 # 2. the largest dead fraction is above 0.5: `"dead units"`;
-# 3. the last layer's flow is exactly 0 (no gradient at all): `"bad init"`;
+# 3. the last layer's flow is exactly 0: `"no gradient"`;
 # 4. `flow[0]` is more than 100 times `flow[-1]`: `"exploding"`;
-# 5. `act_std[-1]` is less than 1/100 of `act_std[0]`: `"missing normalization"`;
-# 6. `flow[0]` is less than 1/100 of `flow[-1]`: `"saturating activation"`;
+# 5. `act_std[-1]` is less than 1/100 of `act_std[0]`: `"collapsing activations"`;
+# 6. `flow[0]` is less than 1/100 of `flow[-1]`: `"vanishing gradient"`;
 # 7. otherwise `"healthy"`.
 #
 # Do not change the arguments. Hidden tests use other made-up networks (boundary
@@ -275,13 +377,13 @@ def triage(flow, act_std, dead):
     if np.nanmax(dead, initial=0.0) > 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
     ### END SOLUTION
 
@@ -293,13 +395,13 @@ def triage(flow, act_std, dead):
     if np.nanmax(dead, initial=0.0) > 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     return "healthy"
 
 # %% mistake="q1_triage" label="takes np.max of the dead fractions, so one NaN hides a dead layer"
@@ -310,13 +412,13 @@ def triage(flow, act_std, dead):
     if np.max(dead) > 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
 
 # %% mistake="q1_triage" label="tests the zero gradient before the dead fraction (rules 2 and 3 swapped)"
@@ -325,15 +427,15 @@ def triage(flow, act_std, dead):
     if not (np.isfinite(flow).all() and np.isfinite(act_std).all()):
         return "exploding"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if np.nanmax(dead, initial=0.0) > 0.5:
         return "dead units"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
 
 # %% mistake="q1_triage" label="uses >= where the rules say 'above' and 'more than'"
@@ -344,13 +446,13 @@ def triage(flow, act_std, dead):
     if np.nanmax(dead, initial=0.0) >= 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] >= 100 * flow[-1]:
         return "exploding"
     if act_std[-1] <= act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] <= flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
 
 # %% mistake="q1_triage" label="no NaN check: NaN compares False and falls through"
@@ -359,13 +461,13 @@ def triage(flow, act_std, dead):
     if np.nanmax(dead, initial=0.0) > 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
 
 # %% right="q1_triage" label="plain Python floats and math.isfinite, with a print"
@@ -378,31 +480,31 @@ def triage(flow, act_std, dead):
     if measured and max(measured) > 0.5:
         return "dead units"
     if flow[-1] == 0:
-        return "bad init"
+        return "no gradient"
     if flow[0] > 100 * flow[-1]:
         return "exploding"
     if act_std[-1] < act_std[0] / 100:
-        return "missing normalization"
+        return "collapsing activations"
     if flow[0] < flow[-1] / 100:
-        return "saturating activation"
+        return "vanishing gradient"
     return "healthy"
 
 # %% nbgrader={"grade_id": "q1_triage_test", "grade": true, "points": 4}
 # The public examples: one made-up 3-layer network per rule (layer 1 first).
-_labels = CAUSES + ("healthy",)
+_labels = LABELS + ("healthy",)
 _cases = [(([np.nan, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]), "exploding"),
           (([0.0, 0.0, 0.1], [0.3, 0.0, 0.0], [0.2, 1.0, 1.0]), "dead units"),
-          (([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]), "bad init"),
+          (([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]), "no gradient"),
           (([1e3, 1e1, 1.0], [1.0, 10.0, 100.0], [0.0, 0.1, 0.2]), "exploding"),
-          (([1e-5, 1e-3, 1e-1], [0.3, 1e-3, 1e-5], [0.0, 0.0, 0.0]), "missing normalization"),
-          (([1e-5, 1e-3, 1e-1], [0.04, 0.1, 0.3], [0.0, 0.0, 0.0]), "saturating activation"),
+          (([1e-5, 1e-3, 1e-1], [0.3, 1e-3, 1e-5], [0.0, 0.0, 0.0]), "collapsing activations"),
+          (([1e-5, 1e-3, 1e-1], [0.04, 0.1, 0.3], [0.0, 0.0, 0.0]), "vanishing gradient"),
           (([0.5, 0.3, 0.2], [0.4, 0.5, 0.6], [0.1, 0.2, 0.1]), "healthy")]
 checks.check_verdicts(
     "Question 1", triage, _cases, allowed=_labels,
-    mistakes=[(lambda flow, act_std, dead: "saturating activation" if np.asarray(flow, dtype=float)[0] <
+    mistakes=[(lambda flow, act_std, dead: "vanishing gradient" if np.asarray(flow, dtype=float)[0] <
                np.asarray(flow, dtype=float)[-1] / 100 else None,
                "rule 5 must come before rule 6. Both networks lose their gradient; only the activation std "
-               "tells a collapsing network (missing normalization) from a saturating activation."),
+               "tells collapsing activations from a gradient that vanishes while the scale holds."),
               (lambda flow, act_std, dead: "exploding" if np.asarray(flow, dtype=float)[-1] >
                100 * np.asarray(flow, dtype=float)[0] else None,
                "the ratio is flow[0] (layer 1, next to the input) against flow[-1] (the last layer)."),
@@ -413,18 +515,18 @@ checks.check_verdicts(
 ### BEGIN HIDDEN TESTS
 with checks.quiet():
     _hidden = [
-        ((torch.tensor([1e-5, 1e-3, 1e-1]), torch.tensor([0.3, 1e-3, 1e-5]), torch.zeros(3)), "missing normalization"),
+        ((torch.tensor([1e-5, 1e-3, 1e-1]), torch.tensor([0.3, 1e-3, 1e-5]), torch.zeros(3)), "collapsing activations"),
         ((np.array([1e-6, 1.0], dtype=np.float32), np.array([0.1, 0.2], dtype=np.float32), np.array([np.nan, np.nan])),
-         "saturating activation"),
+         "vanishing gradient"),
         (([1.0, 1.0], [1.0, np.inf], [0.0, 0.0]), "exploding"),
         (([1.0, 1.0], [1.0, 1.0], [0.0, 0.5]), "healthy"),  # exactly 0.5 is not above 0.5
         (([100.0, 1.0], [1.0, 1.0], [0.0, 0.0]), "healthy"),  # exactly 100x is not more than 100x
         (([0.01, 1.0], [1.0, 1.0], [0.0, 0.0]), "healthy"),
         (([1.0, 1.0], [1.0, 0.01], [0.0, 0.0]), "healthy"),
         (([0.7], [0.3], [0.1]), "healthy"),
-        (([0.0], [0.3], [0.1]), "bad init"),
+        (([0.0], [0.3], [0.1]), "no gradient"),
         (([0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.0, np.nan, 0.9]), "dead units"),
-        (([1e-9, 1e-5, 1.0], [1.0, 1e-3, 1e-6], [0.0, 0.0, 0.0]), "missing normalization"),
+        (([1e-9, 1e-5, 1.0], [1.0, 1e-3, 1e-6], [0.0, 0.0, 0.0]), "collapsing activations"),
         (([5e3, 1.0, 0.5], [2.0, 1e3, 1e4], [0.1, 0.4, 0.2]), "exploding"),
         (([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]), "healthy"),
         (([np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan]), "exploding"),
@@ -437,7 +539,7 @@ with checks.quiet():
                               [((_rng.uniform(0.2, 2.0, _n), _rng.uniform(0.2, 2.0, _n),
                                  _rng.uniform(0.0, 0.5, _n)), "healthy")], allowed=_labels)
     _X, _y = probe_batch(seed=3)  # the five mysteries drawn from another seed, measured on another batch
-    _truth = {"A": "dead units", "B": "missing normalization", "C": "saturating activation", "D": "bad init",
+    _truth = {"A": "dead units", "B": "collapsing activations", "C": "vanishing gradient", "D": "no gradient",
               "E": "exploding"}
     for _name, _cause in _truth.items():
         _m = measure(build_mystery(_name, seed=2), _X, _y)
@@ -552,7 +654,7 @@ def repair(settings):
         return {"bias": 0.0}
     if settings.get("init") == "normal":  # weights far too large for the width: exploding
         return {"init": "he"}
-    return {"norm": "batch"}  # the activation scale collapses through the depth
+    return {"norm": "batch"}  # the activation scale collapses through the depth: BatchNorm restores it
     ### END SOLUTION
 
 # %% mistake="q3_repair" label="always adds BatchNorm, which cannot break the symmetry of all-zero weights"
@@ -726,19 +828,23 @@ with checks.quiet():
 # ## Summary
 #
 # - **When the loss plateaus early, measure per-layer gradient norms before changing
-#   the learning rate.** One learning rate scales every layer's step together; it
-#   cannot repair gradients that differ by orders of magnitude between layers.
+#   the learning rate.** Under SGD one learning rate scales every layer's step together;
+#   it cannot repair gradients that differ by orders of magnitude between layers. Adam
+#   equalises the steps (update:data looks healthy) but not the gradient: the loss stays
+#   on the plateau, and only the gradient norms still show why.
 # - Read a health report in order: non-finite or growing toward the input
-#   (**exploding**), dead units (**dead**), no gradient at all with live units
-#   (**bad, symmetric init**), activation scale collapsing through depth
-#   (**missing normalization**), gradient shrinking while the scale holds
-#   (**saturating activation**).
+#   (**exploding**), **dead units**, no gradient at all with live units
+#   (**no gradient**: a symmetric init), activation scale collapsing through depth
+#   (**collapsing activations**: weights too small, no normalization), gradient
+#   shrinking while the scale holds (**vanishing gradient**: a saturating activation).
 # - Vanishing, exploding and dead are different diagnoses: factors below 1, above
 #   1, and exactly 0. Each has its own cure (activation and init, init and clipping,
 #   re-initialization or Leaky ReLU); normalization and residual connections keep
 #   the product of factors near 1 in deep networks.
-# - More depth helps only when the gradient can flow through it: plain deep
-#   networks reach a *higher training loss* than shallower ones.
+# - More depth helps only when signal and gradient can flow through it: plain deep
+#   ReLU networks reach a *higher training loss* than shallower ones, with a healthy
+#   gradient, because their layers map every example to nearly the same vector;
+#   BatchNorm with residual connections trains them.
 # - A repair is proven by a training run, not by an argument.
 #
 # ## References
@@ -749,4 +855,8 @@ with checks.quiet():
 # - K. He, X. Zhang, S. Ren, J. Sun (2015). Delving deep into rectifiers: surpassing human-level performance on ImageNet classification. *ICCV.*
 # - S. Ioffe, C. Szegedy (2015). Batch normalization: accelerating deep network training by reducing internal covariate shift. *ICML.*
 # - K. He, X. Zhang, S. Ren, J. Sun (2016). Deep residual learning for image recognition. *CVPR.*
+# - D. P. Kingma, J. Ba (2015). Adam: a method for stochastic optimization. *ICLR.*
+# - I. Loshchilov, F. Hutter (2019). Decoupled weight decay regularization. *ICLR.*
+# - B. Poole, S. Lahiri, M. Raghu, J. Sohl-Dickstein, S. Ganguli (2016). Exponential expressivity in deep neural networks through transient chaos. *NeurIPS.*
+# - S. S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein (2017). Deep information propagation. *ICLR.*
 # - A. Karpathy (2019). A recipe for training neural networks. Blog post; and the CS231n notes on babysitting the learning process (update:data ratio about 1e-3), Stanford.
