@@ -120,3 +120,59 @@ def pre_activations(net, X: torch.Tensor) -> list[torch.Tensor]:
         for handle in handles:
             handle.remove()
     return found
+
+
+def train_on_random_first_layer(*, depth: int = 4, width: int = 256, first_scale: float = 32.0,
+                                hidden_scale: float = 4.0, lr: float = 0.1, momentum: float = 0.9,
+                                batch_size: int = 64, num_steps: int = 300, seed: int = 0) -> dict:
+    """A deep sigmoid net that learns the digits on top of a first layer that never learns (notebook 02).
+
+    Weights start at LeCun's N(0, 1/fan_in) times `first_scale` in layer 1 (so
+    most of its units saturate: their outputs are nearly 0 or 1, a random binary
+    code of the image, and their slope, which every gradient into layer 1 is
+    multiplied by, is nearly 0), times `hidden_scale` in layers 2..depth (about
+    4 makes up for the sigmoid's slope of at most 1/4, so these layers learn
+    fast) and times 1 in the head, so the loss at init is near ln 10, as a
+    well-initialized classifier's should be. SGD with momentum on all layers.
+
+    Returns a dict: ``initial_loss`` (whole training set, at init), ``loss`` (per
+    step), ``accuracy`` (training set, trained), ``reset_accuracy`` (layer 1
+    reset to its initial weights, nothing else changed), ``redrawn_accuracy``
+    (layer 1 replaced by a fresh draw from the same distribution),
+    ``weight_change`` (relative change per layer, head last), ``saturated``
+    (layer 1's saturated fraction at init) and ``grad_ratio`` (||dL/dW_1|| /
+    ||dL/dW_depth||, layer 1 over the last hidden layer, at init).
+    """
+    X, y = load_digits()
+    net = build_mlp(depth, width, activation="sigmoid", init="lecun", in_features=X.shape[1], out_features=10,
+                    seed=seed)
+    with torch.no_grad():
+        for k, block in enumerate(net.blocks):
+            block.linear.weight.mul_(first_scale if k == 0 else hidden_scale)
+    initial = [w.detach().clone() for w in _linear_weights(net)]
+    with one_torch_thread():
+        with GradientMonitor(net) as monitor:
+            initial_loss = nn.functional.cross_entropy(net(X), y)
+            initial_loss.backward()
+        net.zero_grad(set_to_none=True)
+        grad_norm = monitor.latest("grad_norm")
+        with torch.no_grad():
+            s = torch.sigmoid(net.blocks[0].linear(X))
+            saturated = ((s < 0.03) | (s > 0.97)).float().mean().item()
+        history = train(net, X, y, lr=lr, momentum=momentum, num_steps=num_steps, batch_size=batch_size,
+                        seed=seed, progress=False)
+        trained_accuracy = accuracy(net, X, y)
+        first = net.blocks[0].linear.weight
+        trained_first = first.detach().clone()
+        with torch.no_grad():
+            first.copy_(initial[0])
+            reset_accuracy = accuracy(net, X, y)
+            redraw = build_mlp(depth, width, activation="sigmoid", init="lecun", in_features=X.shape[1],
+                               out_features=10, seed=seed + 1000).blocks[0].linear.weight * first_scale
+            first.copy_(redraw)
+            redrawn_accuracy = accuracy(net, X, y)
+            first.copy_(trained_first)
+    return {"initial_loss": initial_loss.item(), "loss": history.loss, "accuracy": trained_accuracy,
+            "reset_accuracy": reset_accuracy, "redrawn_accuracy": redrawn_accuracy,
+            "weight_change": relative_weight_changes(initial, _linear_weights(net)), "saturated": saturated,
+            "grad_ratio": float(grad_norm[0] / grad_norm[-1])}
