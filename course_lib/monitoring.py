@@ -24,7 +24,6 @@ under ``torch.no_grad()``, such as evaluation, are not recorded). Taught in
 notebook 02, used throughout; the capstone (08) reads its ``report()``.
 """
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -55,11 +54,22 @@ def _sum_squares(flat: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.dot(part, part) for part in flat.split(_CHUNK)]).sum()
 
 
-def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset()) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def _reductions(t: torch.Tensor, *, columns: bool = False,
+                sums: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The float32 sum (or column sums, over all but the last dim) and sum of squares of one tensor, as
+    `_moments` adds them up; hooks call it while the tensor is still in the cache."""
+    t = t if t.dtype in _FLOATS else t.float()
+    total = (t.reshape(-1, t.shape[-1]).sum(0) if columns else t.sum()) if sums else None
+    return total, _sum_squares(t.reshape(-1))
+
+
+def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset(),
+             done=None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Rows (count, sum, sum of squares, sum of squared deviations from the mean) in float64: one per
     tensor, then one per row of each matrix, then one per tensor of `norms` (of which only the sum
     of squares is needed); and the column sums (over all but the last dim) of the tensors whose
-    index is in `columns` (a ReLU unit is dead where its column sums to 0).
+    index is in `columns` (a ReLU unit is dead where its column sums to 0). `done`: the `_reductions`
+    of some of them, by index (tensors first, then norms), computed earlier.
 
     Fast path, about two calls per tensor and one conversion to NumPy: float32 sums (cascade sum,
     BLAS dots), small tensors of one shape stacked and reduced together (on CPU a foreach call costs
@@ -79,9 +89,10 @@ def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset()) -> tuple
     if not len(n):
         return np.zeros((0, 4)), {}
     groups: dict[tuple, list[int]] = {}
-    singles = []
+    singles, wide = [], []
+    done = done or {}
     for i, t in enumerate(items):
-        if t.numel() <= _STACK and i not in columns:
+        if t.numel() <= _STACK and i not in columns and i not in done:
             groups.setdefault((t.shape, t.dtype, i < len(tensors)), []).append(i)
         else:
             singles.append(i)
@@ -95,15 +106,18 @@ def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset()) -> tuple
         parts.append(torch.linalg.vector_norm(block, dim=1).square())  # no temporary as large as the block
         layout.append(([where[i] for i in members], 2))
     if singles:
-        parts.append(torch.stack([_sum_squares(items[i].reshape(-1)) for i in singles]))
+        reduced = [done[i] if i in done else _reductions(items[i], columns=i in columns, sums=i < len(tensors))
+                   for i in singles]
+        parts.append(torch.stack([squares for _, squares in reduced]))
         layout.append(([where[i] for i in singles], 2))
-        plain = [i for i in singles if i < len(tensors) and i not in columns]
+        plain = [k for k, i in enumerate(singles) if i < len(tensors) and i not in columns]
         if plain:
-            parts.append(torch.stack([items[i].sum() for i in plain]))
-            layout.append(([where[i] for i in plain], 1))
-    wide = [i for i in singles if i in columns]
-    if wide:  # one float32 sum per column, added up in float64 below
-        parts.append(torch.cat([items[i].reshape(-1, items[i].shape[-1]).sum(0) for i in wide]))
+            parts.append(torch.stack([reduced[k][0] for k in plain]))
+            layout.append(([where[singles[k]] for k in plain], 1))
+        wide = [k for k, i in enumerate(singles) if i in columns]
+        if wide:  # one float32 sum per column, added up in float64 below
+            parts.append(torch.cat([reduced[k][0] for k in wide]))
+        wide = [singles[k] for k in wide]
     at = len(tensors)
     for matrix in matrices:
         rows = list(range(at, at + len(matrix)))
@@ -245,6 +259,10 @@ class GradientMonitor:
         self._acts: list[torch.Tensor | None] = [None] * len(self.layers)
         self._inputs: list[torch.Tensor | None] = [None] * len(self.layers)
         self._out_grads: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._act_done: dict = {}  # layer index -> `_reductions` of its activations, dL/dh
+        self._out_done: dict = {}
+        self._grad_done: dict = {}  # layer index -> `_reductions` of dL/dW, W (large weights)
+        self._weight_done: dict = {}
         self._pending = False  # this pass has values not yet turned into statistics
         self._queued = False  # a callback at the end of the running backward pass will do it
         self._backward = False  # a backward pass went through this pass
@@ -276,6 +294,9 @@ class GradientMonitor:
             else:
                 self._handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
                 self._handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
+            weight = layer.weight
+            if weight is not None and weight.numel() > _STACK and self.metrics & {"grad_norm", "grad_std", "grad_data"}:
+                self._handles.append(weight.register_post_accumulate_grad_hook(self._weight_hook(index)))
         return self
 
     def detach(self) -> None:
@@ -288,6 +309,7 @@ class GradientMonitor:
             self._handles.clear()
             self._snapshots = None
             self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
+            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
 
     # -- hooks ---------------------------------------------------------------
     # Hooks only keep references; statistics are computed once backward is complete (a callback
@@ -305,6 +327,7 @@ class GradientMonitor:
             self._rows.append(np.full((len(self.layers), len(METRICS)), np.nan))
             self._seen.append(np.zeros((len(self.layers), len(METRICS)), dtype=bool))
             self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
+            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
             self._pending, self._backward = True, False
             if "update_data" in self.metrics:
                 with torch.no_grad():  # the weights now are the ones just sampled after the last step
@@ -331,8 +354,18 @@ class GradientMonitor:
         self._compute_pending()
 
     def _layer_hook(self, index: int, *, acts: bool = False, outs: bool = False):
-        keep_input = acts and self.layers[index].activation in _DEAD_FROM_INPUT
-        store_grad = functools.partial(self._out_grads.__setitem__, index)  # dL/dh, no Python frame in backward
+        kind = self.layers[index].activation
+        keep_input = acts and kind in _DEAD_FROM_INPUT
+        relu_dead = "dead" in self.metrics and kind == "relu"
+        measure_acts = acts and bool(self.metrics & {"act_mean", "act_std"} or relu_dead)
+        measure_outs = outs and "out_grad_norm" in self.metrics
+
+        # Larger tensors are reduced here, while they are still in the cache (after backward they are
+        # not); small ones are stacked and reduced together at the end.
+        def on_grad(grad):
+            self._out_grads[index] = grad
+            if measure_outs and grad.numel() > _STACK:
+                self._out_done[index] = _reductions(grad.detach(), sums=False)
 
         def hook(module, inputs, output):
             if not self._recording or not isinstance(output, torch.Tensor):
@@ -341,8 +374,21 @@ class GradientMonitor:
                 self._acts[index] = output
                 if keep_input and inputs and isinstance(inputs[0], torch.Tensor):
                     self._inputs[index] = inputs[0]
+                if measure_acts and output.numel() > _STACK:
+                    self._act_done[index] = _reductions(output.detach(), columns=relu_dead and output.dim() >= 2)
             if outs and output.requires_grad:
-                output.register_hook(store_grad)
+                output.register_hook(on_grad)
+        return hook
+
+    def _weight_hook(self, index: int):
+        grad_sums = bool(self.metrics & {"grad_std", "grad_data"})  # else ||dL/dW|| alone
+        weights = "grad_data" in self.metrics
+
+        def hook(weight):  # dL/dW has just been accumulated, W just read: both in the cache
+            if self._recording and weight.grad is not None:
+                self._grad_done[index] = _reductions(weight.grad.detach(), sums=grad_sums)
+                if weights:
+                    self._weight_done[index] = _reductions(weight.detach())
         return hook
 
     def _sample(self, index: int) -> torch.Tensor:
@@ -406,14 +452,25 @@ class GradientMonitor:
                       [g for _, _, g in weights] if want_grads and not grad_sums else []]
             dead_from_sums = {k for k, (i, a) in enumerate(acts)
                               if relu_dead and self.layers[i].activation == "relu" and a.dim() >= 2}
+            done = {k: self._act_done[i] for k, (i, _) in enumerate(acts) if groups[0] and i in self._act_done}
+            for group, found, start in ((1, self._grad_done, len(groups[0])),
+                                        (2, self._weight_done, len(groups[0]) + len(groups[1])),
+                                        (4, self._grad_done, sum(len(group) for group in groups[:4]))):
+                if groups[group]:
+                    done.update({start + k: found[i] for k, (i, _, _) in enumerate(weights) if i in found})
+            first = sum(len(group) for group in groups[:3])
+            done.update({first + k: self._out_done[i] for k, (i, _) in enumerate(outs)
+                         if groups[3] and i in self._out_done})
             moments, columns = _moments([t for group in groups[:3] for t in group],
-                                        norms=[t for group in groups[3:] for t in group], columns=dead_from_sums)
+                                        norms=[t for group in groups[3:] for t in group], columns=dead_from_sums,
+                                        done=done)
             ends = np.cumsum([len(group) for group in groups])
             act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
             grad_m = grad_m if grad_sums else grad_norm_m
             fractions = self._fractions(acts, {acts[k][0]: sums for k, sums in columns.items()})
             # let go of this pass's tensors now: the next pass's outputs then reuse their (cached) memory
             self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
+            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
         if want_acts:
             index = [i for i, _ in acts]
             put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
