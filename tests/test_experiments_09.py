@@ -39,7 +39,7 @@ def test_e13_post_ln_needs_warmup_pre_ln_does_not(seed):
     final = {label: train_sequence_transformer(placement, warmup_steps=warmup, seed=seed)["final_loss"]
              for label, placement, warmup in [("post", "post", 0), ("post-warmup", "post", 30), ("pre", "pre", 0)]}
     assert final["post"] > 0.9 * chance, final
-    assert final["pre"] < 0.05, final
+    assert final["pre"] < 0.02, final
     assert final["post-warmup"] < 0.5 * chance, final
 
 
@@ -49,7 +49,7 @@ def test_e14_softmax_saturates_without_the_sqrt_dk(seed):
     assert abs(by_scale[0] - 1 / 16) < 0.01 and by_scale.max() > 0.2 and by_scale[-1] < 1e-6
     attention = {scaled: attention_jacobian_norms([16, 64, 256, 1024], scaled=scaled, seed=seed)
                  for scaled in (False, True)}
-    assert attention[False]["norm"][-1] < 1e-3 * attention[True]["norm"][-1]
+    assert attention[False]["norm"][-1] < 1e-3 * attention[False]["norm"][0]
     assert np.all((attention[True]["norm"] > 0.1) & (attention[True]["norm"] < 0.4))
     # the text's figures: logit stds sqrt(d_k) unscaled, 1 scaled
     np.testing.assert_allclose(attention[False]["logit_std"], np.sqrt([16, 64, 256, 1024]), rtol=0.1)
@@ -62,7 +62,7 @@ def test_e15_stream_variance_at_init(seed):
     growth = variances["unscaled"][-1] ** (1 / 16)
     assert 1.6 < growth < 2.4, growth
     assert variances["rezero"][-1] == 1.0 and variances["fixup"][-1] == 1.0
-    assert 1 < variances["gpt2"][-1] < 2 * math.e and variances["skipinit"][-1] < 2
+    assert math.e / 2 < variances["gpt2"][-1] < 2 * math.e and variances["skipinit"][-1] < 2
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -77,8 +77,8 @@ def test_e15_branch_scaling_trains_what_diverges_unscaled(seed):
 def test_e16_adam_evens_update_data_but_not_gradient_norms(seed):
     stats = {opt: layer_statistics_under(opt, num_steps=50, seed=seed) for opt in ("sgd", "adam")}
     ratio = {opt: {m: s[m][0] / s[m][-1] for m in ("grad_norm", "update_data")} for opt, s in stats.items()}
-    assert ratio["sgd"]["grad_norm"] < 1e-4 and ratio["adam"]["grad_norm"] < 1e-4, ratio
-    assert ratio["sgd"]["update_data"] < 1e-4, ratio
+    assert all(1e-6 < ratio[opt]["grad_norm"] < 1e-5 for opt in stats), ratio
+    assert ratio["sgd"]["update_data"] < 1e-5, ratio
     assert 1 / 3 < ratio["adam"]["update_data"] < 3, ratio
     adam = stats["adam"]["update_data"]
     assert 1.5e-3 < adam.min() and adam.max() < 5e-3, adam  # "between 2e-3 and 4e-3"
@@ -91,7 +91,7 @@ def test_e16_epsilon_takes_over_below_its_size(seed):
     assert below.any() and above.any()
     assert deep["update_data"][below].max() < 0.2 * deep["update_data"][-1]
     assert deep["update_data"][above].min() > 0.5 * deep["update_data"][-1]
-    assert deep["update_data"][0] < 2e-6  # "layer 1's update:data is about 1e-6"
+    assert 3e-7 < deep["update_data"][0] < 2e-6  # "layer 1's update:data is about 1e-6"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -101,8 +101,8 @@ def test_e17_float16_flushes_loss_scaling_restores(seed):
     flushed = {name: flushed_fraction(g, reference) for name, g in grads.items()}
     errors = {name: relative_error(g, reference) for name, g in grads.items()}
     assert 2.5e-8 < reference[reference != 0].abs().median() < 1e-7  # "about 5e-8"
-    assert flushed["float16"] > 0.8 and errors["float16"] > 0.5, (flushed, errors)
-    assert flushed["float16 + loss scaling"] == 0 and errors["float16 + loss scaling"] < 4e-3, errors
+    assert flushed["float16"] > 0.9 and errors["float16"] > 0.5, (flushed, errors)
+    assert flushed["float16 + loss scaling"] == 0 and errors["float16 + loss scaling"] < 3e-3, errors
     assert flushed["bfloat16"] == 0 and 3e-3 < errors["bfloat16"] < 2e-2, errors
 
 

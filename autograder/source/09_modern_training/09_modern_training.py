@@ -90,14 +90,14 @@ ax.axhline(math.log(16), color="black", linestyle="--", linewidth=1)
 final = {label: r["final_loss"] for label, r in runs.items()}
 print({label: f"final loss {value:.3f}" for label, value in final.items()})
 assert final["post-LN, no warmup"] > 0.9 * math.log(16)  # stuck at or near chance
-assert final["pre-LN, no warmup"] < 0.05  # learns the task
+assert final["pre-LN, no warmup"] < 0.02  # learns the task
 assert final["post-LN, 30 warmup steps"] < 0.5 * math.log(16)  # warmup rescues post-LN
 
 # %% [markdown]
 # **What to notice:** without warmup, post-LN never leaves the chance level: its first
 # full-size Adam steps throw it into a state it does not recover from in 80 steps. The
 # same network with 30 warmup steps learns (its loss falls well below half of chance),
-# and the pre-LN one learns without any warmup (its final loss is about 0.003). Pre-LN keeps a path from the output to the
+# and the pre-LN one learns without any warmup (its final loss is below 0.02). Pre-LN keeps a path from the output to the
 # input that passes through no LayerNorm, only sums: the gradient highway of notebook 07.
 #
 # ## 2. The softmax saturates: why attention divides by $\sqrt{d_k}$ (E14)
@@ -126,7 +126,8 @@ axes[1].legend(frameon=False)
 print("unscaled:", np.round(attention[False]["norm"], 5), " logit std", np.round(attention[False]["logit_std"], 1))
 print("scaled:  ", np.round(attention[True]["norm"], 3), " logit std", np.round(attention[True]["logit_std"], 2))
 assert abs(by_scale[0] - 1 / 16) < 0.01 and by_scale.max() > 0.2 and by_scale[-1] < 1e-6  # uniform, peak, one-hot
-assert attention[False]["norm"][-1] < 1e-3 * attention[True]["norm"][-1]  # unscaled at d_k = 1024: saturated
+assert attention[False]["norm"][-1] < 1e-3 * attention[False]["norm"][0]  # unscaled at d_k = 1024: saturated
+assert np.allclose(attention[False]["logit_std"], np.sqrt(key_dims), rtol=0.1)  # q . k spreads like sqrt(d_k)
 assert np.all((attention[True]["norm"] > 0.1) & (attention[True]["norm"] < 0.4))  # scaled: the same at every d_k
 
 # %% [markdown]
@@ -136,7 +137,7 @@ assert np.all((attention[True]["norm"] > 0.1) & (attention[True]["norm"] < 0.4))
 # of 100): moving a logit changes nothing, so no gradient flows back into $q$ and $k$.
 # With $q$ and $k$ of independent unit-variance entries, $q \cdot k$ has standard
 # deviation $\sqrt{d_k}$ (the printed stds: 4, 8, 16, 32), so at $d_k = 1024$ the
-# typical Jacobian is a thousand times smaller than at $d_k = 16$ or less. Dividing by
+# typical Jacobian is a thousand times smaller than at $d_k = 16$, or less. Dividing by
 # $\sqrt{d_k}$ brings the spread back to 1 and the Jacobian back to about 0.2 at every
 # size: Vaswani et al.'s scaled dot-product attention.
 #
@@ -175,7 +176,7 @@ print(f"unscaled: x{growth:.2f} per block, {variances['unscaled'][-1]:.1e} after
 print({scheme: round(float(v[-1]), 2) for scheme, v in variances.items() if scheme != "unscaled"})
 assert 1.6 < growth < 2.4  # the variance about doubles per block
 assert variances["rezero"][-1] == 1.0 and variances["fixup"][-1] == 1.0  # branches start at exactly zero
-assert 1 < variances["gpt2"][-1] < 2 * math.e and variances["skipinit"][-1] < 2  # (1 + 1/L)^L is about e
+assert math.e / 2 < variances["gpt2"][-1] < 2 * math.e and variances["skipinit"][-1] < 2  # (1 + 1/L)^L ~ e
 
 # %% [markdown]
 # **What to notice:** unscaled, the variance grows by a factor of about 2 per block
@@ -193,7 +194,7 @@ assert all(trained[s]["accuracy"] > 0.6 for s in SCHEMES if s != "unscaled")
 
 # %% [markdown]
 # **What to notice:** the unscaled network's loss starts in the hundreds (its logits are
-# huge) and becomes infinite within a few steps; every scaled one trains, to between about 75% (Fixup,
+# huge) and becomes infinite within a few steps; every scaled one trains, to between about 70% (Fixup,
 # whose zero-initialized layers must first grow) and 95% training accuracy. None of them
 # normalizes anything: at initialization each branch is small enough that the network is
 # close to the identity, which is what BatchNorm does to a residual block too (De & Smith).
@@ -218,14 +219,15 @@ axes[1].axhline(1e-3, color="black", linestyle="--", linewidth=1)
 ratio = {opt: {m: s[m][0] / s[m][-1] for m in ("grad_norm", "update_data")} for opt, s in stats.items()}
 print("layer 1 / layer 10:", {opt: {m: f"{r:.1e}" for m, r in rs.items()} for opt, rs in ratio.items()})
 print("update:data under Adam:", np.array2string(stats["adam"]["update_data"], precision=4))
-assert ratio["sgd"]["grad_norm"] < 1e-4 and ratio["adam"]["grad_norm"] < 1e-4  # vanishing under both
-assert ratio["sgd"]["update_data"] < 1e-4  # SGD: the first layer does not move
+assert all(1e-6 < ratio[opt]["grad_norm"] < 1e-5 for opt in stats)  # vanishing under both
+assert ratio["sgd"]["update_data"] < 1e-5  # SGD: the first layer does not move
 assert 1 / 3 < ratio["adam"]["update_data"] < 3  # Adam: every layer moves alike
+assert 1.5e-3 < stats["adam"]["update_data"].min() and stats["adam"]["update_data"].max() < 5e-3
 
 # %% [markdown]
 # **What to notice:** the gradient norms look the same under both optimizers (layer 1
 # gets a few millionths of layer 10's gradient). The update:data ratios do not: under SGD
-# they span six decades, under Adam every layer's is between $2\times10^{-3}$ and
+# they span five to six decades, under Adam every layer's is between $2\times10^{-3}$ and
 # $4\times10^{-3}$. Adam hides the vanishing gradient from the updates: judged by
 # update:data alone this network looks healthy, and only the per-layer gradient norms
 # still show that layer 1 gets almost no signal. Read both: the gradient norms say where
@@ -253,6 +255,7 @@ below, above = deep["grad_rms"] < 1e-9, deep["grad_rms"] > 1e-7
 print("update:data", np.array2string(deep["update_data"], precision=1))
 assert deep["update_data"][below].max() < 0.2 * deep["update_data"][-1]  # eps dominates: steps shrink with g
 assert deep["update_data"][above].min() > 0.5 * deep["update_data"][-1]  # |g| >> eps: full-size steps
+assert 3e-7 < deep["update_data"][0] < 2e-6
 
 # %% [markdown]
 # **What to notice:** every layer whose gradient per weight is above $10^{-7}$ moves about
@@ -289,8 +292,9 @@ errors = {name: relative_error(g, reference) for name, g in grads16.items()}
 print(f"median |gradient| in float32: {reference[reference != 0].abs().median():.1e}")
 for name in grads16:
     print(f"{name:>23}: {flushed[name]:6.1%} flushed to zero, relative error {errors[name]:.1e}")
-assert flushed["float16"] > 0.8 and errors["float16"] > 0.5  # most of the gradient is gone
-assert flushed["float16 + loss scaling"] == 0 and errors["float16 + loss scaling"] < 4e-3  # restored
+assert 2.5e-8 < reference[reference != 0].abs().median() < 1e-7
+assert flushed["float16"] > 0.9 and errors["float16"] > 0.5  # most of the gradient is gone
+assert flushed["float16 + loss scaling"] == 0 and errors["float16 + loss scaling"] < 3e-3  # restored
 assert flushed["bfloat16"] == 0 and 3e-3 < errors["bfloat16"] < 2e-2  # nothing flushed, fewer digits
 
 # %% [markdown]
@@ -312,7 +316,7 @@ ax.set_ylabel("relative rounding error")
 ax.legend(frameon=False)
 representable = {name: values[np.isfinite(err)] for name, err in rounding.items()}
 print({name: f"{v.min():.0e} to {v.max():.0e}" for name, v in representable.items()})
-assert representable["float16"].min() > 1e-8 and representable["float16"].max() < 7e4
+assert representable["float16"].min() > 2.5e-8 and representable["float16"].max() < 7e4
 assert np.isfinite(rounding["bfloat16"]).all() and rounding["bfloat16"].max() <= 2 ** -8  # every value, 2-3 digits
 
 # %% [markdown]
