@@ -359,7 +359,8 @@ def _log_tail(folder: Path, index: int) -> str:
     if not logs:
         return "no log"
     lines = [line for line in logs[-1].read_text(errors="replace").splitlines() if line.strip()]
-    return f"{logs[-1]}: {lines[-1][:300] if lines else 'empty'}"
+    said = [line for line in lines if line.startswith("grade-one:")]  # the task's own reason, if it gave one
+    return f"{logs[-1]}: {(said or lines or ['empty'])[-1][:300]}"
 
 
 # ---- the compute node's side -----------------------------------------------------------------------
