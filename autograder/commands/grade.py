@@ -184,6 +184,8 @@ def main(args) -> int:
 def _slurm_options(args) -> SlurmOptions | None:
     if not args.slurm:
         return None
+    if not shutil.which("sbatch"):  # said before anything is prepared or calibrated
+        raise SlurmError("--slurm: no sbatch on PATH (run it on the cluster's login node, where Slurm's clients are)")
     return SlurmOptions(partition=args.partition, account=args.account, max_parallel=args.max_parallel,
                         sbatch_args=list(args.sbatch_arg or []), unsafe=args.unsafe_no_sandbox,
                         isolation_mode=args.isolation)
