@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .activations import train_together
 from .datasets import load_digits
 from .initialization import init_weight_
 from .models import MLP, activation_derivative, build_mlp, make_activation
@@ -286,6 +287,67 @@ def deep_linear_singular_values(init: str, *, depth: int, width: int = 100, seed
 
 
 @one_torch_thread()
+@torch.no_grad()
+def deep_linear_learning_time(inits=("orthogonal", "lecun"), depths=(1, 2, 4, 8, 16, 32), *, width: int = 16,
+                              lr: float = 2.0, threshold: float = 0.05, max_steps: int = 400,
+                              seeds=(0,)) -> dict[str, np.ndarray]:
+    """E4 (Saxe, McClelland & Ganguli, ICLR 2014): steps a deep linear net needs to learn a map, against depth.
+
+    The network is x -> W_depth ... W_1 x, square layers of `width`, weights
+    from scheme `init` at gain 1 (``"orthogonal"``: W^T W = I; ``"lecun"``:
+    the scaled Gaussian N(0, 1/width)). The data are `width` orthonormal
+    inputs (the identity: whitened, as in Saxe et al.'s analysis) and the
+    targets a random map Y with entries N(0, 1/width), one per seed;
+    the loss is ||W_depth ... W_1 - Y||^2 / (2 width). Full-batch gradient
+    descent with learning rate ``lr / depth``, so that the end-to-end map
+    moves at the same speed at every depth (each of the `depth` layers
+    contributes one share). Returns, per init, the number of steps until the
+    loss falls below `threshold` times its value at Y (shape (seeds, depths);
+    inf if not within `max_steps`). Saxe et al. showed that from orthogonal
+    weights this time stops growing with depth, while from scaled Gaussian
+    weights it grows without bound.
+
+    All inits and seeds of one depth train at once, stacked as a batch of
+    matrices, with the backward pass written out: dL/dW_l = G_l P_{l-1}^T,
+    where P_l = W_l ... W_1 and G_l = W_{l+1}^T G_{l+1}, G_depth = (P_depth - Y) / width.
+    """
+    runs = [(init, seed) for seed in seeds for init in inits]
+    steps = np.full((len(runs), len(depths)), math.inf)
+    targets = torch.stack([torch.randn(width, width, generator=torch.Generator().manual_seed(seed)) / math.sqrt(width)
+                           for _, seed in runs])
+    start_loss = 0.5 * targets.pow(2).sum(dim=(1, 2)) / width  # the loss of the zero map
+    for column, depth in enumerate(depths):
+        weights = []
+        for init, seed in runs:  # the same weights for a seed at every init's draw order
+            generator = torch.Generator().manual_seed(10_000 + seed)
+            weights.append(torch.stack([init_weight_(torch.empty(width, width), init, gain=1.0, generator=generator)
+                                        for _ in range(depth)]))
+        layers = list(torch.stack(weights, dim=1).unbind(0))  # depth tensors of shape (runs, width, width)
+        for step in range(max_steps + 1):
+            loss, grads = _deep_linear_loss_and_gradients(layers, targets)
+            reached = (loss < threshold * start_loss).numpy() & np.isinf(steps[:, column])
+            steps[reached, column] = step
+            if step == max_steps or np.isfinite(steps[:, column]).all():
+                break
+            layers = [weight - (lr / depth) * grad for weight, grad in zip(layers, grads)]
+    return {init: steps[[i for i, (name, _) in enumerate(runs) if name == init]] for init in inits}
+
+
+def _deep_linear_loss_and_gradients(layers: list[torch.Tensor], targets: torch.Tensor):
+    """Loss ||W_L ... W_1 - Y||^2 / (2 width) of a batch of deep linear nets and dL/dW_l, written out."""
+    width = targets.shape[-1]
+    products = [layers[0]]  # P_l = W_l ... W_1
+    for weight in layers[1:]:
+        products.append(torch.bmm(weight, products[-1]))
+    error = products[-1] - targets
+    upstream, grads = error / width, [None] * len(layers)  # upstream = G_l = dL/dP_l
+    for layer in range(len(layers) - 1, -1, -1):
+        grads[layer] = upstream if layer == 0 else torch.bmm(upstream, products[layer - 1].transpose(1, 2))
+        upstream = torch.bmm(layers[layer].transpose(1, 2), upstream)
+    return 0.5 * error.pow(2).sum(dim=(1, 2)) / width, grads
+
+
+@one_torch_thread()
 def train_at_sigma(sigma_w2: float, *, sigma_b2: float = 0.05, depth: int = 40, width: int = 64,
                    lr: float = 0.003, momentum: float = 0.9, num_steps: int = 300, batch_size: int = 128,
                    seed: int = 0) -> dict:
@@ -307,35 +369,52 @@ def train_at_sigma(sigma_w2: float, *, sigma_b2: float = 0.05, depth: int = 40, 
 @one_torch_thread()
 def symmetry_experiment(init: str | float, *, activation: str = "tanh", depth: int = 2, width: int = 32,
                         lr: float = 0.1, momentum: float = 0.9, num_steps: int = 200, seed: int = 0) -> dict:
+    """One `symmetry_experiments` start."""
+    return symmetry_experiments({"run": init}, activation=activation, depth=depth, width=width, lr=lr,
+                                momentum=momentum, num_steps=num_steps, seed=seed)["run"]
+
+
+@one_torch_thread()
+def symmetry_experiments(starts: dict, *, activation: str = "tanh", depth: int = 2, width: int = 32,
+                         lr: float = 0.1, momentum: float = 0.9, num_steps: int = 200, seed: int = 0) -> dict:
     """Why weights start random: train a digits classifier from zero, constant or random weights.
 
-    `init` is a scheme name (``"zeros"``, ``"he"``, ...) or a number: every
-    weight set to that constant (biases 0). With equal weights every unit of a
-    layer computes the same function and receives the same gradient, so the
-    units stay identical forever; with zeros (tanh) the hidden weights get no
-    gradient at all. Returns per hidden layer ``"row_spread"`` (std across
-    units of their incoming weights, relative to the weights' rms; 0 = all
-    units identical) and ``"changed"`` (did the weights move), plus
-    ``"final_loss"`` and ``"accuracy"``.
+    `starts` maps a label to a scheme name (``"zeros"``, ``"he"``, ...) or a
+    number: every weight set to that constant (biases 0). With equal weights
+    every unit of a layer computes the same function and receives the same
+    gradient, so the units stay identical forever; with zeros (tanh) the
+    hidden weights get no gradient at all. The networks train side by side on
+    the same batches (`course_lib.activations.train_together`). Returns per
+    label, per hidden layer, ``"row_spread"`` (std across units of their
+    incoming weights, relative to the weights' rms; 0 = all units identical)
+    and ``"changed"`` (did the weights move), plus ``"final_loss"`` and ``"accuracy"``.
     """
     X, y = load_digits()
-    scheme = "zeros" if not isinstance(init, str) else init
-    net = build_mlp(depth, width, activation=activation, init=scheme, in_features=64, out_features=10, seed=seed)
-    if not isinstance(init, str):
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, nn.Linear):
-                    module.weight.fill_(float(init))
-    start = [block.linear.weight.detach().clone() for block in net.blocks]
-    history = train(net, X, y, lr=lr, num_steps=num_steps, momentum=momentum, seed=seed, progress=False)
-    spread, changed = [], []
-    for block, before in zip(net.blocks, start):
-        weight = block.linear.weight.detach()
-        rms = weight.pow(2).mean().sqrt().item()
-        spread.append(weight.std(dim=0).mean().item() / rms if rms > 0 else 0.0)
-        changed.append(bool((weight != before).any()))
-    return {"row_spread": np.array(spread), "changed": np.array(changed), "final_loss": history.final_loss,
-            "accuracy": math.nan if history.diverged else accuracy(net, X, y)}
+    nets = []
+    for init in starts.values():
+        scheme = "zeros" if not isinstance(init, str) else init
+        net = build_mlp(depth, width, activation=activation, init=scheme, in_features=64, out_features=10,
+                        seed=seed)
+        if not isinstance(init, str):
+            with torch.no_grad():
+                for module in net.modules():
+                    if isinstance(module, nn.Linear):
+                        module.weight.fill_(float(init))
+        nets.append(net)
+    start = [[block.linear.weight.detach().clone() for block in net.blocks] for net in nets]
+    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, momentum=momentum, seed=seed)
+    results = {}
+    for label, net, before_training, history in zip(starts, nets, start, histories):
+        spread, changed = [], []
+        for block, before in zip(net.blocks, before_training):
+            weight = block.linear.weight.detach()
+            rms = weight.pow(2).mean().sqrt().item()
+            spread.append(weight.std(dim=0).mean().item() / rms if rms > 0 else 0.0)
+            changed.append(bool((weight != before).any()))
+        results[label] = {"row_spread": np.array(spread), "changed": np.array(changed),
+                          "final_loss": history.final_loss,
+                          "accuracy": math.nan if history.diverged else accuracy(net, X, y)}
+    return results
 
 
 @one_torch_thread()

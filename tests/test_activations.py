@@ -87,8 +87,34 @@ def test_build_digits_net_uses_the_recommended_init_and_bias(activation):
 def test_seeded_runs_repeat():
     a = activations.revival_experiment("relu", num_steps=20, seed=4)
     b = activations.revival_experiment("relu", num_steps=20, seed=4)
-    assert a["final_loss"] == b["final_loss"] and a["off"] == b["off"]
+    assert a["final_loss"] == b["final_loss"] and np.array_equal(a["off"], b["off"])
 
 
 def test_docstring_examples():
     assert doctest.testmod(activations, raise_on_error=True).attempted >= 1
+
+
+def test_train_together_equals_separate_clipped_monitored_runs():
+    """Side by side (per-network lr, clipping and monitor) gives each network exactly its separate run."""
+    from course_lib.training import train
+
+    X, y = load_digits()
+    settings = {"relu": dict(activation="relu", lr=0.5), "elu": dict(activation="elu", lr=0.02)}
+    together = activations.learning_rate_experiments(settings, depth=2, num_steps=40, monitor_every=5, seed=2)
+    for label, options in settings.items():
+        net = build_digits_net(options["activation"], depth=2, seed=2)
+        history = train(net, X, y, lr=options["lr"], num_steps=40, momentum=0.9, clip=1.0, monitor=5, seed=2,
+                        progress=False)
+        assert np.array_equal(together[label]["dead_per_step"], history.layers["dead"]), label
+        assert together[label]["final_loss"] == history.final_loss, label
+        assert np.array_equal(together[label]["dead"], activations.unit_activity(net, X)["dead"]), label
+
+
+def test_revival_weight_decay_and_freezing_act_on_their_own_network_only():
+    runs = activations.revival_experiments({"plain": dict(activation="relu"),
+                                            "decay": dict(activation="relu", weight_decay=0.01),
+                                            "frozen": dict(activation="relu", freeze_first=True)},
+                                           num_steps=20, seed=1)
+    assert runs["plain"]["off_moved"][0] == 0.0 and runs["decay"]["off_moved"][0] == 1.0
+    assert runs["frozen"]["off_moved"][0] == 0.0 and runs["frozen"]["off_revived"][0] == 0.0
+    assert runs["plain"]["off_revived"][0] == runs["decay"]["off_revived"][0] == 0.0

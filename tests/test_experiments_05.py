@@ -9,9 +9,10 @@ import torch
 from autograder.build import read_source, solution_cells
 from course_lib.models import build_mlp
 from course_lib.seeding import one_torch_thread
-from course_lib.variance import (chi_1, critical_sigma_w2, deep_linear_singular_values, default_init_shrinkage,
-                                 gradient_curve, layer_statistics, random_network, symmetry_experiment,
-                                 train_at_sigma, train_deep_relu, variance_curve)
+from course_lib.variance import (chi_1, critical_sigma_w2, deep_linear_learning_time, deep_linear_singular_values,
+                                 default_init_shrinkage, depth_scale, gradient_curve, layer_statistics,
+                                 random_network, symmetry_experiments, train_at_sigma, train_deep_relu,
+                                 variance_curve)
 
 SEEDS = [0, 1, 2]
 
@@ -38,9 +39,8 @@ def test_variance_propagation_matches_simulation(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_zero_and_constant_init_cannot_break_symmetry(seed):
-    zeros = symmetry_experiment("zeros", seed=seed)
-    constant = symmetry_experiment(0.1, seed=seed)
-    random = symmetry_experiment("he", seed=seed)
+    runs = symmetry_experiments({"zeros": "zeros", "constant": 0.1, "random": "he"}, seed=seed)
+    zeros, constant, random = runs["zeros"], runs["constant"], runs["random"]
     assert not zeros["changed"].any()
     assert constant["changed"].all() and constant["row_spread"].max() < 1e-6
     assert random["row_spread"].min() > 0.5
@@ -50,9 +50,10 @@ def test_zero_and_constant_init_cannot_break_symmetry(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_default_init_shrinks_a_30_layer_relu_net_by_6_to_the_minus_15(seed):
     shrink = default_init_shrinkage(depth=30, width=64, seed=seed)
-    assert abs(math.log10(shrink["rms"][-1] / shrink["rms_in"]) - math.log10(6**-15)) < 1
+    assert 3e-13 < shrink["rms"][-1] / shrink["rms_in"] < 3e-12  # "about 1e-12" (6^-15 = 2.1e-12)
     with_bias = default_init_shrinkage(depth=30, width=64, biases=True, seed=seed)
-    assert with_bias["rms"][-1] > 0.01 and with_bias["input_std"][-1] / with_bias["input_std_in"] < 1e-6
+    assert with_bias["rms"][-1] > 0.01
+    assert 5e-10 < with_bias["input_std"][-1] / with_bias["input_std_in"] < 2e-9  # "about 1e-9"
 
 
 @pytest.mark.slow
@@ -60,33 +61,44 @@ def test_default_init_shrinks_a_30_layer_relu_net_by_6_to_the_minus_15(seed):
 def test_e3_xavier_stalls_he_trains_at_30_layers(seed):
     xavier = train_deep_relu("xavier", seed=seed)
     he = train_deep_relu("he", seed=seed)
-    assert 1e-6 < xavier["std_ratio"] < 1e-3 and 0.1 < he["std_ratio"] < 10
+    assert 1.5e-5 < xavier["std_ratio"] < 6e-5 and 0.25 < he["std_ratio"] < 4
     assert xavier["final_loss"] > 2.2 and he["final_loss"] < 0.8
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_e4_orthogonal_gives_dynamical_isometry(seed):
+def test_e4_a_deep_gaussian_product_spreads_its_singular_values(seed):
     for depth in (10, 30, 100):
-        orthogonal = deep_linear_singular_values("orthogonal", depth=depth, width=100, seed=seed)
         gaussian = deep_linear_singular_values("lecun", depth=depth, width=100, seed=seed)
-        assert np.abs(orthogonal - 1).max() < 1e-8
         assert gaussian.max() > 3 and np.median(gaussian) < 0.1
+
+
+def test_e4_saxe_orthogonal_learning_time_stops_growing_with_depth():
+    """Section 5 (Saxe et al. 2014) on twelve seeds, three at a time as in the notebook (medians of three)."""
+    depths = (1, 2, 4, 8, 16, 32)
+    for seeds in [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)]:
+        steps = deep_linear_learning_time(("orthogonal", "lecun"), depths, width=16, max_steps=400, seeds=seeds)
+        orth, gauss = steps["orthogonal"], steps["lecun"]
+        assert np.median(orth[:, depths.index(32)]) < 2 * np.median(orth[:, depths.index(8)]), orth
+        assert (gauss[:, depths.index(8)] > 3 * orth[:, depths.index(8)]).all(), (gauss, orth)
+        assert np.isinf(gauss[:, [depths.index(16), depths.index(32)]]).all(), gauss
+        assert 50 < np.median(orth[:, depths.index(32)]) < 200, orth
 
 
 def test_e11_critical_point():
     critical = critical_sigma_w2("tanh", sigma_b2=0.05)
     assert abs(critical - 1.76) < 0.01
     assert chi_1("tanh", sigma_w2=1.0, sigma_b2=0.05) < 0.8 < 1.3 < chi_1("tanh", sigma_w2=4.0, sigma_b2=0.05)
+    assert all(3 < abs(depth_scale("tanh", sigma_w2=s, sigma_b2=0.05)) < 4 for s in (1.0, 4.0))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_e11_only_the_critical_network_trains(seed):
     critical = critical_sigma_w2("tanh", sigma_b2=0.05)
-    losses = [train_at_sigma(s, sigma_b2=0.05, depth=40, width=64, lr=0.003, momentum=0.9, num_steps=300,
+    losses = [train_at_sigma(s, sigma_b2=0.05, depth=40, width=48, lr=0.003, momentum=0.9, num_steps=300,
                              seed=seed)["final_loss"] for s in (1.0, critical, 4.0)]
     ordered, at_edge, chaotic = losses
-    assert at_edge < 0.3 and ordered > 1.5 and chaotic > 1.5, losses
+    assert at_edge < 0.3 and ordered > 2.2 and chaotic > 2.2, losses  # 0.17-0.26, 2.30, 2.31 on seeds 0-4
 
 
 def test_question_3_public_networks_fall_at_their_predicted_rates():

@@ -129,3 +129,28 @@ def test_default_init_matches_nn_linear_weights_and_biases():
 
 def test_docstring_examples():
     assert doctest.testmod(variance, raise_on_error=True).attempted >= 2
+
+
+def test_deep_linear_gradients_written_out_match_autograd():
+    from course_lib.variance import _deep_linear_loss_and_gradients
+
+    generator = torch.Generator().manual_seed(3)
+    layers = [torch.randn(2, 5, 5, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    targets = torch.randn(2, 5, 5, generator=generator, dtype=torch.float64)
+    loss, grads = _deep_linear_loss_and_gradients([w.detach() for w in layers], targets)
+    product = layers[0]
+    for weight in layers[1:]:
+        product = weight @ product
+    reference = 0.5 * (product - targets).pow(2).sum(dim=(1, 2)) / 5
+    assert torch.allclose(loss, reference.detach())
+    for grad, expected in zip(grads, torch.autograd.grad(reference.sum(), layers)):
+        assert torch.allclose(grad, expected)
+
+
+def test_deep_linear_learning_time_counts_steps_to_the_threshold():
+    from course_lib.variance import deep_linear_learning_time
+
+    steps = deep_linear_learning_time(("orthogonal",), (1, 4), width=8, max_steps=1000, seeds=(0, 1))["orthogonal"]
+    assert steps.shape == (2, 2) and np.isfinite(steps).all() and (steps[:, 1] > steps[:, 0]).all()
+    capped = deep_linear_learning_time(("lecun",), (16,), width=8, max_steps=5, seeds=(0,))["lecun"]
+    assert np.isinf(capped).all()

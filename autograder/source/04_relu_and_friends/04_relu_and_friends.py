@@ -15,7 +15,8 @@
 # 2. compare per-layer gradient norms of deep sigmoid, tanh and ReLU networks,
 #    at initialization and after training, and predict which one learns;
 # 3. measure the fraction of dead units, kill units on purpose (negative bias,
-#    large learning rate) and show that dead ReLUs never come back;
+#    large learning rate) and find out when a dead ReLU can come back: never in
+#    layer 1, often in a higher layer;
 # 4. compare the fixes: Leaky ReLU, ELU, GELU and SiLU.
 #
 # Run the cells from top to bottom. Practice questions are at the end.
@@ -28,13 +29,14 @@ import numpy as np
 import torch
 
 from course_lib import checks
-from course_lib.activations import (build_digits_net, compare_depth, dead_fraction_by_bias, gradient_norms,
-                                    learning_rate_experiment, revival_experiment, unit_activity)
+from course_lib.activations import (build_digits_net, compare_activations, dead_fraction_by_bias, gradient_norms,
+                                    learning_rate_experiments, revival_experiments, unit_activity)
 from course_lib.datasets import load_digits
 from course_lib.models import activation_derivative, make_activation
 from course_lib.monitoring import GradientMonitor
 from course_lib.plotting import OKABE_ITO, plot_gradient_norms, plot_training_curves
 from course_lib.seeding import get_device, set_seed
+from course_lib.variance import chi_1, gradient_curve, layer_statistics
 from course_lib.widgets import activation_explorer
 
 set_seed(0)
@@ -103,10 +105,11 @@ assert all((v != 0).all() for k, v in slopes_below_zero.items() if k != "relu")
 # classifiers, each with its usual initialization (Xavier for sigmoid and tanh
 # with their gains 1 and 5/3, He for ReLU). We measure $\|\partial L/\partial W_k\|$
 # per layer on 512 digits, then train each for 300 SGD steps (lr 0.1, batch 128)
-# and measure again.
+# and measure again. (The three train side by side on the same batches, in one
+# run: `compare_activations`; each gets exactly its own gradient.)
 
 # %% tags=["demo"]
-runs = {name: compare_depth(name, depth=10, lr=0.1, num_steps=300, seed=0) for name in ["sigmoid", "tanh", "relu"]}
+runs = compare_activations(["sigmoid", "tanh", "relu"], depth=10, lr=0.1, num_steps=300, seed=0)
 
 fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(10, 3.4), layout="constrained")
 plot_gradient_norms({k: r["grad_init"] for k, r in runs.items()}, ax=ax0, title="at initialization")
@@ -116,22 +119,51 @@ for name, r in runs.items():
     ratio_init, ratio_trained = r["grad_init"][0] / r["grad_init"][-1], r["grad_trained"][0] / r["grad_trained"][-1]
     print(f"{name:8s} layer 1 / layer 10 gradient: {ratio_init:.1e} at init, {ratio_trained:.1e} after;"
           f"  final loss {r['final_loss']:.3f}, accuracy {r['accuracy']:.3f}")
-assert runs["sigmoid"]["grad_init"][0] / runs["sigmoid"]["grad_init"][-1] < 1e-4
-assert runs["sigmoid"]["grad_trained"][0] / runs["sigmoid"]["grad_trained"][-1] < 1e-4
-assert 0.1 < runs["relu"]["grad_init"][0] / runs["relu"]["grad_init"][-1] < 10
+assert 1e-6 < runs["sigmoid"]["grad_init"][0] / runs["sigmoid"]["grad_init"][-1] < 4e-6  # about 2e-6
+assert runs["sigmoid"]["grad_trained"][0] / runs["sigmoid"]["grad_trained"][-1] < 2e-5
+assert 0.5 < runs["relu"]["grad_init"][0] / runs["relu"]["grad_init"][-1] < 2
 assert runs["sigmoid"]["accuracy"] < 0.2 and runs["sigmoid"]["final_loss"] > 2.2  # chance: 0.1 and ln 10 = 2.30
 assert runs["relu"]["accuracy"] > 0.9 and runs["tanh"]["accuracy"] > 0.9
 
 # %% [markdown]
-# **What to notice:** the sigmoid network's first layer gets about $10^{-6}$ of
-# the last layer's gradient, close to $0.25^{10}$, and training does not change
-# that: its loss stays at $\ln 10 \approx 2.30$, the loss of guessing, and its
-# accuracy at chance. The ReLU network's gradient is about as large in layer 1
-# as in layer 10, and it learns. Tanh learns too at this depth: its slope is 1
-# at $z = 0$, and the 5/3 gain makes up for the slope falling below 1 away
-# from 0, as long as the units stay out of saturation. What sets ReLU
-# apart is that its slope stays 1 however large $z$ grows, so a gain fixed once
-# at initialization keeps working.
+# **What to notice:** the sigmoid network's first layer gets about $2 \times 10^{-6}$ of
+# the last layer's gradient, close to $0.25^{10} \approx 10^{-6}$, and training does not change
+# that (after 300 steps it is still below $2 \times 10^{-5}$): its loss stays at
+# $\ln 10 \approx 2.30$, the loss of guessing, and its accuracy at chance. The ReLU
+# network's gradient is about as large in layer 1 as in layer 10 (within a factor
+# of 2), and it learns. Tanh learns too at this depth: its slope is 1 at $z = 0$,
+# and the 5/3 gain makes up for the slope falling below 1 away from 0, as long as
+# the units stay out of saturation. What sets ReLU apart is that its slope stays 1
+# however large $z$ grows, so a gain fixed once at initialization keeps working.
+#
+# **Tanh with gain 5/3 and notebook 05.** Notebook 05's mean-field theory says
+# more about this tanh network. Xavier's variance with gain 5/3 on square layers
+# is $\sigma_w^2 = (5/3)^2 = 25/9$ (biases 0), which puts it slightly on the
+# *chaotic* side of the edge of chaos: each layer multiplies the gradient's
+# variance by $\chi_1 \approx 1.21$, so the gradient grows toward the input. The
+# theory predicts by how much; we measure $\partial L/\partial h_l$ on 512 digits with
+# notebook 05's `layer_statistics`.
+
+# %% tags=["demo"]
+tanh_net = build_digits_net("tanh", depth=10, seed=0)  # Xavier, gain 5/3: sigma_w^2 = 25/9
+chi = chi_1("tanh", sigma_w2=25 / 9)
+mean_square_in = X_digits.pow(2).mean().item()  # the pixels' E[x^2] sets layer 1's variance
+predicted = math.sqrt(gradient_curve("tanh", sigma_w2=25 / 9, depth=10, input_second_moment=mean_square_in)[0])
+stats = layer_statistics(tanh_net, X_digits[:512])
+measured = stats["grad_std"][0] / stats["grad_std"][-1]
+print(f"chi_1 = {chi:.3f}; std of dL/dh, layer 1 / layer 10: measured {measured:.2f}, predicted {predicted:.2f}; "
+      f"at depth 50 that would be about {math.sqrt(chi) ** 49:.0f}")
+assert 1.15 < chi < 1.25
+assert predicted / 1.5 < measured < predicted * 1.5
+
+# %% [markdown]
+# **What to notice:** the gradient does grow toward the input, by about the factor
+# the theory predicts (about 2.6 over 10 layers, $\sqrt{1.21}$ per layer). At
+# depth 10 that is harmless, which is why the tanh network trains; at depth 50 it
+# would be a factor of about 100, and notebook 05's critical $\sigma_w^2$ (or
+# normalization, notebook 06) is what keeps a much deeper tanh network trainable.
+# The gain 5/3 keeps the *forward* signal from shrinking; it does not put tanh
+# exactly at the edge of chaos.
 #
 # ## 3. Dead ReLUs
 #
@@ -167,26 +199,61 @@ assert dead_by_bias[4, 1:].min() > 0.9  # at bias -1 layers 2-4 are (almost) all
 # layer 1: a dead layer outputs zeros, so the next layer sees only its own
 # negative bias, and dies too. Deep layers die first.
 #
-# ### Dead units never come back
+# ### When does a dead unit come back?
 #
-# Now set only layer 1's bias to $-1$, so that the rest of the network can
-# still learn, and train for 300 steps. Layer 1 sees the data itself, so a unit
-# that is dead on all 1,797 digits gets a gradient of exactly zero on every batch.
+# Now set layer 1's bias to $-1$ and layer 2's to $-0.5$, so that many units of
+# both layers start dead while the rest of the network can still learn, and train
+# for 300 steps. Layer 1 sees the data itself, so a unit that is dead on all
+# 1,797 digits gets a gradient of exactly zero on every batch. A unit in layer 2
+# also gets zero gradient while it is dead, but its input is layer 1's output,
+# which changes as layer 1 learns. Optimizers do more than follow the gradient,
+# so we try three: SGD with momentum 0.9 (lr 0.05), the same with weight decay
+# $5 \times 10^{-4}$, and AdamW (Loshchilov & Hutter 2019) with PyTorch's defaults
+# (lr $10^{-3}$, weight decay $10^{-2}$); and, as a control, momentum with layer 1
+# frozen. (The four activations of section 4 train in the same run, with only
+# layer 1's bias changed: `revival_experiments` trains all SGD settings side by
+# side on the same batches.)
 
 # %% tags=["demo"]
-revival = {name: revival_experiment(name, bias=-1.0, depth=3, seed=0)
-           for name in ["relu", "leaky_relu", "elu", "gelu", "silu"]}
-relu = revival["relu"]
-print(f"ReLU: {relu['off']:.0%} of layer-1 units start dead; after training {relu['after']['dead'][0]:.0%} are dead, "
-      f"weights moved in {relu['off_moved']:.0%} of the dead ones; final loss {relu['final_loss']:.3f}")
-assert relu["off"] > 0.2
-assert relu["off_moved"] == 0.0 and relu["off_revived"] == 0.0  # not one weight of a dead unit changed
-assert relu["after"]["dead"][0] >= relu["off"]
+settings = {"momentum": dict(activation="relu", upper_bias=-0.5),
+            "momentum + weight decay": dict(activation="relu", upper_bias=-0.5, weight_decay=5e-4),
+            "AdamW": dict(activation="relu", upper_bias=-0.5, optimizer="adamw"),
+            "momentum, layer 1 frozen": dict(activation="relu", upper_bias=-0.5, freeze_first=True),
+            **{name: dict(activation=name) for name in ["leaky_relu", "elu", "gelu", "silu"]}}
+revival = revival_experiments(settings, bias=-1.0, depth=3, seed=0)
+relu_settings = list(settings)[:4]
+for label in relu_settings:
+    r = revival[label]
+    print(f"{label:25s}" + " | ".join(f"layer {k + 1}: {r['off'][k]:.0%} start dead, weights moved in "
+                                      f"{r['off_moved'][k]:.0%}, back to life {r['off_revived'][k]:.0%}"
+                                      for k in range(2)) + f" | final loss {r['final_loss']:.3f}")
+relu = revival["momentum"]
+assert relu["off"][0] > 0.2 and relu["off"][1] > 0.5
+assert relu["after"]["dead"][0] >= relu["off"][0]
+for label in relu_settings:  # layer 1: not one unit back, whatever the optimizer
+    assert revival[label]["off_revived"][0] == 0.0, label
+assert relu["off_moved"][0] == 0.0  # not one weight of a dead layer-1 unit changed
+assert revival["momentum + weight decay"]["off_moved"][0] == 1.0 and revival["AdamW"]["off_moved"][0] == 1.0
+for label in relu_settings[:3]:  # layer 2: most of them come back
+    assert revival[label]["off_revived"][1] > 0.5, label
+assert revival["momentum, layer 1 frozen"]["off_revived"][1] == 0.0  # ... unless the layer below stands still
+assert revival["momentum, layer 1 frozen"]["off_moved"][1] == 0.0
 
 # %% [markdown]
-# **What to notice:** not a single weight of a dead unit changed in 300 steps,
-# not even in the last digit: their gradient is exactly zero. The network
-# still learns with the units that are left, but those units are lost for good.
+# **What to notice:** in layer 1 not a single weight of a dead unit changed in 300
+# steps of SGD with momentum, not even in the last digit: their gradient is exactly
+# zero, and so is the momentum built from it. Weight decay and AdamW do move them
+# (every weight and the bias of the unit shrink by the same factor at each step), but
+# multiplying $z$ by a positive factor never changes its sign: none of them comes
+# back. In layer 2 most of the dead units are alive again after training, under all
+# three optimizers. Their own gradient was zero too; what changed is their input:
+# layer 1 learned, and once $z$ crossed zero on a single digit the unit got gradient
+# again. Freeze layer 1 and not one of them comes back.
+#
+# So a dead ReLU comes back only if the layers below it move its input. In layer 1
+# (or above a frozen part of the network) it is lost for good; in a higher layer it
+# can revive, but only while the layers below keep changing. Meanwhile the network
+# learns with the units that are left.
 # CS231n's notes warn that with a too-high learning rate "as much as 40% of your
 # network can be dead" (quoted); the next experiment measures that.
 #
@@ -194,10 +261,14 @@ assert relu["after"]["dead"][0] >= relu["off"]
 #
 # Same 4-layer ReLU net, two learning rates (SGD with momentum 0.9, gradients
 # clipped to norm 1 so the large step does not overflow). `GradientMonitor`
-# records the dead fraction of each 128-example batch every 10 steps.
+# records the dead fraction of each 128-example batch every 10 steps. (The four
+# activations of section 4 train alongside at lr 0.5, on the same batches.)
 
 # %% tags=["demo"]
-by_lr = {lr: learning_rate_experiment("relu", lr=lr, depth=4, seed=0) for lr in (0.02, 0.5)}
+alternatives = ["leaky_relu", "elu", "gelu", "silu"]
+lr_runs = learning_rate_experiments({**{f"relu, lr {lr}": dict(activation="relu", lr=lr) for lr in (0.02, 0.5)},
+                                     **{name: dict(activation=name, lr=0.5) for name in alternatives}}, depth=4, seed=0)
+by_lr = {lr: lr_runs[f"relu, lr {lr}"] for lr in (0.02, 0.5)}
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 for i, (lr, r) in enumerate(by_lr.items()):
     ax.plot(r["steps"], r["dead_per_step"][:, 0], color=OKABE_ITO[i], label=f"lr {lr}: layer 1")
@@ -218,27 +289,27 @@ assert by_lr[0.5]["dead"][0] > 0.3 and by_lr[0.02]["dead"][0] < 0.1
 # ## 4. Leaky ReLU, ELU, GELU and SiLU: a slope below zero
 #
 # The fix is to keep some slope for $z < 0$: then a unit pushed below zero still
-# gets a gradient and can come back. The same two experiments, now for the
-# four alternatives (each with He init).
+# gets a gradient and can come back, even in layer 1. The same two experiments, now
+# for the four alternatives (each with He init; their layer-1 runs trained alongside
+# the ReLU ones above, with layer 1's bias at $-1$).
 
 # %% tags=["demo"]
-alternatives = ["leaky_relu", "elu", "gelu", "silu"]
-fast = {name: learning_rate_experiment(name, lr=0.5, depth=4, seed=0) for name in alternatives}
+fast = {name: lr_runs[name] for name in alternatives}
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
 labels = ["relu"] + alternatives
-ax0.bar(labels, [revival[n]["off_revived"] for n in labels], color=OKABE_ITO[2])
+ax0.bar(labels, [relu["off_revived"][0]] + [revival[n]["off_revived"][0] for n in alternatives], color=OKABE_ITO[2])
 ax0.set(ylabel="fraction back to life", title="layer-1 units that started off (bias -1)")
 ax1.bar(labels, [by_lr[0.5]["dead"][0]] + [fast[n]["dead"][0] for n in alternatives], color=OKABE_ITO[1])
 ax1.set(ylabel="dead fraction, layer 1", title="after training at lr 0.5", ylim=(0, 1))
 for ax in (ax0, ax1):
     ax.tick_params(axis="x", labelrotation=30)
 for name in alternatives:
-    print(f"{name:10s} bias -1: weights moved in {revival[name]['off_moved']:.0%} of the off units, "
-          f"{revival[name]['off_revived']:.0%} back to life | lr 0.5: max dead fraction {fast[name]['dead'].max():.2f}")
-    assert revival[name]["off_moved"] == 1.0  # every unit that started off still received gradient
+    print(f"{name:10s} bias -1: weights moved in {revival[name]['off_moved'][0]:.0%} of the off units, "
+          f"{revival[name]['off_revived'][0]:.0%} back to life | lr 0.5: max dead fraction {fast[name]['dead'].max():.2f}")
+    assert revival[name]["off_moved"][0] == 1.0  # every unit that started off still received gradient
     assert fast[name]["dead"].max() < 0.1
-assert revival["elu"]["off_revived"] > 0.5
-assert min(revival["gelu"]["off_revived"], revival["silu"]["off_revived"]) > 0.05
+assert revival["elu"]["off_revived"][0] > 0.5
+assert min(revival["gelu"]["off_revived"][0], revival["silu"]["off_revived"][0]) > 0.05
 
 # %% [markdown]
 # **What to notice:** with any slope below zero, every unit that started off kept
@@ -755,8 +826,10 @@ with checks.quiet():
 #   units unchanged; a 10-layer ReLU network learns where a 10-layer sigmoid
 #   network stays at chance.
 # - It is exactly 0 on the other side. A unit that is off on every example is
-#   dead: its weights get no gradient and never change. Negative biases and
-#   large learning rates kill units; deep layers die first.
+#   dead: its weights get no gradient. In layer 1 it never comes back, under
+#   momentum, weight decay or AdamW alike; in a higher layer it can, when the
+#   layers below move its input. Negative biases and large learning rates kill
+#   units; deep layers die first.
 # - "Dead" is measured on a batch: on a small batch, healthy units can look dead
 #   by chance (question 3).
 # - Leaky ReLU, ELU, GELU and SiLU keep a slope below zero, so no unit is ever
@@ -776,4 +849,5 @@ with checks.quiet():
 # - P. Ramachandran, B. Zoph, Q. Le (2017). Searching for activation functions. *arXiv:1710.05941.*
 # - S. Elfwing, E. Uchibe, K. Doya (2018). Sigmoid-weighted linear units for neural network function approximation in reinforcement learning. *Neural Networks* 107.
 # - L. Lu, Y. Shin, Y. Su, G. Karniadakis (2020). Dying ReLU and initialization: theory and numerical examples. *Communications in Computational Physics* 28(5).
+# - I. Loshchilov, F. Hutter (2019). Decoupled weight decay regularization. *ICLR.*
 # - A. Karpathy et al. CS231n: Convolutional Neural Networks for Visual Recognition, notes "Neural Networks Part 1" (dead ReLUs), Stanford.
