@@ -24,14 +24,14 @@ def test_batchnorm_keeps_a_deep_sigmoid_nets_gradients_healthy(seed):
         grads = layer_statistics_at_init(10, 100, activation="sigmoid", norm=norm, std=0.1, seed=seed)["out_grad_norm"]
         ratio[norm] = grads[0] / grads[-1]
     assert ratio[None] < 1e-5
-    assert 0.1 < ratio["batch"] < 10
-    assert ratio[None] * 10 < ratio["layer"] < 1e-2
+    assert 0.5 < ratio["batch"] < 2
+    assert 50 < ratio["layer"] / ratio[None] < 200 and ratio["layer"] < 1e-2  # 86 to 120 on seeds 0-4
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_e8_batchnorm_trains_a_deep_sigmoid_net_much_faster(seed):
-    """E8 (Ioffe & Szegedy 2015): digits, 3x100 sigmoid, N(0, 0.1^2), SGD lr 0.1, 300 steps."""
+    """E8 (Ioffe & Szegedy 2015, figure 1, in small): digits, 3x100 sigmoid, N(0, 0.1^2), SGD lr 0.1, 300 steps."""
     runs = {norm: train_digits(3, 100, activation="sigmoid", norm=norm, std=0.1, lr=0.1, num_steps=300, seed=seed)
             for norm in (None, "batch")}
     assert runs["batch"]["accuracy"] > 0.9
