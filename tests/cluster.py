@@ -78,7 +78,7 @@ class Cluster:
 
     def private_folder(self, name: str, entry) -> Path:
         """A new folder under /tmp owned by `entry` (a daemon user cannot reach into pytest's 0700 folders)."""
-        path = Path(tempfile.mkdtemp(prefix=f"vg-{name}-"))
+        path = Path(tempfile.mkdtemp(prefix=f"test-cluster-{name}-"))
         self.private.append(path)
         if entry is not None:
             os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -106,7 +106,16 @@ class Cluster:
         return process
 
     def stop(self) -> list[str]:
-        """Stop every process started here (newest first): SIGTERM, then SIGKILL; returns what had to be killed."""
+        """Stop every process started here (newest first): SIGTERM, then SIGKILL; returns what had to be killed.
+        Jobs still in this private controller's queue (a test that failed midway) are cancelled first, so
+        no task outlives its slurmd."""
+        if any(name == "slurmctld" and process.poll() is None for name, process, _ in self.processes):
+            jobs = self.run("squeue", "-h", "-o", "%A", check=False, timeout=30).stdout.split()
+            if jobs:
+                self.run("scancel", *sorted(set(jobs)), check=False, timeout=30)
+                deadline = time.monotonic() + 30
+                while self.run("squeue", "-h", check=False, timeout=30).stdout.strip() and time.monotonic() < deadline:
+                    time.sleep(0.5)
         killed = []
         for name, process, _ in reversed(self.processes):
             if process.poll() is None:
