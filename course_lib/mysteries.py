@@ -51,7 +51,7 @@ FIX_KEYS = tuple(k for k in SETTING_KEYS if k != "depth")
 
 _MYSTERY_SETTINGS = {
     "A": {"depth": 8, "activation": "relu", "init": "he", "bias": -0.3},
-    "B": {"depth": 20, "activation": "tanh", "init": "standard"},
+    "B": {"depth": 12, "activation": "tanh", "init": "standard"},
     "C": {"depth": 10, "activation": "tanh", "init": "xavier", "bias": 3.0},
     "D": {"depth": 6, "activation": "tanh", "init": "zeros"},
     "E": {"depth": 6, "activation": "relu", "init": "normal", "std": 1.0},

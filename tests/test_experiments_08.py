@@ -73,8 +73,8 @@ def test_each_mystery_shows_its_symptom_and_does_not_train(probe, name, seed):
     elif LABEL[name] == "exploding":
         assert flow[0] / flow[-1] > 1e3 and act[-1] / act[0] > 1e2 and "exploding" in kinds
         assert measured["loss"] > 1e3
-    elif LABEL[name] == "collapsing activations":
-        assert flow[0] / flow[-1] < 1e-4 and act[-1] / act[0] < 1e-4 and "vanishing" in kinds
+    elif LABEL[name] == "collapsing activations":  # 1/sqrt(3) per layer: ~2e-3 over 12 layers
+        assert flow[0] / flow[-1] < 1e-2 / 3 and act[-1] / act[0] < 1e-2 / 3 and "vanishing" in kinds
         assert np.nanmax(measured["saturated"]) < 0.05
     elif LABEL[name] == "vanishing gradient":
         assert flow[0] / flow[-1] < 1e-3 and act[-1] / act[0] > 0.5 and "vanishing" in kinds
@@ -122,12 +122,10 @@ def test_graded_repair_passes_on_ten_seeds_and_typical_mistakes_fail(broken):
         assert m.evaluate_fix({"activation": "relu"}, mystery=broken, seed=0) > 2.0
 
 
-def test_collapsing_activations_xavier_keeps_the_scale_but_trains_slowly():
-    """Section 4's table: BatchNorm repairs mystery B; Xavier init keeps the scale too, but a 20-layer tanh net
-    then trains slowly (final losses 0.2-1.6 over 10 seeds, against BatchNorm's 0.09-0.33)."""
-    xavier = [m.evaluate_fix({"init": "xavier"}, mystery="B", seed=seed) for seed in range(5)]
-    batch = [m.evaluate_fix({"norm": "batch"}, mystery="B", seed=seed) for seed in range(5)]
-    assert np.median(xavier) > 2 * np.median(batch) and max(xavier) > m.FIX_TARGET > max(batch), (xavier, batch)
+def test_collapsing_activations_are_repaired_by_batchnorm_too():
+    """Section 4's table: an init that keeps the scale (the official repair, Xavier) or BatchNorm repairs B."""
+    losses = [m.evaluate_fix({"norm": "batch"}, mystery="B", seed=seed) for seed in range(5)]
+    assert max(losses) < m.FIX_TARGET, losses
 
 
 def test_official_rescaled_ratios_match_a_real_learning_rate_change(probe):

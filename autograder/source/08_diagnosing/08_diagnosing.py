@@ -187,7 +187,7 @@ assert not {"vanishing", "exploding", "non-finite"} & {f.kind for f in repaired.
 # | NaN or huge within a few steps | NaN/inf values, or $\|\partial L/\partial h_1\|$ > 100x the last layer's; activations grow layer by layer: **exploding** | each layer multiplies the signal by more than 1 (weights too large) | He/Xavier init; gradient clipping | 01, 03, 05 |
 # | stuck at chance | more than half of a layer's units are off for every example, so no gradient passes below them: **dead units** | ReLUs pushed to the negative side (large negative biases, a too-large step) | re-initialize, zero biases, lower lr, Leaky ReLU | 04 |
 # | stuck at chance | the gradient is exactly 0 in every layer, although no unit is dead: **no gradient** | symmetric init: all weights equal (here all zero), so every unit of a layer computes the same thing | random init (Xavier, He) | 05 |
-# | stuck at chance | the activation std falls through depth (last layer < 1/100 of layer 1), and the gradient with it: **collapsing activations** | weights too small for the activation, so every layer shrinks the signal (the "standard" init $U(\pm 1/\sqrt{n})$ with tanh: $1/\sqrt{3} \approx 0.58$ per layer) | BatchNorm, which restores the scale at every layer (Xavier init keeps it too, but a deep tanh net then trains slowly) | 05, 06 |
+# | stuck at chance | the activation std falls through depth (last layer < 1/100 of layer 1), and the gradient with it: **collapsing activations** | weights too small for the activation, so every layer shrinks the signal (the "standard" init $U(\pm 1/\sqrt{n})$ with tanh: $1/\sqrt{3} \approx 0.58$ per layer) | an init that keeps the scale (Xavier for tanh, He for ReLU), or BatchNorm | 05, 06 |
 # | stuck at chance | the gradient shrinks toward the input (< 1/100) while the activations keep their scale; often many saturated units: **vanishing gradient** | a saturating activation: sigmoid's slope $\le 1/4$, the flat tails of sigmoid and tanh (large biases) | ReLU family + He init, zero biases, normalization | 02, 04 |
 # | deeper is *worse* on the training loss | a healthy gradient, yet the examples' hidden vectors become one vector (similarity near 1) and many top-layer units are off for the whole batch | a deep plain ReLU stack maps every input to nearly the same direction | BatchNorm and residual connections | 07, section 6 |
 #
@@ -654,7 +654,8 @@ def repair(settings):
         return {"bias": 0.0}
     if settings.get("init") == "normal":  # weights far too large for the width: exploding
         return {"init": "he"}
-    return {"norm": "batch"}  # the activation scale collapses through the depth: BatchNorm restores it
+    # weights too small for the width: the activation scale collapses; an init that keeps it
+    return {"init": "he" if settings.get("activation") == "relu" else "xavier"}
     ### END SOLUTION
 
 # %% mistake="q3_repair" label="always adds BatchNorm, which cannot break the symmetry of all-zero weights"
