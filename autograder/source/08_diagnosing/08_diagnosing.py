@@ -141,11 +141,11 @@ assert abs(adaptive["adamw"].final_loss - adaptive["adam"].final_loss) < 0.01
 # %% [markdown]
 # **What to notice:** Adam changes the steps, not the gradient. Every layer now moves by
 # about $2\times10^{-3}$ of its size per step, within a factor of about 2 of each other where SGD
-# spread them over six decades: the update:data ratio, which exposed the problem under SGD,
+# spread them over nearly six decades: the update:data ratio, which exposed the problem under SGD,
 # now looks healthy in every layer. That is what an adaptive optimizer hides. The gradient
 # norms still tell: layer 1 gets about $2\times10^{-6}$ of layer 8's gradient, the monitor
 # still reports vanishing, and the loss is still at $\ln 10$ after 150 steps. Steps of a
-# healthy size are no cure when the gradient that sets their direction carries a
+# healthy size are no quick cure when the gradient that sets their direction carries a
 # millionth of the signal. Layer 1 even moves the least: its gradients (a few $10^{-9}$)
 # are below Adam's $\epsilon = 10^{-8}$, which then dominates the denominator and shrinks
 # the step (notebook 09 measures where that happens). AdamW's decay, $10^{-5}$ of each
