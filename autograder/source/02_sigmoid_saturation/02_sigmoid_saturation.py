@@ -115,8 +115,8 @@ ax.set_xlabel("pre-activation z (layer 3)")
 ax.set_ylabel("density")
 ax.legend(frameon=False, loc="upper left")
 print({scale: {k: round(v, 3) for k, v in d.items()} for scale, d in stats.items()})
-assert stats[1.0]["saturated"] < 0.01 and stats[1.0]["mean slope"] > 0.2
-assert stats[8.0]["saturated"] > 0.35 and stats[8.0]["mean slope"] < 0.1
+assert stats[1.0]["saturated"] < 0.01 and 0.2 < stats[1.0]["mean slope"] <= 0.25  # about 0.24
+assert 0.35 < stats[8.0]["saturated"] < 0.7 and 0.035 < stats[8.0]["mean slope"] < 0.1  # about half; about 0.07
 
 # %% [markdown]
 # **What to notice:** with scale 1 the pre-activations stay within about $\pm 1.5$,
@@ -178,6 +178,7 @@ weight_ratios = {name: float(r["weight_grad"][0] / r["weight_grad"][-1]) for nam
 print("layer 1 / layer 5, back-propagated gradient std:", {k: round(v, 3) for k, v in ratios.items()})
 print("layer 1 / layer 5, weight gradient std:         ", {k: round(v, 3) for k, v in weight_ratios.items()})
 assert ratios["standard"] < 0.2 and ratios["normalized"] > 0.4  # E1, checked over seeds in the tests
+assert 0.05 < ratios["standard"] and ratios["normalized"] > 0.5  # "about a tenth"; "more than half"
 assert all(0.7 < r < 1.4 for r in weight_ratios.values())
 
 # %% [markdown]
@@ -222,7 +223,7 @@ loss_end = e2["loss"][-150:].mean()
 print(f"final mean activations by layer: {np.round(final, 3)}; training accuracy {e2['accuracy']:.3f}")
 print(f"loss at the end {loss_end:.3f}, class prior {prior_loss:.4f}; relative weight change per layer: "
       f"{np.array2string(e2['weight_change'], precision=4)}")
-assert final[-1] < 0.15  # the top layer is pushed towards 0
+assert 0.045 < final[-1] < 0.15  # the top layer is pushed towards 0 (0.09)
 assert abs(final[0] - 0.5) < 0.05  # layer 1 stays near 0.5
 assert e2["accuracy"] < 0.2  # and the network is still near chance (0.1)
 assert abs(loss_end - prior_loss) < 0.02  # what it learned: the class frequencies, nothing more
