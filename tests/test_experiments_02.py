@@ -105,6 +105,7 @@ def test_e2_top_layer_saturates_and_the_first_layer_stays_at_its_init(seed):
     assert change[0] < 0.01 and change[0] < change[3] / 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_network_trains_well_on_a_first_layer_that_never_learns(seed):
     """Section 6: initial loss near ln 10, high training accuracy, layer 1 reset to its init changes
