@@ -9,6 +9,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,8 @@ def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_res
 
     course = minicourse.make_course(tmp_path / "pg")
     env = env_of(cluster, cluster_lib.create_database(cluster, "classroom"))
+    # the local run's calibration (keyed by grader version and source) spares this course one calibration job
+    shutil.copytree(local / "autograded" / ".calibration", course / "autograded" / ".calibration")
     command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--course-root", str(course), "--slurm",
                "--max-parallel", "2", "--partition", cluster.partition, "--timeout", "20", "--memory-mb", "1000",
                "--no-progress"]
@@ -223,8 +226,15 @@ def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_res
         page = course / "feedback" / student / minicourse.NAME / f"{minicourse.NAME}.html"
         assert page.is_file() and minicourse.HIDDEN_INPUT not in page.read_text()
 
-    # every other command works against the PostgreSQL gradebook, plain nbgrader too
+    # every other command works against the PostgreSQL gradebook, plain nbgrader too; grade-one --commit of
+    # a file the gradebook already holds (same key) changes nothing
+    alice = submitted / "alice" / minicourse.NAME / f"{minicourse.NAME}.ipynb"
+    again = autograder(env, "grade-one", str(alice), "--student", "alice", "--commit", "--course-root", str(course),
+                       "--timeout", "20", "--memory-mb", "1000")
+    assert again.returncode == 0 and "alice mini: 6/6 graded (already in the gradebook: unchanged)" in again.stdout, \
+        again.stdout + again.stderr
     assert "wrote" in autograder(env, "export", "--totals", "--course-root", str(course)).stdout
+    assert read_grades(course / "grades.csv") == expected, "export reads back what the tasks committed"
     assert (course / "grades_totals.csv").read_text().count("\n") == len(STUDENTS) + 1
     assert "wrote 5 feedback page(s)" in autograder(env, "feedback", "--course-root", str(course)).stdout
     assert autograder(env, "report", "--course-root", str(course)).returncode == 0

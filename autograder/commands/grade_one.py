@@ -49,14 +49,16 @@ def main(args) -> int:
             result = InlineRunner().run([spec])[spec.job_id]
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        changed = True
         if args.commit:
             with course.gradebook() as gb:
-                commit(course, gb, submission, result)
+                changed = commit(course, gb, submission, result)
         for nb_name, data in result.notebooks.items():
             total = sum(s.score or 0 for s in data.scores.values())
             possible = sum(s.points for s in data.scores.values())
             print(f"{args.student} {nb_name}: {total:g}/{possible:g} {data.status}"
-                  + (f" ({'; '.join(data.flags)})" if data.flags else ""))
+                  + (f" ({'; '.join(data.flags)})" if data.flags else "")
+                  + ("" if changed else " (already in the gradebook: unchanged)"))
     except GradingError as error:
         print(f"grade-one: {error}", file=sys.stderr)
         return 2
