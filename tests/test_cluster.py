@@ -6,6 +6,7 @@ also when a test fails. A daemon that cannot start fails the tests with its reas
 """
 
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import re
@@ -93,6 +94,54 @@ def test_a_class_larger_than_max_array_size_is_split_into_arrays_with_offsets(mo
     runner._sbatch(array, [5, 9])
     assert [next(a for a in c if a.startswith("--array=")) for c in calls[3:]] == ["--array=1%2", "--array=1%2"]
     assert slurm._span([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+def test_tasks_lost_outside_their_submission_are_resubmitted_and_cancelled_ones_listed(monkeypatch, tmp_path):
+    """The poll loop on a scripted queue: task 1 ends NODE_FAIL (resubmitted, then graded), task 2 is
+    cancelled (listed, left for a re-run), task 0 has committed."""
+    from types import SimpleNamespace
+
+    from autograder.course import slurm
+    from autograder.judging.jobs import JobResult
+
+    folder = tmp_path / "batch"
+    (folder / "results").mkdir(parents=True)
+
+    def result(index):
+        data = JobResult(f"s{index}/mini", f"s{index}", "mini", f"key{index}", {}).to_json()
+        (folder / "results" / f"{index}.json").write_text(json.dumps({**data, "node_isolation": "namespaces"}))
+
+    result(0)
+    polls = []
+
+    def queued(jobs):
+        polls.append(list(jobs))
+        if len(polls) == 3:
+            result(1)  # the resubmitted task commits
+        return {("102", 1): "RUNNING"} if len(polls) == 2 else {}
+
+    monkeypatch.setattr(slurm, "queued", queued)
+    monkeypatch.setattr(slurm, "ended", lambda job: {"101": {1: "NODE_FAIL", 2: "CANCELLED"}, "102": {}}[job])
+    course = SimpleNamespace(course_id="c", autograded=tmp_path)
+    runner = slurm.SlurmRunner(course, slurm.SlurmOptions(poll_seconds=0), submissions={}, job_timeout=60,
+                               log=lambda *a: None)
+    resubmitted = []
+
+    def sbatch(array, indices):
+        resubmitted.append(indices)
+        array["jobs"]["102"] = 0
+        return ["102"]
+
+    monkeypatch.setattr(runner, "_sbatch", sbatch)
+    array = {"jobs": {"101": 0}, "folder": str(folder), "attempts": {}}
+    specs = {i: SimpleNamespace(job_id=f"s{i}/mini") for i in range(3)}
+    seen, results = [], {}
+    runner._follow(array, specs, results, lambda spec, res: seen.append(spec.job_id), None)
+    assert resubmitted == [[1]] and array["attempts"] == {"1": 2}
+    assert sorted(results) == sorted(seen) == ["s0/mini", "s1/mini"]
+    assert polls[-1] == ["101", "102"], "the resubmitted array is watched too"
+    assert len(runner.pending_problems) == 1 and runner.pending_problems[0].startswith("s2/mini: task 2")
+    assert "CANCELLED" in runner.pending_problems[0] and runner.isolation == {"namespaces"}
 
 
 # ---- many graders committing at once ----------------------------------------------------------------
