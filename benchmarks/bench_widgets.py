@@ -148,16 +148,21 @@ TIMELINE_CELL = ("import json\nprint(json.dumps({'explorers': [list(explorer.tim
 
 
 def cpu_by_role() -> dict[str, float]:
-    """CPU seconds used so far by the kernel, the Jupyter server and Chromium's processes."""
+    """CPU seconds used so far by this run's kernel, Jupyter server and Chromium processes.
+
+    Only this script's descendants (the server it started, its kernel, the Chromium Playwright
+    launched): kernels and browsers of other jobs on a shared machine are not ours to count.
+    """
     import psutil  # comes with IPython
 
     totals = {"kernel": 0.0, "server": 0.0, "chromium": 0.0}
-    for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
-        cmdline, times = " ".join(process.info["cmdline"] or []), process.info["cpu_times"]
-        if times is None:
+    for process in psutil.Process().children(recursive=True):
+        try:
+            cmdline, name, times = " ".join(process.cmdline()), process.name(), process.cpu_times()
+        except psutil.Error:  # ended meanwhile
             continue
         role = ("kernel" if "ipykernel" in cmdline else
-                "chromium" if "chrom" in (process.info["name"] or "") or "/chromium" in cmdline else
+                "chromium" if "chrom" in name or "/chromium" in cmdline else
                 "server" if "jupyter" in cmdline else None)
         if role:
             totals[role] += times.user + times.system
