@@ -41,7 +41,7 @@ from .datasets import load_digits
 from .initialization import init_weight_
 from .models import MLP, activation_derivative, build_mlp, make_activation
 from .seeding import one_torch_thread
-from .training import accuracy, train
+from .training import accuracy
 
 GAUSS_HERMITE_POINTS = 150  # even: no node at z = 0, where ReLU' jumps
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(GAUSS_HERMITE_POINTS)
@@ -244,21 +244,33 @@ def train_deep_relu(init: str, *, depth: int = 30, width: int = 64, lr: float = 
     init, all digits), ``"std_ratio"`` (layer depth / layer 1), ``"loss"``,
     ``"final_loss"`` and ``"accuracy"``.
     """
+    return train_deep_relus([init], depth=depth, width=width, lr=lr, momentum=momentum, clip=clip,
+                            num_steps=num_steps, batch_size=batch_size, seed=seed)[init]
+
+
+@one_torch_thread()
+def train_deep_relus(inits, *, depth: int = 30, width: int = 64, lr: float = 0.01, momentum: float = 0.9,
+                     clip: float | None = 1.0, num_steps: int = 300, batch_size: int = 128,
+                     seed: int = 0) -> dict[str, dict]:
+    """`train_deep_relu` for several inits, trained side by side on the same batches: {init: result}."""
     X, y = load_digits()
-    gain = 1.0 if init in ("xavier", "xavier_normal", "lecun", "orthogonal") else None
-    net = build_mlp(depth, width, activation="relu", init=init, gain=gain, in_features=64, out_features=10,
-                    seed=seed)
-    stds = []
-    with torch.no_grad():
-        h = X
-        for block in net.blocks:
-            h = block(h)
-            stds.append(h.std().item())
-    history = train(net, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum, clip=clip,
-                    seed=seed, progress=False)
-    return {"act_std": np.array(stds), "std_ratio": stds[-1] / stds[0], "loss": history.loss,
-            "final_loss": history.final_loss,
-            "accuracy": math.nan if history.diverged else accuracy(net, X, y)}
+    nets, stds = [], []
+    for init in inits:
+        gain = 1.0 if init in ("xavier", "xavier_normal", "lecun", "orthogonal") else None
+        nets.append(build_mlp(depth, width, activation="relu", init=init, gain=gain, in_features=64,
+                              out_features=10, seed=seed))
+        with torch.no_grad():
+            h, per_layer = X, []
+            for block in nets[-1].blocks:
+                h = block(h)
+                per_layer.append(h.std().item())
+        stds.append(np.array(per_layer))
+    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
+                               clip=clip, seed=seed)
+    return {init: {"act_std": act_std, "std_ratio": act_std[-1] / act_std[0], "loss": history.loss,
+                   "final_loss": history.final_loss,
+                   "accuracy": math.nan if history.diverged else accuracy(net, X, y)}
+            for init, net, act_std, history in zip(inits, nets, stds, histories)}
 
 
 @one_torch_thread()
@@ -356,14 +368,23 @@ def train_at_sigma(sigma_w2: float, *, sigma_b2: float = 0.05, depth: int = 40, 
 
     Returns ``"loss"``, ``"final_loss"``, ``"accuracy"`` and ``"chi_1"``.
     """
+    return train_at_sigmas([sigma_w2], sigma_b2=sigma_b2, depth=depth, width=width, lr=lr, momentum=momentum,
+                           num_steps=num_steps, batch_size=batch_size, seed=seed)[0]
+
+
+@one_torch_thread()
+def train_at_sigmas(sigma_w2s, *, sigma_b2: float = 0.05, depth: int = 40, width: int = 64, lr: float = 0.003,
+                    momentum: float = 0.9, num_steps: int = 300, batch_size: int = 128, seed: int = 0) -> list[dict]:
+    """`train_at_sigma` for several sigma_w^2, trained side by side on the same batches: one result each."""
     X, y = load_digits()
-    net = random_network("tanh", depth=depth, width=width, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
-                         in_features=64, out_features=10, seed=seed)
-    history = train(net, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
-                    seed=seed, progress=False)
-    return {"loss": history.loss, "final_loss": history.final_loss,
-            "accuracy": math.nan if history.diverged else accuracy(net, X, y),
-            "chi_1": chi_1("tanh", sigma_w2=sigma_w2, sigma_b2=sigma_b2)}
+    nets = [random_network("tanh", depth=depth, width=width, sigma_w2=s, sigma_b2=sigma_b2, in_features=64,
+                           out_features=10, seed=seed) for s in sigma_w2s]
+    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
+                               seed=seed)
+    return [{"loss": history.loss, "final_loss": history.final_loss,
+             "accuracy": math.nan if history.diverged else accuracy(net, X, y),
+             "chi_1": chi_1("tanh", sigma_w2=s, sigma_b2=sigma_b2)}
+            for s, net, history in zip(sigma_w2s, nets, histories)]
 
 
 @one_torch_thread()

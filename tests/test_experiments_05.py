@@ -11,8 +11,8 @@ from course_lib.models import build_mlp
 from course_lib.seeding import one_torch_thread
 from course_lib.variance import (chi_1, critical_sigma_w2, deep_linear_learning_time, deep_linear_singular_values,
                                  default_init_shrinkage, depth_scale, gradient_curve, layer_statistics,
-                                 random_network, symmetry_experiments, train_at_sigma, train_deep_relu,
-                                 variance_curve)
+                                 random_network, symmetry_experiments, train_at_sigma, train_at_sigmas,
+                                 train_deep_relu, train_deep_relus, variance_curve)
 
 SEEDS = [0, 1, 2]
 
@@ -59,8 +59,8 @@ def test_default_init_shrinks_a_30_layer_relu_net_by_6_to_the_minus_15(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_e3_xavier_stalls_he_trains_at_30_layers(seed):
-    xavier = train_deep_relu("xavier", seed=seed)
-    he = train_deep_relu("he", seed=seed)
+    runs = train_deep_relus(["xavier", "he"], seed=seed)
+    xavier, he = runs["xavier"], runs["he"]
     assert 1.5e-5 < xavier["std_ratio"] < 6e-5 and 0.25 < he["std_ratio"] < 4
     assert xavier["final_loss"] > 2.2 and he["final_loss"] < 0.8
 
@@ -95,8 +95,8 @@ def test_e11_critical_point():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_e11_only_the_critical_network_trains(seed):
     critical = critical_sigma_w2("tanh", sigma_b2=0.05)
-    losses = [train_at_sigma(s, sigma_b2=0.05, depth=40, width=48, lr=0.003, momentum=0.9, num_steps=300,
-                             seed=seed)["final_loss"] for s in (1.0, critical, 4.0)]
+    losses = [r["final_loss"] for r in train_at_sigmas([1.0, critical, 4.0], sigma_b2=0.05, depth=40, width=48,
+                                                        lr=0.003, momentum=0.9, num_steps=300, seed=seed)]
     ordered, at_edge, chaotic = losses
     assert at_edge < 0.3 and ordered > 2.2 and chaotic > 2.2, losses  # 0.17-0.26, 2.30, 2.31 on seeds 0-4
 
@@ -164,3 +164,14 @@ def test_explorer_marks_the_phases():
     relu = explorer.update(activation="relu", sigma_w2=2.0, depth=40)
     assert abs(relu["critical"] - 2.0) < 1e-6 and 0.1 < relu["ratio"] < 10
     assert explorer.png.startswith(b"\x89PNG")
+
+
+def test_side_by_side_e3_and_e11_equal_their_separate_runs():
+    together = train_deep_relus(["xavier", "he"], depth=6, num_steps=20, seed=4)
+    for init in ("xavier", "he"):
+        alone = train_deep_relu(init, depth=6, num_steps=20, seed=4)
+        assert np.array_equal(together[init]["loss"], alone["loss"])
+        assert together[init]["std_ratio"] == alone["std_ratio"]
+    pair = train_at_sigmas([1.0, 4.0], depth=5, width=16, num_steps=20, seed=4)
+    assert [r["final_loss"] for r in pair] == [train_at_sigma(s, depth=5, width=16, num_steps=20, seed=4)["final_loss"]
+                                               for s in (1.0, 4.0)]
