@@ -6,6 +6,7 @@ also when a test fails. A daemon that cannot start fails the tests with its reas
 """
 
 import concurrent.futures
+import csv
 import json
 import multiprocessing
 import os
@@ -20,7 +21,6 @@ from pathlib import Path
 import cluster as cluster_lib
 import minicourse
 import pytest
-from grading import read_grades
 
 from autograder import REPO_ROOT
 
@@ -31,8 +31,9 @@ STUDENTS = {
     "bob": {},  # untouched
     "carol": {**minicourse.ANSWERS, "q2_scale": "def scale(values, factor):\n    return [v * factor for v in values]"},
     "dave": {**minicourse.ANSWERS, "q1_total": "q1_total = sum(data[1:])", "q3_rate": "q3_rate = 1 / 2"},
-    "erin": {"q1_total": "q1_total = 6"},
 }
+SECOND = "mini2"  # a second assignment (the same notebook): each student's two tasks commit at once
+TASKS = 2 * len(STUDENTS)
 
 
 @pytest.fixture(scope="session")
@@ -210,15 +211,34 @@ def _array_tasks(cluster, job_id: str) -> dict[int, str]:
     return {int(k): state for k, state in (line.split("|") for line in out.split()) if k.isdigit()}
 
 
+def two_assignment_course(root: Path) -> Path:
+    course = minicourse.make_course(root)
+    (course / "source" / SECOND).mkdir()
+    shutil.copy(course / "source" / minicourse.NAME / f"{minicourse.NAME}.ipynb",
+                course / "source" / SECOND / f"{SECOND}.ipynb")
+    return course
+
+
+def grade_rows(course: Path) -> list[tuple]:
+    """(student, assignment, question, score, status) of every row of the course's grades.csv."""
+    with open(course / "grades.csv", newline="") as handle:
+        return sorted((r["student_id"], r["assignment"], r["question"], r["score"], r["status"])
+                      for r in csv.DictReader(handle))
+
+
 def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_resumes(cluster, tmp_path):
     submitted = minicourse.write_submissions(tmp_path / "submitted", {
         student: minicourse.submission(answers) for student, answers in STUDENTS.items()})
-    local = minicourse.make_course(tmp_path / "local")
+    for student, other in zip(STUDENTS, reversed(list(STUDENTS))):  # mini2: the roster's answers reversed
+        path = submitted / student / SECOND / f"{SECOND}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(minicourse.submission(STUDENTS[other]))
+    local = two_assignment_course(tmp_path / "local")
     start = time.perf_counter()
     minicourse.grade(submitted, local)
     local_seconds = time.perf_counter() - start
 
-    course = minicourse.make_course(tmp_path / "pg")
+    course = two_assignment_course(tmp_path / "pg")
     env = env_of(cluster, cluster_lib.create_database(cluster, "classroom"))
     # the local run's calibration (keyed by grader version and source) spares this course one calibration job
     shutil.copytree(local / "autograded" / ".calibration", course / "autograded" / ".calibration")
@@ -241,7 +261,7 @@ def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_res
         if first.poll() is None:
             first.kill()
     assert first.returncode == 130, output
-    job_id = re.search(r"Submitted Slurm array job (\d+): 5 task\(s\)", output)[1]
+    job_id = re.search(rf"Submitted Slurm array job (\d+): {TASKS} task\(s\)", output)[1]
     assert f"array job(s) {job_id} keep running" in output, output
     # cancel tasks mid-run: one grading right now (killed in the middle), one waiting for its turn
     (folder,) = batches.glob("batch-*")
@@ -267,13 +287,18 @@ def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_res
     assert arrays == [str(len(missing))], f"only the cancelled tasks {missing} are graded again, in one array\n{log}"
     assert "Isolation on the nodes: mount+pid+net+ipc+uts namespaces" in log, log
 
-    expected, got = read_grades(local / "grades.csv"), read_grades(course / "grades.csv")
-    assert got == expected and sorted(got) == sorted(STUDENTS), (got, expected)
-    assert got["alice"]["scores"] == {q: p for q, p in minicourse.POINTS.items()}
-    assert set(got["bob"]["scores"].values()) == {0.0}
+    expected = grade_rows(local)
+    assert grade_rows(course) == expected and len(expected) == TASKS * len(minicourse.POINTS)
+    totals = {}
+    for student, assignment, _, score, _ in expected:
+        totals[(student, assignment)] = totals.get((student, assignment), 0.0) + float(score)
+    full = sum(minicourse.POINTS.values())
+    assert totals[("alice", minicourse.NAME)] == totals[("dave", SECOND)] == full  # dave's mini2: alice's answers
+    assert totals[("bob", minicourse.NAME)] == totals[("carol", SECOND)] == 0.0  # carol's mini2: untouched
     for student in STUDENTS:
-        page = course / "feedback" / student / minicourse.NAME / f"{minicourse.NAME}.html"
-        assert page.is_file() and minicourse.HIDDEN_INPUT not in page.read_text()
+        for name in (minicourse.NAME, SECOND):
+            page = course / "feedback" / student / name / f"{name}.html"
+            assert page.is_file() and minicourse.HIDDEN_INPUT not in page.read_text()
 
     # every other command works against the PostgreSQL gradebook, plain nbgrader too; grade-one --commit of
     # a file the gradebook already holds (same key) changes nothing
@@ -283,14 +308,14 @@ def test_a_class_graded_through_slurm_into_postgresql_equals_a_local_run_and_res
     assert again.returncode == 0 and "alice mini: 6/6 graded (already in the gradebook: unchanged)" in again.stdout, \
         again.stdout + again.stderr
     assert "wrote" in autograder(env, "export", "--totals", "--course-root", str(course)).stdout
-    assert read_grades(course / "grades.csv") == expected, "export reads back what the tasks committed"
+    assert grade_rows(course) == expected, "export reads back what the tasks committed"
     assert (course / "grades_totals.csv").read_text().count("\n") == len(STUDENTS) + 1
-    assert "wrote 5 feedback page(s)" in autograder(env, "feedback", "--course-root", str(course)).stdout
+    assert f"wrote {TASKS} feedback page(s)" in autograder(env, "feedback", "--course-root", str(course)).stdout
     assert autograder(env, "report", "--course-root", str(course)).returncode == 0
     assert (course / "reports" / "index.html").is_file()
     nbgrader = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to",
                                str(tmp_path / "nbgrader.csv")], cwd=course, env=env,
                               capture_output=True, text=True, timeout=300)
     assert nbgrader.returncode == 0, nbgrader.stderr[-2000:]
-    assert (tmp_path / "nbgrader.csv").read_text().count("\n") == len(STUDENTS) + 1
+    assert (tmp_path / "nbgrader.csv").read_text().count("\n") == TASKS + 1
     print(f"local run {local_seconds:.1f} s, resumed Slurm run {resume_seconds:.1f} s")
