@@ -29,7 +29,7 @@ import torch
 from course_lib import checks
 from course_lib.plotting import OKABE_ITO
 from course_lib.recurrent import (RecurrentNet, gradient_through_time, linear_rnn_jacobian, loss_cliff,
-                                  make_sequence_task, orthogonal_rnn_gradients, run_sequence_task,
+                                  make_sequence_task, orthogonal_rnn_gradients,
                                   run_sequence_tasks)
 from course_lib.seeding import get_device, set_seed
 from course_lib.widgets import recurrent_explorer
