@@ -338,8 +338,8 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
                      f"{r['before_cpu']:.0f} / {r['now_cpu']:.0f} | {r['before_compute']:.0f} / "
                      f"{r['old_monitor_compute']:.0f} / {r['now_compute']:.0f} | {r['now_draw']:.1f} | "
                      f"{r['now_render']:.1f} | {r['old_draw_render']:.0f} |")
-    lines += ["", "\"old monitor\": today's explorer recording with the monitor before issue 16 (`ReferenceMonitor` "
-              "in bench_notebooks.py): before -> old monitor is the explorer's share of the gain, old monitor -> "
+    lines += ["", "\"old monitor\": today's explorer recording with the monitor before issue 16 (`benchmarks/"
+              "reference_monitor.py`): before -> old monitor is the explorer's share of the gain, old monitor -> "
               "now the monitor's. \"old draw + render\": the same figure drawn as the first "
               "base class did (clear, draw from scratch, constrained layout, `savefig` at 90 dpi), for comparison "
               "with draw + render now (artists moved with `set_data`, layout kept unless the y tick labels change "

@@ -3,13 +3,13 @@
 Before: a batch of 256, every seed change built a new network with `build_mlp`
 (nn.Linear's default init, then the scheme's), a weight-scale change copied the
 initial weights and then multiplied them, and the monitor was the one before
-issue 16 (`ReferenceMonitor` in bench_notebooks.py). Drawing, rendering and
+issue 16 (benchmarks/reference_monitor.py). Drawing, rendering and
 the verdict are the library's: only the compute path differs.
 """
 
 import torch
 
-from benchmarks.bench_notebooks import ReferenceMonitor
+from benchmarks.reference_monitor import GradientMonitor as ReferenceMonitor
 from course_lib.models import build_mlp
 from course_lib.widgets import GradientFlowExplorer
 
