@@ -17,13 +17,14 @@ VERDICT_MODULES = ("judging/judge.py", "judging/names.py", "judging/alignment.py
 def grader_version() -> str:
     """A hash of the code that decides a verdict: the judge, the inspection, the wire, the kernel's side,
     the grading mode, and course_lib (the checks and reference functions the tests call)."""
-    files = [PACKAGE / name for name in VERDICT_MODULES]
+    files = [(name, PACKAGE / name) for name in VERDICT_MODULES]
     spec = importlib.util.find_spec("course_lib")
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        files += sorted(Path(folder).glob("*.py"))
+        # subpackages too (course_lib/widgets/): a name is its path, as two modules may share a file name
+        files += [(str(path.relative_to(folder)), path) for path in sorted(Path(folder).rglob("*.py"))]
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
