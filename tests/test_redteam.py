@@ -38,6 +38,7 @@ import nbformat
 import pytest
 
 from autograder import COURSE_ROOT, REPO_ROOT
+from autograder.isolation.sandbox import UID_BASE
 from autograder.judging import hidden
 from autograder.build import read_source, solution_cells
 
@@ -522,11 +523,56 @@ def grade_command(submissions: Path, course: Path) -> list[str]:
             "--workers", "2", "--timeout", str(TIMEOUT), "--memory-mb", "400", "--processes", "32", "--no-progress"]
 
 
-def run_grader(submissions: Path, course: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(grade_command(submissions, course), cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=900)
+def run_grader(submissions: Path, course: Path, tree: set[int] | None = None) -> subprocess.CompletedProcess:
+    """Grade; with `tree`, every pid that descends from the grader while it runs is added to it."""
+    process = subprocess.Popen(grade_command(submissions, course), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with ProcessTree(process.pid, tree if tree is not None else set()):
+        stdout, stderr = process.communicate(timeout=900)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def descendants(root: int) -> set[int]:
+    """The pids under `root` now (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+class ProcessTree:
+    """Collects, every 0.1 s, the pids that descend from `root` into `pids`. A sandbox's uid is UID_BASE plus
+    its keeper's pid, so this tells this test's sandboxes from those of graders other tests run meanwhile."""
+
+    def __init__(self, root: int, pids: set[int]):
+        self.root, self.pids, self.stop = root, pids, threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+
+    def poll(self) -> None:
+        while not self.stop.is_set():
+            self.pids |= descendants(self.root)
+            self.stop.wait(0.1)
+
+    def __enter__(self) -> "ProcessTree":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def read_grades(course: Path) -> dict[str, dict]:
@@ -541,13 +587,17 @@ def read_grades(course: Path) -> dict[str, dict]:
     return out
 
 
-def sandbox_processes() -> list[str]:
-    """Processes left by student code: a sandbox uid, or the marker the attacks use."""
+def sandbox_processes(tree: set[int]) -> list[str]:
+    """Processes left by student code: the uid of a sandbox whose keeper was in `tree` (the grader's processes;
+    other tests may be grading at the same time), or the marker the attacks use."""
     output = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
     left = []
     for line in output.splitlines():
         parts = line.split(None, 2)
-        if len(parts) == 3 and (int(parts[0]) >= 2_000_000 or PROCESS_MARK in parts[2]) and "ps -eo" not in parts[2]:
+        if len(parts) < 3 or "ps -eo" in parts[2]:
+            continue
+        uid = int(parts[0])
+        if (uid >= UID_BASE and uid - UID_BASE in tree) or PROCESS_MARK in parts[2]:
             left.append(line.strip())
     return left
 
@@ -630,22 +680,26 @@ def runs(tmp_path_factory):
         started = time.time()
         process = subprocess.Popen(grade_command(submissions, mixed_course), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT)
-        while markers(mixed_course) < 8 and process.poll() is None and time.time() - started < 600:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        tree: set[int] = set()
+        with ProcessTree(process.pid, tree):
+            while markers(mixed_course) < 8 and process.poll() is None and time.time() - started < 600:
+                time.sleep(0.05)
+            tree |= descendants(process.pid)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
         killed = {"done": markers(mixed_course), "finished_first": process.returncode != -signal.SIGKILL}
         deadline = time.time() + 10  # the kill travels down grader -> zygote -> job -> keeper -> init -> kernel
-        while sandbox_processes() and time.time() < deadline:
+        while sandbox_processes(tree) and time.time() < deadline:
             time.sleep(0.2)
-        killed["leftovers"] = sandbox_processes()
+        killed["leftovers"] = sandbox_processes(tree)
         killed["broken"] = gradebook_is_whole(mixed_course)
-        result = run_grader(submissions, mixed_course)
+        rerun: set[int] = set()
+        result = run_grader(submissions, mixed_course, rerun)
         seconds = time.time() - started
         gradebook_hash = hashlib.sha256((mixed_course / "gradebook.db").read_bytes()).hexdigest()
         time.sleep(3)  # let any detached process try its luck
         gradebook_hash_later = hashlib.sha256((mixed_course / "gradebook.db").read_bytes()).hexdigest()
-        leftovers = sandbox_processes()
+        leftovers = sandbox_processes(rerun)
     finally:
         server.close()
     return {"base": base, "clean": clean, "clean_course": clean_course, "cases": cases, "clean_log": clean_log,
