@@ -2,9 +2,10 @@
 
 Before: a batch of 256, every seed change built a new network with `build_mlp`
 (nn.Linear's default init, then the scheme's), a weight-scale change copied the
-initial weights and then multiplied them, and the monitor was the one before
-issue 16 (benchmarks/reference_monitor.py). Drawing, rendering and
-the verdict are the library's: only the compute path differs.
+initial weights and then multiplied them, the monitor was the one before
+issue 16 (benchmarks/reference_monitor.py) recording six metrics, and every
+change sent the whole figure to the page as a PNG (Agg, blitted: the base
+class's path with ``browser_draws = False``). Drawing and the verdict are the library's.
 """
 
 import torch
@@ -19,6 +20,8 @@ class BeforeExplorer(GradientFlowExplorer):
 
     batch_size = 256
     monitor_class = ReferenceMonitor
+    metrics = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated", "dead")
+    browser_draws = False  # a PNG of the whole figure per change
 
     def _network(self, s: dict) -> torch.nn.Module:
         key = (s["depth"], s["width"], s["activation"], s["init"], s["norm"], s["residual"], s["seed"])

@@ -118,8 +118,16 @@ def test_explorer_builds_with_a_figure_verdict_and_static_fallback(explorers, na
     assert explorer.controls, "an explorer needs at least one control"
     width, height = png_size(explorer.png)
     assert (width, height) == explorer.canvas.get_width_height()
-    assert explorer.image.value == explorer.png
-    assert explorer.image.layout.width == f"{width}px" and explorer.image.layout.height == f"{height}px"
+    # the page shows a PNG of the figure's size, with the moving curves drawn over it by the browser
+    assert png_size(explorer.image.value) == (width, height)
+    if explorer.curves.value:
+        assert explorer.curves.value.startswith('<svg data-frame="') and "<path d=" in explorer.curves.value
+        assert f'width="{width}" height="{height}"' in explorer.curves.value
+        assert explorer.image.value != explorer.png, "the curves are in the SVG, not also in the PNG"
+    else:
+        assert explorer.image.value == explorer.png
+    for part in (explorer.image, explorer.curves):
+        assert part.layout.width == f"{width}px" and part.layout.height == f"{height}px"
     # Outside a widget front end (nbconvert, a script), the same output still shows the figure.
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -129,10 +137,47 @@ def test_explorer_builds_with_a_figure_verdict_and_static_fallback(explorers, na
     assert explorer.timings.keys() == {"compute", "draw", "render"}
 
 
+def shown(explorer) -> tuple[bytes, str]:
+    """What the page gets: the PNG and the SVG drawn over it."""
+    return explorer.image.value, explorer.curves.value
+
+
+def svg_paths(svg: str) -> list[np.ndarray]:
+    """The points of each path in an explorer's SVG, in pixels (markers and dashes aside)."""
+    paths = []
+    for d in re.findall(r'<path d="([^"]*)"', svg):
+        if "h0" in d or "a" in d:  # markers
+            continue
+        paths.append(np.array(re.findall(r"(-?[\d.]+),(-?[\d.]+)", d), dtype=float))
+    return paths
+
+
+def test_the_browser_draws_the_lines_where_matplotlib_would(explorers):
+    """The SVG's lines are matplotlib's lines in the PNG's pixels (log axes, NaN gaps), clipped to their axes."""
+    explorer = explorers("gradient_flow_explorer")
+    data = explorer.update(depth=12, activation="sigmoid")
+    svg = explorer.curves.value
+    width, height = explorer.canvas.get_width_height()
+    lines = [line for ax in explorer._axes for line in ax.lines]
+    paths = svg_paths(svg)
+    assert len(paths) == len(lines) == 4
+    for line, path in zip(lines, paths):
+        xy = line.get_transform().transform(line.get_xydata())
+        expected = np.column_stack([xy[:, 0], height - xy[:, 1]])
+        expected = expected[np.isfinite(expected).all(axis=1)]
+        np.testing.assert_allclose(path, expected, atol=0.06)
+    assert svg.count('<svg x="') == 2, "one clip box per axes (the twin axes share one)"
+    assert f'stroke="{widgets.base.OKABE_ITO[0].lower()}"' in svg and "stroke-dasharray" in svg
+    # the curve moves with the data
+    explorer.update(weight_scale=2.0)
+    assert not np.allclose(svg_paths(explorer.curves.value)[0], paths[0])
+    assert data["depth"] == 12
+
+
 @pytest.mark.parametrize("name", FACTORIES)
 def test_every_control_changes_data_and_figure(explorers, name):
     explorer = explorers(name)
-    start, start_png, start_values = explorer.last, explorer.png, explorer.values
+    start, start_png, start_values, start_shown = explorer.last, explorer.png, explorer.values, shown(explorer)
     for control_name, control in explorer.controls.items():
         value = other_value(control)
         data = explorer.update(**{control_name: value})
@@ -140,6 +185,7 @@ def test_every_control_changes_data_and_figure(explorers, name):
         assert data is explorer.last
         assert not same(data, start), f"{control_name} = {value!r} changed nothing in the data"
         assert explorer.png != start_png, f"{control_name} = {value!r} did not change the figure"
+        assert shown(explorer) != start_shown, f"{control_name} = {value!r} did not change what the page shows"
         explorer.update(**start_values)
         assert same(explorer.last, start), f"setting {control_name} back did not give the same data"
     assert explorer.values == start_values
@@ -177,7 +223,7 @@ def test_no_figure_or_memory_growth_over_200_updates(explorers, name):
     values = sweep(control, 8) * 33
     for value in values[:64]:  # warm up: caches fill, allocator settles
         explorer.update(**{control_name: value})
-    explorer._pngs.clear()  # draw the first setting (a cached figure would skip drawing)
+    explorer._frames.clear()  # draw the first setting (a cached figure would skip drawing)
     explorer.update(**{control_name: values[0]})
     gc.collect()
     artists, axes, children = (plotted(explorer.figure), len(explorer.figure.axes),
@@ -187,7 +233,7 @@ def test_no_figure_or_memory_growth_over_200_updates(explorers, name):
         if count % 50 == 0:
             explorer.clear_cache()
         explorer.update(**{control_name: value})
-    explorer._pngs.clear()
+    explorer._frames.clear()
     explorer.update(**{control_name: values[0]})
     gc.collect()
     assert len(explorer.figure.axes) == axes and len(explorer.widget.children) == children
@@ -214,7 +260,8 @@ def test_gradient_flow_no_growth_over_200_computed_updates(explorers):
         explorer.update(**values)
     gc.collect()
     assert len(explorer.figure.findobj()) <= artists * 1.5 + 50
-    assert len(explorer._networks) <= 3 and len(explorer._batches) <= 4 and len(explorer._backgrounds) <= 8
+    assert len(explorer._networks) <= 3 and len(explorer._batches) <= 4
+    assert len(explorer._backgrounds) <= 8 and len(explorer._static_pngs) <= 8
     growth = rss_bytes() - memory
     assert growth < 20e6, f"memory grew by {growth / 1e6:.0f} MB over 200 computed updates"
 
@@ -444,16 +491,17 @@ def test_an_error_in_the_background_is_shown_and_the_thread_survives(explorers, 
 def test_results_are_cached_per_setting(explorers):
     explorer = explorers("chain_explorer")
     calls, renders = [], []
-    compute, render = explorer.compute, explorer._render
+    compute, frame = explorer.compute, explorer._frame
     explorer.compute = lambda **v: calls.append(v) or compute(**v)
-    explorer._render = lambda: renders.append(1) or render()
+    explorer._frame = lambda: renders.append(1) or frame()
     first = explorer.update(depth=12)
-    png = explorer.png
+    png, page = explorer.png, shown(explorer)
     explorer.update(depth=13)
     again = explorer.update(depth=12)
     assert again is first and len(calls) == 2
-    assert explorer.png == png and explorer.image.value == png, "the figure is cached too"
+    assert shown(explorer) == page, "the figure is cached too"
     assert len(renders) == 2, "a cached setting must not be drawn again"
+    assert explorer.png == png, "the saved copy shows the cached setting (the figure is drawn again for it)"
     explorer.clear_cache()
     explorer.update(depth=12)
     assert len(calls) == 3
@@ -469,7 +517,7 @@ def test_redraw_in_place_matches_a_full_redraw(explorers, name):
     positions = [ax.get_position().bounds for ax in explorer.figure.axes]
     views = [(ax.get_xlim(), ax.get_ylim()) for ax in explorer.figure.axes]
     explorer._drawn, explorer._layout_key = False, None  # force clear + draw + a fresh layout
-    explorer._pngs.clear()
+    explorer._frames.clear()
     explorer.refresh()
     # The layout is kept while the y tick labels keep their width: it may be off by a pixel or two...
     width, height = explorer.canvas.get_width_height()

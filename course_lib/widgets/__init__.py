@@ -3,8 +3,11 @@
 Every explorer is an `Explorer`: controls (ipywidgets), a `compute` step that
 runs the network for the current values and returns plain data, a `draw`
 step that plots that data on a matplotlib Figure kept by the explorer (never
-pyplot's, so figures do not pile up), and a one-line verdict. The figure is
-shown as a PNG in an ``ipywidgets.Image`` that is updated in place.
+pyplot's, so figures do not pile up), and a one-line verdict. The page
+shows the figure as a PNG (``explorer.image``) with the lines that move
+drawn over it by the browser as SVG (``explorer.curves``, an
+``ipywidgets.HTML``: nothing to install in JupyterLab); ``explorer.png`` is
+the whole figure as one PNG.
 
 Explorers can be driven from code, which is how the tests check them::
 
@@ -30,10 +33,13 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
   costs nothing), and subclasses cache what a control does not touch
   (`GradientFlowExplorer` keeps the batch and the network);
 - subclasses may implement `redraw` to move existing artists (set_data)
-  instead of rebuilding the figure, and mark the moving artists animated
-  so the static rest is rendered once and blitted; the layout is recomputed
-  only when the y tick labels change width; the PNG is rendered by Agg at
-  80 dpi and encoded with fast run-length compression.
+  instead of rebuilding the figure, and mark the moving lines animated:
+  the browser draws those (a few kB of SVG path per change, in the PNG's
+  pixels, from matplotlib's own transforms), and the static rest (axes,
+  ticks, labels, legend) is rendered and sent as a PNG only when it
+  changes; the layout is recomputed only when the y tick labels change
+  width. Explorers without animated lines send an Agg PNG (80 dpi, fast
+  run-length compression) per change.
 
 One module per explorer (named after the notebook's topic), plus `base`
 (the `Explorer` class) and `scales` (ratio text, log-axis limits). A new

@@ -1,4 +1,4 @@
-"""The `Explorer` base class: controls, compute, draw in place, render to PNG, and a saved copy.
+"""The `Explorer` base class: controls, compute, draw in place, show (moving curves drawn by the browser), a saved copy.
 
 The package docstring (`course_lib.widgets`) describes the contract and why it feels instant.
 """
@@ -14,12 +14,16 @@ from collections import OrderedDict, deque
 from contextlib import contextmanager
 
 import ipywidgets as w
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
+from matplotlib.path import Path
 from PIL import Image
 
-from ..plotting import OKABE_ITO
+from ..plotting import OKABE_ITO, integer_ticks
 
 
 class _Refresher:
@@ -72,11 +76,16 @@ class Explorer:
     """Base class: subclasses set ``controls`` and implement `compute`, `draw` and `describe`.
 
     `redraw` is optional: update the artists `draw` made (``line.set_data``)
-    and return True, which skips rebuilding the figure. Artists marked
-    ``set_animated(True)`` are blitted: the rest of the figure is rendered
-    once per look (axis limits, positions, labels, legend texts) and reused,
-    so `redraw` must change nothing else that is drawn. ``timings`` holds the
-    seconds the last refresh spent in compute, draw and render (PNG);
+    and return True, which skips rebuilding the figure. Lines marked
+    ``set_animated(True)`` are drawn by the browser: the rest of the figure
+    (axes, ticks, labels, legend) goes to the page as a PNG only when it
+    changes, and each change sends just those lines, as SVG paths in the
+    PNG's pixels (`_svg`); so `redraw` must change nothing else that is drawn,
+    or the static part is rendered again. Without animated lines (or with
+    ``browser_draws = False``) every change sends the whole figure as a PNG.
+    ``png`` is the whole figure as a PNG either way (the saved copy, front
+    ends without widgets). ``timings`` holds the seconds the last refresh
+    spent in compute, draw and render (SVG, and a PNG when one is sent);
     ``timeline`` the same for the last 200 refreshes, with their end time and
     the CPU time of the refreshing thread (wall time minus CPU time = waiting
     for a core on a busy machine).
@@ -86,6 +95,7 @@ class Explorer:
     dpi = 80                 # 11 pt text = 12.2 px; figure width in px = inches x 80 (at most 800)
     cache_size = 16          # results kept per explorer, keyed by control values (0: no cache)
     background = True        # front-end changes refresh on the background thread, coalesced
+    browser_draws = True     # animated lines drawn by the browser over a PNG of the rest (False: a PNG per change)
 
     def __init__(self, controls: dict[str, w.ValueWidget], *, figsize=(7.2, 3.4)):
         self.controls = controls
@@ -93,31 +103,39 @@ class Explorer:
         self.canvas = FigureCanvasAgg(self.figure)
         self._layout = ConstrainedLayoutEngine()
         width, height = self.canvas.get_width_height()
-        self.image = w.Image(format="png", layout=w.Layout(width=f"{width}px", height=f"{height}px"))
+        # the PNG and the curves drawn over it share one grid cell of the figure's size
+        size = {"width": f"{width}px", "height": f"{height}px", "margin": "0", "grid_area": "1 / 1"}
+        self.image = w.Image(format="png", layout=w.Layout(**size))
+        self.curves = w.HTML(layout=w.Layout(**size))
+        self.plot = w.GridBox([self.image, self.curves], layout=w.Layout(
+            grid_template_columns=f"{width}px", grid_template_rows=f"{height}px", margin="2px 0"))
         self.verdict = w.HTML()
         self.last: dict = {}
-        self.png = b""
         self.timings: dict[str, float] = {}
         self.timeline: deque = deque(maxlen=200)  # (wall clock, timings) of recent refreshes
         self.refreshes = 0
         self._cache: OrderedDict = OrderedDict()
-        self._pngs: dict = {}
+        self._frames: dict = {}         # control values -> (PNG, SVG) shown for them
         self._lock = threading.RLock()
         self._drawn = False
         self._holding = False
         self._generation = 0
-        self._backgrounds: dict = {}
+        self._backgrounds: dict = {}    # what the static part looks like -> its Agg pixels (for `png`)
+        self._static_pngs: dict = {}    # ... -> its PNG (sent to the page under the browser's curves)
+        self._figure_data = None        # the data the figure shows now (a cached frame is shown without drawing)
+        self._png: tuple = (None, b"")  # (data, PNG of the whole figure), made when asked for
         self._layout_key: tuple | None = None
         self._positions: list = []
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self._header = [w.HTML(f"<b>{self.title}</b>")] if self.title else []
         self.panel = w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap"))
-        self.widget = w.VBox(self._header + [self.panel, self.verdict, self.image])
+        self.widget = w.VBox(self._header + [self.panel, self.verdict, self.plot])
         self.widget.add_class("course-explorer")
         self.panel.add_class("course-explorer-controls")
         self.verdict.add_class("course-explorer-verdict")
         self.image.add_class("course-explorer-figure")
+        self.curves.add_class("course-explorer-curves")
         self.refresh()
 
     # subclasses implement these three (and optionally redraw)
@@ -157,19 +175,22 @@ class Explorer:
             data = self._compute_cached(values)
             computed = time.perf_counter()
             key = self._key(values)
-            png = self._pngs.get(key) if key is not None and self._cache.get(key) is data else None
-            if png is None:  # a setting seen before shows its figure again without drawing it
+            frame = self._frames.get(key) if key is not None and self._cache.get(key) is data else None
+            if frame is None:  # a setting seen before shows its figure again without drawing it
                 self._draw(data)
+                self._figure_data = data
                 drawn = time.perf_counter()
-                png = self._render()
+                frame = self._frame()
                 if key is not None and key in self._cache:
-                    self._pngs[key] = png
-                    for stale in [k for k in self._pngs if k not in self._cache]:
-                        del self._pngs[stale]
+                    self._frames[key] = frame
+                    for stale in [k for k in self._frames if k not in self._cache]:
+                        del self._frames[stale]
             else:
                 drawn = computed
-            self.png = png
-            self.image.value = self.png
+            png, svg = frame
+            if self.image.value != png:  # the static part is sent only when it changed
+                self.image.value = png
+            self.curves.value = svg
             self.verdict.value = self.describe(data)
             self.last = data
             self.refreshes += 1
@@ -178,6 +199,17 @@ class Explorer:
             self.timeline.append({"at": time.time(), "cpu": time.thread_time() - start_cpu, **self.timings})
             return data
 
+    @property
+    def png(self) -> bytes:
+        """The whole figure as it is now, as a PNG (the saved copy; rendered when first asked for)."""
+        with self._lock:
+            if self._png[0] is not self.last:
+                if self._figure_data is not self.last:  # a cached frame was shown without drawing
+                    self._draw(self.last)
+                    self._figure_data = self.last
+                self._png = (self.last, self._render())
+            return self._png[1]
+
     def wait(self, timeout: float | None = 30) -> bool:
         """Wait for refreshes started by the front end to finish; False if `timeout` passed first."""
         return _refresher.wait(self, timeout)
@@ -185,11 +217,11 @@ class Explorer:
     def clear_cache(self) -> None:
         """Forget cached results and figures (call after changing settings that are not controls)."""
         self._cache.clear()
-        self._pngs.clear()
+        self._frames.clear()
 
     def close(self) -> None:
         """Close the widgets (frees their front-end models)."""
-        for widget in (self.widget, *self._header, self.panel, self.verdict, self.image,
+        for widget in (self.widget, *self._header, self.panel, self.verdict, self.plot, self.image, self.curves,
                        *self.controls.values()):
             widget.close()
 
@@ -287,9 +319,13 @@ class Explorer:
                            tuple(t.get_text() for t in legend.get_texts()) if legend else ()))
         return self._generation, tuple(parts)
 
+    def _animated(self) -> list:
+        return [artist for ax in self.figure.axes for artist in ax.get_children() if artist.get_animated()]
+
     def _render(self) -> bytes:
-        animated = [artist for ax in self.figure.axes for artist in ax.get_children() if artist.get_animated()]
-        if animated:  # blit: the static part (axes, ticks, labels) is drawn once per look, then reused
+        """The whole figure as a PNG: the static part is drawn once per look, then the animated lines blitted."""
+        animated = self._animated()
+        if animated:
             key = self._static_key()
             background = self._backgrounds.pop(key, None)
             if background is None:
@@ -304,6 +340,9 @@ class Explorer:
                 artist.axes.draw_artist(artist)
         else:
             self.canvas.draw()
+        return self._encode()
+
+    def _encode(self) -> bytes:
         size = self.canvas.get_width_height()
         image = Image.frombuffer("RGBA", size, self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
@@ -311,6 +350,88 @@ class Explorer:
         # 2-3x faster than the default and the PNG is about as small (~30 kB)
         image.save(buffer, format="png", compress_level=1, compress_type=3)
         return buffer.getvalue()
+
+    def _frame(self) -> tuple[bytes, str]:
+        """What the page shows: (PNG, SVG). The PNG is the static part, rendered once per look and reused,
+        and the SVG the animated lines over it; or the whole figure and no SVG (`browser_draws`)."""
+        animated = self._animated()
+        if not self.browser_draws or not animated or not all(isinstance(a, Line2D) for a in animated):
+            return self._render(), ""
+        key = self._static_key()
+        png = self._static_pngs.pop(key, None)
+        if png is None:
+            self.canvas.draw()  # draws everything but the animated artists
+            png = self._encode()
+        self._static_pngs[key] = png
+        while len(self._static_pngs) > 8:
+            self._static_pngs.pop(next(iter(self._static_pngs)))
+        return png, self._svg(animated)
+
+    def _svg(self, lines: list) -> str:
+        """The lines as SVG paths in the figure's pixels, each axes' lines clipped to its box, as Agg clips them.
+
+        Pixel for pixel where the lines would be in the PNG: the transform is matplotlib's (log axes
+        included); widths, dashes and marker sizes are in points, scaled by dpi / 72.
+        """
+        width, height = self.canvas.get_width_height()
+        scale = self.dpi / 72
+        self._svgs = getattr(self, "_svgs", 0) + 1
+        parts = [f'<svg data-frame="{self._svgs}" width="{width}" height="{height}" '
+                 f'viewBox="0 0 {width} {height}" style="display:block;pointer-events:none">']
+        groups: dict = {}
+        for line in lines:
+            if line.get_visible():
+                box = line.get_clip_box()
+                groups.setdefault(tuple(np.round(box.bounds, 1)) if box is not None else None, []).append(line)
+        for box, members in groups.items():
+            if box is not None:  # a nested svg clips to its viewport; its viewBox keeps the figure's pixels
+                x, y, w_, h = box
+                parts.append(f'<svg x="{x}" y="{height - y - h:.1f}" width="{w_}" height="{h}" '
+                             f'viewBox="{x} {height - y - h:.1f} {w_} {h}" overflow="hidden">')
+            for line in members:
+                parts.append(self._svg_line(line, height, scale))
+            if box is not None:
+                parts.append("</svg>")
+        parts.append("</svg>")
+        return "".join(parts)
+
+    @staticmethod
+    def _svg_line(line: Line2D, height: int, scale: float) -> str:
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        xy[:, 1] = height - xy[:, 1]
+        finite = np.isfinite(xy).all(axis=1)
+        xy = np.clip(xy, -1e4, 1e4)  # a point far off the axes: still off them, and a number SVG can take
+        alpha = line.get_alpha()
+        opacity = f' opacity="{alpha:g}"' if alpha is not None and alpha < 1 else ""
+        out = []
+        if line.get_linestyle() not in ("None", " ", "") and line.get_linewidth() > 0:
+            runs, path = np.split(np.arange(len(xy)), np.flatnonzero(~finite)), []
+            for run in runs:  # a NaN (a value a log axis cannot show) breaks the line, as in matplotlib
+                run = run[finite[run]]
+                if len(run):
+                    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy[run])
+                    path.append(f"M{points.replace(' ', 'L', 1) if len(run) > 1 else points + 'l0,0'}")
+            offset, dashes = line._dash_pattern  # in points, already scaled by the line width
+            dash = (f' stroke-dasharray="{" ".join(f"{d * scale:.2f}" for d in dashes)}"' if dashes else "")
+            cap = "butt" if dashes else "square"  # matplotlib: butt dashes, projecting solid lines
+            out.append(f'<path d="{"".join(path)}" fill="none" stroke="{to_hex(line.get_color())}" '
+                       f'stroke-width="{line.get_linewidth() * scale:.2f}" stroke-linejoin="round" '
+                       f'stroke-linecap="{cap}"{dash}{opacity}/>')
+        marker, size = line.get_marker(), line.get_markersize() * scale
+        if marker not in (None, "None", "", " ") and size > 0:
+            face, edge = to_hex(line.get_markerfacecolor(), keep_alpha=True), to_hex(line.get_markeredgecolor())
+            edge_width = line.get_markeredgewidth() * scale
+            if marker in ("o", "s") and face[:7] == edge and face.endswith("ff"):
+                # one colour: a zero-length stroke with round (square) caps is the disc (square) with its edge
+                dots = "".join(f"M{x:.1f},{y:.1f}h0" for x, y in xy[finite])
+                out.append(f'<path d="{dots}" stroke="{edge}" stroke-width="{size + edge_width:.2f}" '
+                           f'stroke-linecap="{"round" if marker == "o" else "square"}"{opacity}/>')
+            else:
+                points = "".join(map(_marker_at(line, size), xy[finite]))
+                fill = "none" if face.endswith("00") else face[:7]
+                out.append(f'<path d="{points}" fill="{fill}" stroke="{edge}" stroke-width="{edge_width:.2f}"'
+                           f'{opacity}/>')
+        return "".join(out)
 
     @contextmanager
     def _held(self):
@@ -366,6 +487,54 @@ class Explorer:
 
     def _text(self) -> str:
         return f"{type(self).__name__}({self.values}): {self.last.get('summary', '')}"
+
+
+def plot_layer_curves(ax, curves: dict, *, xlabel: str, ylabel: str, chosen: str | None = None,
+                      styles: dict | None = None, legend: bool = True) -> None:
+    """Per-layer curves on a log axis (x = 1, 2, ... n), in the course's colours, with whole-number ticks.
+
+    `chosen` names the curve drawn bold with markers; the others are drawn faint behind it, for
+    comparison (residual, transformer). Without it each curve takes its format from `styles`
+    (label -> "o", "-", ...; default "o-").
+    """
+    for i, (label, values) in enumerate(curves.items()):
+        if chosen is None:
+            fmt, extra = (styles or {}).get(label, "o-"), {}
+        else:
+            bold = label == chosen
+            fmt, extra = "o-" if bold else "-", {"alpha": 1.0 if bold else 0.35, "linewidth": 1.5 if bold else 1}
+        ax.semilogy(np.arange(1, len(values) + 1), values, fmt, markersize=3, color=OKABE_ITO[i], label=label,
+                    **extra)
+    ax.set_xlabel(xlabel)
+    integer_ticks(ax)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(frameon=False)
+    ax.grid(True, alpha=0.3)
+
+
+def _marker_at(line: Line2D, size: float):
+    """A function from a point (pixels) to the SVG path of `line`'s marker there, `size` pixels across."""
+    r = size / 2
+    if line.get_marker() == "o":  # two arcs
+        arc = f"a{r:.2f},{r:.2f} 0 1,0"
+        return lambda p: f"M{p[0] - r:.1f},{p[1]:.1f}{arc} {size:.2f},0{arc} {-size:.2f},0z"
+    if line.get_marker() == "s":
+        return lambda p: f"M{p[0] - r:.1f},{p[1] - r:.1f}h{size:.2f}v{size:.2f}h{-size:.2f}z"
+    style = line._marker  # any other marker: matplotlib's own path, scaled to `size`, y pointing down
+    path = style.get_path().transformed(style.get_transform())
+    commands = {Path.MOVETO: "M", Path.LINETO: "L", Path.CURVE3: "Q", Path.CURVE4: "C"}
+
+    def at(p):
+        parts = []
+        for vertices, code in path.iter_segments(simplify=False, curves=True):
+            if code == Path.CLOSEPOLY:
+                parts.append("z")
+                continue
+            xy = vertices.reshape(-1, 2) * [size, -size] + p
+            parts.append(commands[code] + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy))
+        return "".join(parts)
+    return at
 
 
 STATIC_NOTE = "A saved copy of this explorer: run the cell to move its sliders again."

@@ -2,13 +2,11 @@
 
 
 import ipywidgets as w
-import numpy as np
 from matplotlib.figure import Figure
 
-from ..plotting import OKABE_ITO, integer_ticks
 from ..residual import resnet_gradient_norms
 from ..verdicts import gradient_verdict
-from .base import Explorer
+from .base import Explorer, plot_layer_curves
 from .scales import format_ratio
 
 
@@ -44,18 +42,11 @@ class ResidualExplorer(Explorer):
                            f"gradient ({kind})"}
 
     def draw(self, figure: Figure, data: dict) -> None:
-        ax = figure.add_subplot()
-        for i, kind in enumerate(("plain", "residual")):
-            norms = data["norms"][kind]
-            chosen = kind == data["architecture"]
-            ax.semilogy(np.arange(1, len(norms) + 1), norms, "o-" if chosen else "-", markersize=3,
-                        color=OKABE_ITO[i], alpha=1.0 if chosen else 0.35, linewidth=1.5 if chosen else 1,
-                        label=f"{kind}-{data['depth']}")
-        ax.set_xlabel("block (1 = next to the input)")
-        integer_ticks(ax)
-        ax.set_ylabel("gradient norm ||dL/dh_k||")
-        ax.legend(frameon=False)
-        ax.grid(True, alpha=0.3)
+        depth = data["depth"]
+        plot_layer_curves(figure.add_subplot(),
+                          {f"{kind}-{depth}": data["norms"][kind] for kind in ("plain", "residual")},
+                          chosen=f"{data['architecture']}-{depth}", xlabel="block (1 = next to the input)",
+                          ylabel="gradient norm ||dL/dh_k||")
 
     def describe(self, data: dict) -> str:
         return (f"{data['architecture']}-{data['depth']}: block 1 receives <b>{format_ratio(data['ratio'])}</b> "

@@ -4,9 +4,8 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..plotting import OKABE_ITO, integer_ticks
 from ..transformer import PLACEMENTS, block_gradient_norms
-from .base import Explorer
+from .base import Explorer, plot_layer_curves
 from .scales import format_ratio
 
 
@@ -42,18 +41,9 @@ class TransformerExplorer(Explorer):
                            f"last block post/pre {top_ratio:.2g} (sqrt(L) = {np.sqrt(depth):.2g})"}
 
     def draw(self, figure: Figure, data: dict) -> None:
-        ax = figure.add_subplot()
-        for i, placement in enumerate(PLACEMENTS):
-            norms = data["norms"][placement]
-            chosen = placement == data["placement"]
-            ax.semilogy(np.arange(1, len(norms) + 1), norms, "o-" if chosen else "-", markersize=3,
-                        color=OKABE_ITO[i], alpha=1.0 if chosen else 0.35, linewidth=1.5 if chosen else 1,
-                        label=f"{placement}-LN")
-        ax.set_xlabel("block (1 = next to the input)")
-        integer_ticks(ax)
-        ax.set_ylabel("||dL/d(block parameters)||")
-        ax.legend(frameon=False)
-        ax.grid(True, alpha=0.3)
+        plot_layer_curves(figure.add_subplot(), {f"{p}-LN": data["norms"][p] for p in PLACEMENTS},
+                          chosen=f"{data['placement']}-LN", xlabel="block (1 = next to the input)",
+                          ylabel="||dL/d(block parameters)||")
 
     def describe(self, data: dict) -> str:
         return (f"{data['placement']}-LN, {data['depth']} blocks: the largest block gradient is "

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..plotting import OKABE_ITO, integer_ticks
+from ..plotting import OKABE_ITO
 from ..seeding import one_torch_thread
 from ..variance import chi_1, critical_sigma_w2, gradient_curve, layer_statistics, random_network, variance_curve
-from .base import Explorer
+from .base import Explorer, plot_layer_curves
 
 
 class VarianceExplorer(Explorer):
@@ -25,6 +25,7 @@ class VarianceExplorer(Explorer):
     """
 
     title = "Variance propagation at initialization"
+    styles = {"measured": "o", "mean field": "-"}
 
     def __init__(self, *, activation: str = "tanh", sigma_w2: float = 1.0, depth: int = 30,
                  sigma_b2: float = 0.05, width: int = 128, num_examples: int = 256, seed: int = 0):
@@ -68,17 +69,11 @@ class VarianceExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         forward, backward, phase = figure.subplots(1, 3)
-        layers = np.arange(1, data["depth"] + 1)
         for ax, measured, predicted, label in ((forward, data["pre_std"], data["predicted_pre_std"], "std of z_l"),
                                                (backward, data["grad_std"], data["predicted_grad_std"],
                                                 "std of dL/dh_l")):
-            ax.semilogy(layers, measured, "o", color=OKABE_ITO[0], markersize=3, label="measured")
-            ax.semilogy(layers, predicted, "-", color=OKABE_ITO[1], label="mean field")
-            ax.set_xlabel("layer")
-            integer_ticks(ax)
-            ax.set_ylabel(label)
-            ax.grid(True, alpha=0.3)
-        forward.legend(frameon=False)
+            plot_layer_curves(ax, {"measured": measured, "mean field": predicted}, styles=self.styles,
+                              xlabel="layer", ylabel=label, legend=ax is forward)
         phase.plot(data["grid"], data["chis"], color=OKABE_ITO[2])
         phase.axhline(1.0, color="black", linewidth=0.8)
         phase.axvline(data["critical"], color=OKABE_ITO[3], linestyle="--",
