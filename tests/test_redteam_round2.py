@@ -130,11 +130,12 @@ _T0, _TOP, _MEMORY = {t0!r}, {top!r}, {memory!r}
 _PREFIXES = {prefixes!r}
 _HASHES = {hashes!r}
 _ROOTS = {roots!r}
+_CAP = {cap!r}  # items kept per kind
 _report = {{"names": [], "contents": [], "links": [], "memory": [], "finders": [], "seen": 0, "read": 0}}
 _SKIP = {{"mem", "pagemap", "kcore", "kmsg", "clear_refs", "map_files", "task", "kpageflags", "kpagecount",
          "kpagecgroup", "sysrq-trigger", "timer_list", "ns"}}
 def _note(kind, item):
-    if len(_report[kind]) < 40:
+    if len(_report[kind]) < _CAP:
         _report[kind].append(item)
 def _markers(data):
     for prefix in _PREFIXES:
@@ -227,10 +228,10 @@ for _where, _what in _report["contents"]:
 print("WALK-REPORT:" + json.dumps(_report))'''
 
 
-def walker(roots: list[str], *, t0: float, top: str = "/", memory: bool = True) -> str:
+def walker(roots: list[str], *, t0: float, top: str = "/", memory: bool = True, cap: int = 40) -> str:
     return WALKER.format(t0=t0, top=top, memory=memory, prefixes=[SOLUTION_PREFIX.encode(), HIDDEN_PREFIX.encode()],
                          hashes=[hashlib.sha256(m.encode()).hexdigest() for m in (SOLUTION_MARKER, HIDDEN_MARKER)],
-                         roots=roots)
+                         roots=roots, cap=cap)
 
 
 def walk_report(course: Path, student: str, assignment: str) -> dict:
@@ -610,7 +611,9 @@ def _students(course: Path) -> dict[str, tuple]:
 
 def _control_walk(checkout: Path, roots: list[str], t0: float) -> dict:
     """The walker outside any sandbox, on the checkout alone: it must find what the sandboxed ones must not."""
-    code = "get_ipython = None\n" + walker(roots, t0=t0, top=str(checkout), memory=False).replace(
+    # every name kept: under a root, each path is one, and whether the sources came among the first 40
+    # depended on the order `find` lists the copy in
+    code = "get_ipython = None\n" + walker(roots, t0=t0, top=str(checkout), memory=False, cap=100_000).replace(
         "_shell().run_cell(_block)", "pass")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert "WALK-REPORT:" in result.stdout, result.stderr[-3000:]

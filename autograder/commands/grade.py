@@ -34,7 +34,7 @@ from ..course.gradebook import commit, graded_pairs
 from ..course.root import Course, GradingError
 from ..course.slurm import SlurmError, SlurmOptions, SlurmRunner
 from ..course.submissions import discover
-from ..isolation.sandbox import Limits
+from ..isolation.limits import Limits
 from ..judging.worker import clear_leftovers, scratch_dir
 from .options import add_course_root, add_limits, limits_from
 

@@ -1,8 +1,8 @@
-"""Options several commands share; the limits' defaults come from isolation.sandbox.Limits."""
+"""Options several commands share; the limits' defaults come from isolation.limits.Limits."""
 
 from __future__ import annotations
 
-from ..isolation.sandbox import Limits
+from ..isolation.limits import Limits
 
 DEFAULTS = Limits()
 

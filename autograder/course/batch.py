@@ -14,8 +14,9 @@ from pathlib import Path
 import nbformat
 
 from ..files import read_bytes
-from ..isolation import sandbox
-from ..isolation.sandbox import Isolation, Limits
+from ..isolation import machine
+from ..isolation.limits import Limits
+from ..isolation.machine import Isolation
 from ..judging.jobs import JobResult, JobSpec
 from ..judging.judge import zero_result
 from ..judging.plan import Plan
@@ -29,7 +30,7 @@ from .submissions import Submission
 
 def require_isolation(*, unsafe: bool, force_mode: str | None = None, log=print) -> Isolation:
     """The strongest isolation this machine gives; without any, a refusal unless `unsafe`."""
-    isolation = sandbox.probe(force_mode=force_mode)
+    isolation = machine.probe(force_mode=force_mode)
     if isolation.mode == "none":
         banner = "!" * 78
         message = (f"{banner}\n  {isolation.describe()}\n"

@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..isolation.sandbox import Isolation, Limits
+from ..isolation.limits import Limits
+from ..isolation.machine import Isolation
 from .plan import Plan
 
 

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from .. import REPO_ROOT
 from ..files import HALF_WRITTEN, read_bytes, write_atomic
-from ..isolation.sandbox import Sandbox, SandboxError, make_undumpable
+from ..isolation.linux import SandboxError, make_undumpable
+from ..isolation.sandbox import Sandbox
 from .alignment import read_submission
 from .feedback import render_html
 from .jobs import JobResult, JobSpec
@@ -78,10 +79,10 @@ def preload() -> None:
                 pass
     except ImportError:
         pass
-    from ..isolation import sandbox
+    from ..isolation import file_view
     from . import feedback, judge  # noqa: F401
 
-    sandbox.view()  # reads site-packages once here, not in every job
+    file_view.view()  # reads site-packages once here, not in every job
 
     try:  # compile the feedback template once, so forked jobs render fast
         import nbformat
@@ -159,9 +160,9 @@ def run_job(spec: JobSpec) -> JobResult:
 def zygote_main() -> None:
     """Read job specs (JSON lines) on stdin, fork a job for each, report when each ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides when to stop
-    from ..isolation import sandbox
+    from ..isolation import linux
 
-    sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -221,9 +222,9 @@ def _job_child(spec: dict, parent: int) -> None:
     """The forked job: `spec` as JSON, read only after the fork (the zygote stays free of any job's data)."""
     code = 0
     try:
-        from ..isolation import sandbox
+        from ..isolation import linux
 
-        sandbox.die_with_parent(parent)  # the zygote may have died (killed grader) since the fork
+        linux.die_with_parent(parent)  # the zygote may have died (killed grader) since the fork
         os.setpgid(0, 0)  # the job and anything it starts outside a sandbox die together
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         run_job(JobSpec.from_json(spec))
@@ -238,11 +239,11 @@ class Pool:
     """The grader's handle on one zygote: submit specs, collect finished job ids, kill stragglers."""
 
     def __init__(self):
-        from ..isolation import sandbox
+        from ..isolation import file_view
 
         clear_leftovers()
         code = REPO_ROOT  # the folder that holds the autograder package
-        self.runtime = sandbox.course_lib_copy()
+        self.runtime = file_view.course_lib_copy()
         # the zygote's sys.path: the copy of course_lib (its working directory, first), then the grader's code
         paths = [str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.process = subprocess.Popen(
@@ -323,7 +324,7 @@ UNTAGGED = re.compile(r"^vg-(grade|grade-one|unsafe)-[a-z0-9_]{8}$")  # graders 
 
 def scratch_dir(kind: str) -> Path:
     """A private temporary folder named after this process, so a later run can tell when it is left over."""
-    from ..isolation.sandbox import owner_tag
+    from ..isolation.owners import owner_tag
 
     return Path(tempfile.mkdtemp(prefix=f"vg-{kind}-{owner_tag()}-"))
 
@@ -331,7 +332,8 @@ def scratch_dir(kind: str) -> Path:
 def clear_leftovers(course_root: Path | None = None) -> None:
     """Remove what graders that died left: sandbox cgroups (and their processes), scratch folders and
     copies of course_lib in the temporary folder, half-written files in the course root."""
-    from ..isolation.sandbox import owner_alive, sweep_cgroups
+    from ..isolation.cgroups import sweep_cgroups
+    from ..isolation.owners import owner_alive
 
     sweep_cgroups()
     try:
@@ -354,7 +356,7 @@ def clear_leftovers(course_root: Path | None = None) -> None:
 
 
 def _die_with_parent() -> None:
-    from ..isolation.sandbox import PR_SET_PDEATHSIG, prctl
+    from ..isolation.linux import PR_SET_PDEATHSIG, prctl
 
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -25,6 +25,16 @@ ALLOWED = {
     "commands": {"base", "isolation", "judging", "authoring", "course", "commands"},
     "main": {"base", "commands"},
 }
+# inside isolation/, each module -> the isolation modules it may import: the system calls, owners, limits and
+# the clock at the bottom, then cgroups and the file view, then the probe, and the sandbox that ties them together
+ISOLATION = {
+    "output": set(), "wire": set(), "shell": {"wire", "output"},
+    "linux": set(), "owners": set(), "limits": set(), "clock": set(),
+    "cgroups": {"limits", "owners"}, "file_view": {"linux", "owners"},
+    "machine": {"cgroups", "clock", "file_view", "linux"},
+    "sandbox": {"cgroups", "clock", "file_view", "limits", "linux", "machine", "owners", "shell"},
+}
+LONGEST = 500  # lines: a module a newcomer reads in one sitting
 
 
 def zone(module: str) -> str:
@@ -95,9 +105,25 @@ def test_only_isolation_imports_the_code_that_runs_in_the_sandbox():
     wrong = [f"{module}:{line}" for module, edges in GRAPH.items() for target, _, line in edges
              if target in IN_SANDBOX and zone(module) != "isolation"]
     assert not wrong, wrong
+    importers = {module for module, edges in GRAPH.items() for target, _, _ in edges if target in IN_SANDBOX}
+    assert importers == {"autograder.isolation.sandbox"}, importers  # imported once, before any fork
     # and the in-sandbox code itself needs nothing but the wire and its output buffer
     assert {t for t, _, _ in GRAPH["autograder.isolation.shell"]} <= {"autograder.isolation.wire",
                                                                       "autograder.isolation.output"}
+
+
+def test_isolation_is_layered_one_job_per_module():
+    found = {m.rsplit(".", 1)[-1] for m in MODULES if zone(m) == "isolation" and m != "autograder.isolation"}
+    assert found == set(ISOLATION), found ^ set(ISOLATION)  # a new module gets its place in the table
+    wrong = [f"{module}:{line} imports {target}" for module, edges in GRAPH.items() if zone(module) == "isolation"
+             for target, _, line in edges if zone(target) == "isolation" and target != module
+             and target.rsplit(".", 1)[-1] not in ISOLATION[module.rsplit(".", 1)[-1]]]
+    assert not wrong, wrong
+
+
+def test_every_module_can_be_read_in_one_sitting():
+    long = {module: n for module, path in MODULES.items() if (n := len(path.read_text().splitlines())) > LONGEST}
+    assert not long, long
 
 
 def test_no_import_cycles():

@@ -9,7 +9,7 @@ import pytest
 from autograder import files
 from autograder.commands.options import add_limits, limits_from
 from autograder.course.root import Course
-from autograder.isolation.sandbox import Limits
+from autograder.isolation.limits import Limits
 
 
 def _parse(argv):

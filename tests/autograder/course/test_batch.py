@@ -4,10 +4,10 @@ import pytest
 
 from autograder.course import batch
 from autograder.course.root import GradingError
-from autograder.isolation import sandbox
+from autograder.isolation import machine
 
 def test_without_namespaces_grading_is_refused_unless_asked_for(monkeypatch):
-    monkeypatch.setattr(sandbox, "probe", lambda **kwargs: sandbox.Isolation("none", False, False, "", ["no"]))
+    monkeypatch.setattr(machine, "probe", lambda **kwargs: machine.Isolation("none", False, False, "", ["no"]))
     with pytest.raises(GradingError, match="Refusing"):
         batch.require_isolation(unsafe=False)
     messages = []

@@ -7,7 +7,8 @@ import pytest
 
 from autograder import files
 from autograder.course import batch, submissions
-from autograder.isolation import sandbox
+from autograder.isolation import machine
+from autograder.isolation.limits import Limits
 
 NOTEBOOKS = {"01_chain_rule": "01_chain_rule", "02_sigmoid_saturation": "02_sigmoid_saturation"}
 
@@ -194,5 +195,5 @@ def test_reading_a_submission_never_follows_a_link_nor_waits_on_a_fifo(tmp_path)
             files.read_bytes({"path": str(tmp_path / name)})
     submission = submissions.Submission("s", "01_chain_rule", {"01_chain_rule": {"path": str(tmp_path / "fifo.ipynb")}})
     sources = {"01_chain_rule": {"assignment": "01_chain_rule", "sha": "x"}}
-    settings = batch.Batch(sandbox.probe(force_mode="none"), sandbox.Limits(), [], tmp_path)
+    settings = batch.Batch(machine.probe(force_mode="none"), Limits(), [], tmp_path)
     assert len(settings.job_key(submission, sources, {})) == 64  # a key, not an exception

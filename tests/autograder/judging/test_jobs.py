@@ -2,7 +2,8 @@
 
 import json
 
-from autograder.isolation.sandbox import Isolation, Limits
+from autograder.isolation.limits import Limits
+from autograder.isolation.machine import Isolation
 from autograder.judging.jobs import CellScore, JobResult, JobSpec, NotebookResult
 from autograder.judging.plan import Plan
 
