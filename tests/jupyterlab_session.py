@@ -187,21 +187,27 @@ def notebook_copy(nb: nbformat.NotebookNode, folder: Path, name: str) -> str:
     return f"{name}.ipynb"
 
 
-# In-page helpers: state of the explorers and of the cells, read in one round trip.
+# In-page helpers: state of the explorers and of the cells, read in one round trip. An explorer's figure
+# is a PNG (img.course-explorer-figure) with the moving lines drawn over it as SVG
+# (.course-explorer-curves svg, numbered by data-frame): ``src`` names both, so it changes with either.
 EXPLORER_STATE_JS = """
 () => [...document.querySelectorAll('.course-explorer')].map(el => {
     const img = el.querySelector('img.course-explorer-figure');
+    const svg = el.querySelector('.course-explorer-curves svg');
     const cell = el.closest('.jp-Cell');
     const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];
     return {
         cell: cells.indexOf(cell),
         controls: el.querySelectorAll('.course-explorer-controls > .jupyter-widgets').length,
         sliders: el.querySelectorAll('.widget-slider').length,
-        src: img ? img.getAttribute('src') : null,
+        src: img ? img.getAttribute('src') + (svg ? '#frame' + svg.dataset.frame : '') : null,
+        image: img ? img.getAttribute('src') : null,
+        curves: svg ? svg.querySelectorAll('path').length : 0,
         loaded: img ? (img.complete && img.naturalWidth > 0) : false,
         width: img ? img.naturalWidth : 0,
         verdict: (el.querySelector('.course-explorer-verdict') || {}).innerText || '',
         error: !!el.querySelector('.course-explorer-error'),
+        saved: (cell && cell.querySelector('.course-explorer-static img') || {src: null}).src,
     };
 })
 """
@@ -319,6 +325,21 @@ class Notebook:
             time.sleep(0.05)
             state = self.explorers()[explorer_index]
         return state
+
+    def run_cell(self, index: int, timeout: float = 120) -> str:
+        """Run code cell `index` again (select it, Shift+Enter); returns the text of its new output."""
+        cell = self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        before = self.cells()[index]["prompt"]
+        cell.scroll_into_view_if_needed()
+        cell.locator(".jp-InputPrompt").first.click()
+        self.page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            prompt = self.cells()[index]["prompt"]
+            if prompt != before and re.search(r"\[\d+\]", prompt):
+                return cell.locator(".jp-OutputArea").first.inner_text()
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.filename}: cell {index} did not run again within {timeout:.0f} s")
 
     def shutdown_kernels(self) -> None:
         """Stop every kernel of the server (the next notebook gets the CPU to itself)."""

@@ -29,7 +29,8 @@ class GradientFlowExplorer(Explorer):
     labels, cross-entropy) inside a `GradientMonitor`. Left: ||dL/dW|| and the
     backpropagated ||dL/dh|| per layer (log scale). Right: the std of each
     layer's activations (log scale) and the fraction of its units that are
-    saturated (sigmoid, tanh) or dead (ReLU). The verdict is the monitor's
+    saturated (sigmoid, tanh) or dead (the others; the monitor measures only
+    the fraction shown, and the other is NaN). The verdict is the monitor's
     `diagnose()`: layer 1 against the last layer, vanishing below 1e-2,
     exploding above 1e2 (on whichever of the two norms is more extreme);
     ``last["ratio"]`` is that ratio (the ||dL/dW|| ratio when healthy, and the
@@ -50,8 +51,9 @@ class GradientFlowExplorer(Explorer):
     inits = (("default", "default"), ("small normal", "small_normal"), ("Xavier", "xavier"), ("He", "he"),
              ("orthogonal", "orthogonal"))
     norms = (("none", "none"), ("BatchNorm", "batch"), ("LayerNorm", "layer"))
-    # what the figure and the verdict read: one pass and no optimizer step, so no update:data
-    metrics = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated", "dead")
+    # what the figure and the verdict read: one pass and no optimizer step, so no update:data; and of the
+    # two fractions only the one plotted (`fraction`): for sigmoid and tanh a dead unit is saturated too
+    metrics = ("grad_norm", "out_grad_norm", "act_mean", "act_std")
 
     # 128, not 256: half the work, and the figure is statistically the same: on random settings the
     # first/last ratio moves between 128 and 256 examples no more than between two seeds at 256 (median,
@@ -149,7 +151,8 @@ class GradientFlowExplorer(Explorer):
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
             net.zero_grad(set_to_none=True)
-            with self.monitor_class(net, keep_values=False, metrics=self.metrics) as monitor:
+            metrics = (*self.metrics, self.fraction(s["activation"]))
+            with self.monitor_class(net, keep_values=False, metrics=metrics) as monitor:
                 loss = F.cross_entropy(net(X), y)
                 loss.backward()
             net.zero_grad(set_to_none=True)
@@ -185,9 +188,13 @@ class GradientFlowExplorer(Explorer):
         values = np.asarray(values, dtype=float)
         return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
+    @staticmethod
+    def fraction(activation: str) -> str:
+        """The fraction of unhealthy units the figure shows: saturated (sigmoid, tanh) or dead (the rest)."""
+        return "saturated" if activation in ("sigmoid", "tanh") else "dead"
+
     def _unhealthy(self, data: dict) -> np.ndarray:
-        kind = "dead" if data["activation"] in ("relu", "leaky_relu") else "saturated"
-        return np.nan_to_num(data[kind], nan=0.0)
+        return np.nan_to_num(data[self.fraction(data["activation"])], nan=0.0)
 
     def draw(self, figure: Figure, data: dict) -> None:
         grads_ax, acts_ax = figure.subplots(1, 2)
@@ -227,8 +234,7 @@ class GradientFlowExplorer(Explorer):
         grads_ax.lines[1].set_data(layers, flow)
         acts_ax.lines[0].set_data(layers, stds)
         fraction_ax.lines[0].set_data(layers, self._unhealthy(data))
-        fraction_ax.set_ylabel("dead fraction" if data["activation"] in ("relu", "leaky_relu")
-                               else "saturated fraction")
+        fraction_ax.set_ylabel(f"{self.fraction(data['activation'])} fraction")
         # x range snapped to a multiple of 5 layers: most depth steps then keep the axes (and their
         # blitted background) as they are
         right = 5 * math.ceil(data["depth"] / 5)
