@@ -50,6 +50,29 @@ def test_deleted_and_duplicated_test_cells_are_restored_once():
     assert unneeded_student_cells(steps, model) == {0, 1}  # unchanged source cells nothing the student wrote reads
 
 
+def test_nbgraders_deduplicateids_keeps_the_last_copy_known_by_its_grade_id_whatever_its_flags():
+    import copy
+
+    import nbformat
+
+    from autograder.judging.alignment import graded_copies
+
+    model, source = _source_model()
+    student = copy.deepcopy(source)
+    student.cells[3].source = hidden.released_source(student.cells[3].source)
+    student.cells.append(copy.deepcopy(student.cells[2]))  # a second answer cell, then a flagless test copy
+    student.cells[-1].source = "y = 2"
+    student.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade_id": "q1_test"}}))
+    nb = read_submission(nbformat.writes(student).encode())
+    assert graded_copies(nb, model) == {4, 5}  # the last copy of each grade_id (nbgrader would keep cell 3)
+    steps, notes = align(nb, model)
+    tests = [s for s in steps if s.kind == "test"]
+    assert len(tests) == 1 and tests[0].cell["source"] == source.cells[3].source  # restored, run once
+    answers = [(s.grade_id, s.cell["source"]) for s in steps if s.kind == "student" and "y = " in s.cell["source"]]
+    assert answers == [(None, source.cells[2].source), ("q1", "y = 2")]  # the earlier copy: ordinary code
+    assert sum("appears 2 times" in n for n in notes) == 2
+
+
 def test_free_names_are_what_a_cell_reads_from_earlier_cells():
     assert free_names("x = f(x)\ntry:\n    pass\nexcept E as error:\n    print(error)") == {"f", "x", "E", "print"}
 
