@@ -33,7 +33,7 @@ from .datasets import load_digits
 from .models import MLP, activation_derivative, build_mlp
 from .monitoring import GradientMonitor
 from .seeding import one_torch_thread
-from .training import History, accuracy, train
+from .training import SGD, AdamW, History, accuracy, train
 
 DEAD_SLOPE = 1e-6
 """A unit is dead on a batch when |f'(z)| < DEAD_SLOPE on every example (as in `GradientMonitor`)."""
@@ -117,17 +117,17 @@ class _SideBySide(nn.Module):
         return torch.stack([net(x) for net in self.members])
 
 
-class _ClipEachSGD(torch.optim.SGD):
+class _ClipEachSGD(SGD):
     """SGD that first clips each parameter group's gradient (one group per network) to norm `clip`."""
 
     def __init__(self, groups, *, clip: float, **options):
         super().__init__(groups, **options)
         self.clip = clip
 
-    def step(self, closure=None):
+    def step(self) -> None:
         for group in self.param_groups:
             nn.utils.clip_grad_norm_(group["params"], self.clip)
-        return super().step(closure)
+        super().step()
 
 
 def train_together(nets, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_steps: int,
@@ -150,7 +150,7 @@ def train_together(nets, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_ste
     """
     groups = [{"params": [p for p in net.parameters() if p.requires_grad], **options}
               for net, options in zip(nets, groups or [{} for _ in nets])]
-    optimizer = (torch.optim.SGD(groups, lr=lr, momentum=momentum) if clip is None
+    optimizer = (SGD(groups, lr=lr, momentum=momentum) if clip is None
                  else _ClipEachSGD(groups, clip=clip, lr=lr, momentum=momentum))
     monitors = [GradientMonitor(net, every=monitor) for net in nets] if monitor else []
     per_step = []
@@ -280,8 +280,8 @@ def revival_experiments(settings: dict[str, dict], *, bias: float = -1.0, depth:
     for label in settings:
         if label not in histories:
             net = nets[label]
-            adamw = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad])
-            histories[label] = train(net, X, y, lr=adamw.defaults["lr"], num_steps=num_steps, optimizer=adamw,
+            adamw = AdamW([p for p in net.parameters() if p.requires_grad])
+            histories[label] = train(net, X, y, lr=adamw.param_groups[0]["lr"], num_steps=num_steps, optimizer=adamw,
                                      seed=seed, progress=False)
     results = {}
     for label, net in nets.items():

@@ -1,6 +1,10 @@
 """A plain training loop: minibatch SGD/Adam, optional clipping, a progress bar, a History.
 
 Kept short on purpose so students can read every line; used from notebook 02 on.
+The loop's own `SGD`, `Adam` and `AdamW` are a few lines each: the same
+updates as torch.optim's, bit for bit, without torch.optim's machinery, whose
+first optimizer in a process imports torch._dynamo (about 1.4 s of CPU, more
+than many of the course's training runs take).
 """
 
 import math
@@ -35,14 +39,124 @@ class History:
         return float(np.mean(self.loss[-tail:]))
 
 
-def _make_optimizer(optimizer, params, lr: float, momentum: float) -> torch.optim.Optimizer:
-    if isinstance(optimizer, torch.optim.Optimizer):
-        return optimizer
+class SGD:
+    """Stochastic gradient descent with momentum and (coupled) weight decay, torch.optim.SGD's update.
+
+    Per weight w with gradient g: g <- g + weight_decay * w; with momentum,
+    b <- g on the first step and b <- momentum * b + g after (Sutskever et al.
+    2013's heavy ball, PyTorch's form, no dampening), g <- b; then w <- w - lr * g.
+    `params` is an iterable of tensors or of parameter groups (dicts with
+    "params" and their own options), as for torch.optim; `param_groups` and
+    `zero_grad` work the same way. Same numbers as torch.optim.SGD on the CPU
+    (tests/test_training.py checks it, bit for bit).
+    """
+
+    def __init__(self, params, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        self.param_groups = _groups(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.state: dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _zero_grad(self.param_groups, set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                g = w.grad
+                if group["weight_decay"]:
+                    g = g.add(w, alpha=group["weight_decay"])
+                if group["momentum"]:
+                    state = self.state.setdefault(w, {})
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = g.detach().clone()
+                    else:
+                        state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                    g = state["momentum_buffer"]
+                w.add_(g, alpha=-group["lr"])
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015), torch.optim.Adam's update; `AdamW` decouples the weight decay.
+
+    Per weight w with gradient g, at step t: m <- beta1 m + (1 - beta1) g,
+    v <- beta2 v + (1 - beta2) g^2, then
+    w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+    Weight decay adds weight_decay * w to g (Adam) or first multiplies w by
+    1 - lr * weight_decay (AdamW, Loshchilov & Hutter 2019). Same numbers as
+    torch.optim.Adam/AdamW on the CPU (tests/test_training.py checks it, bit for bit).
+    """
+
+    decoupled = False
+
+    def __init__(self, params, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        self.param_groups = _groups(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self.state: dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _zero_grad(self.param_groups, set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, (beta1, beta2), decay = group["lr"], group["betas"], group["weight_decay"]
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                g = w.grad
+                state = self.state.setdefault(w, {})
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(w), exp_avg_sq=torch.zeros_like(w))
+                state["step"] += 1
+                if decay and self.decoupled:
+                    w.mul_(1 - lr * decay)
+                elif decay:
+                    g = g.add(w, alpha=decay)
+                m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(group["eps"])
+                w.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), torch.optim.AdamW's defaults."""
+
+    decoupled = True
+
+    def __init__(self, params, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def _groups(params, **defaults) -> list[dict]:
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    return [{**defaults, **group, "params": list(group["params"])} for group in groups]
+
+
+def _zero_grad(groups: list[dict], set_to_none: bool) -> None:
+    for group in groups:
+        for w in group["params"]:
+            if w.grad is None:
+                continue
+            if set_to_none:
+                w.grad = None
+            else:
+                w.grad.detach_().zero_()
+
+
+def _make_optimizer(optimizer, params, lr: float, momentum: float):
     if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+        return SGD(params, lr=lr, momentum=momentum)
     if optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer, got {optimizer!r}")
+        return Adam(params, lr=lr)
+    if hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad"):
+        return optimizer
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or an optimizer (torch.optim or this module's), "
+                     f"got {optimizer!r}")
 
 
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_steps: int,
@@ -55,7 +169,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_
         lr, num_steps, batch_size: the usual; batches walk through a fresh
             seeded permutation of the data every epoch.
         loss: ``"cross_entropy"``, ``"mse"`` or a callable (output, target) -> loss.
-        optimizer: ``"sgd"`` (with `momentum`), ``"adam"`` or an optimizer instance.
+        optimizer: ``"sgd"`` (`SGD` with `momentum`), ``"adam"`` (`Adam`) or an
+            optimizer instance (torch.optim's or this module's).
         clip: rescale the gradient to at most this total norm (Pascanu et al.
             2013: g <- clip * g / ||g|| when ||g|| > clip).
         monitor: True (or k: every k-th step) records per-layer statistics with

@@ -10,7 +10,7 @@ from course_lib import datasets
 from course_lib.chains import orthogonal_chain_gradients, random_product_norms, sigmoid_chain_gradient
 from course_lib.gradcheck import numerical_gradient, relative_error, relative_errors, sigmoid_layer_backward
 from course_lib.models import build_mlp
-from course_lib.training import accuracy, train
+from course_lib.training import SGD, Adam, AdamW, accuracy, train
 
 
 def test_train_learns_circles_and_is_seeded(capsys):
@@ -23,6 +23,55 @@ def test_train_learns_circles_and_is_seeded(capsys):
     assert runs[0].final_loss < 0.5 * runs[0].loss[0]
     assert accuracy(net, X, y) > 0.9
     assert capsys.readouterr().err == ""  # progress=False prints nothing
+
+
+OPTIMIZERS = [  # (ours, PyTorch's, options): each ours must give PyTorch's numbers, bit for bit
+    (SGD, torch.optim.SGD, dict(lr=0.1)),
+    (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=5e-4)),
+    (Adam, torch.optim.Adam, dict(lr=3e-3)),
+    (Adam, torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-3)),
+    (AdamW, torch.optim.AdamW, dict()),
+    (AdamW, torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("ours, theirs, options", OPTIMIZERS)
+def test_optimizers_match_torch_optim_bit_for_bit(ours, theirs, options):
+    X, y = datasets.load_digits()
+    nets = [build_mlp(3, 32, activation="tanh", init="xavier", in_features=64, out_features=10, seed=0)
+            for _ in range(2)]
+    for net in nets:  # a frozen layer (no gradient) and a second group with its own learning rate
+        net.blocks[0].requires_grad_(False)
+    groups = [[{"params": list(net.blocks[1:].parameters())},
+               {"params": list(net.head.parameters()), "lr": 0.5 * options.get("lr", 1e-3)}] for net in nets]
+    optimizers = [ours(groups[0], **options), theirs(groups[1], **options)]
+    for step in range(6):
+        for net, optimizer in zip(nets, optimizers):
+            optimizer.zero_grad(set_to_none=step % 2 == 0)
+            batch = slice(step * 64, (step + 1) * 64)
+            torch.nn.functional.cross_entropy(net(X[batch]), y[batch]).backward()
+            optimizer.step()
+    moved = 0
+    for mine, reference, start in zip(nets[0].parameters(), nets[1].parameters(),
+                                      build_mlp(3, 32, activation="tanh", init="xavier", in_features=64,
+                                                out_features=10, seed=0).parameters()):
+        assert torch.equal(mine, reference)
+        moved += not torch.equal(mine, start)
+    assert moved == 6  # every trainable weight and bias moved (the frozen layer's two did not)
+
+
+def test_train_with_our_optimizers_equals_torch_optim():
+    X, y = datasets.make_spirals(300, seed=0)
+    losses = []
+    for optimizer in ("sgd", torch.optim.SGD, "adam", torch.optim.Adam):
+        net = build_mlp(3, 16, activation="relu", init="he", in_features=2, out_features=3, seed=0)
+        if not isinstance(optimizer, str):
+            optimizer = optimizer(net.parameters(), lr=0.05, **({"momentum": 0.9} if optimizer is torch.optim.SGD
+                                                                else {}))
+        losses.append(train(net, X, y, lr=0.05, momentum=0.9, num_steps=30, batch_size=64, optimizer=optimizer,
+                            clip=1.0, progress=False).loss)
+    assert np.array_equal(losses[0], losses[1]) and np.array_equal(losses[2], losses[3])
+    assert not np.array_equal(losses[0], losses[2])
 
 
 def test_clipping_limits_the_applied_step():
