@@ -52,10 +52,42 @@ def time_notebooks(repeats: int) -> list[tuple[str, float, float]]:
 NETWORKS = [(10, 256, 128), (20, 64, 256), (50, 256, 256)]  # ReLU depth x width, batch (issue 16)
 
 
+class HooksOnly:
+    """The least any per-layer monitor built on hooks does, computing nothing: a forward hook per block
+    keeping its output and a gradient hook per output keeping dL/dh, on the recorded steps. Its cost
+    is the floor under GradientMonitor's (PyTorch runs a Python call per hook, each a few microseconds)."""
+
+    def __init__(self, net, *, every: int = 1):
+        self.net, self.every, self.handles, self.passes = net, every, [], -1
+        self.outputs, self.grads = [None] * len(net.blocks), [None] * len(net.blocks)
+
+    def __enter__(self):
+        def count(module, args):
+            self.passes += 1
+
+        def keep(index):
+            def on_grad(grad):
+                self.grads[index] = grad
+
+            def hook(module, args, output):
+                if self.passes % self.every == 0:
+                    self.outputs[index] = output
+                    output.register_hook(on_grad)
+            return hook
+        self.handles = [self.net.register_forward_pre_hook(count)]
+        self.handles += [block.register_forward_hook(keep(i)) for i, block in enumerate(self.net.blocks)]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
 def time_monitor(depth: int, width: int, batch: int, *, rounds: int, seconds: float,
-                 every: int = 1) -> tuple[float, float, float, int]:
+                 every: int = 1) -> tuple[float, float, float, float, int]:
     """Median seconds per SGD step: bare, with the monitor before issue 16 (ReferenceMonitor), with
-    GradientMonitor; and the steps per round (as many as take about `seconds` bare, at least 2 * every).
+    GradientMonitor, with hooks alone (HooksOnly); and the steps per round (as many as take about
+    `seconds` bare, at least 2 * every).
 
     The three alternate round by round, so that they share the machine's noise; each round's
     time is the thread's CPU time (time.thread_time), which other processes on a busy machine
@@ -77,14 +109,15 @@ def time_monitor(depth: int, width: int, batch: int, *, rounds: int, seconds: fl
         return (time.thread_time() - start) / n
 
     steps = max(2 * every, round(seconds / run(3)))
-    bare, before, after = [], [], []
+    bare, before, after, hooks = [], [], [], []
     for _ in range(rounds):
         bare.append(run(steps))
-        for monitor_class, times in ((ReferenceMonitor, before), (GradientMonitor, after)):
+        for monitor_class, times in ((ReferenceMonitor, before), (GradientMonitor, after), (HooksOnly, hooks)):
             with monitor_class(net, every=every):
                 run(1)  # the first recorded step sets up (samples, buffers)
                 times.append(run(steps))
-    return statistics.median(bare), statistics.median(before), statistics.median(after), steps
+    return (statistics.median(bare), statistics.median(before), statistics.median(after), statistics.median(hooks),
+            steps)
 
 
 def same_numbers(depth: int, width: int, batch: int, steps: int = 3) -> float:
@@ -135,24 +168,27 @@ def monitor_section(rounds: int, seconds: float) -> str:
     lines = ["## GradientMonitor\n",
              machine() + " Command: `python benchmarks/bench_notebooks.py --only monitor`.\n",
              "| network (ReLU, batch) | records | bare step (ms) | before: issue-16 reference (ms) | overhead | "
-             "after: GradientMonitor (ms) | overhead | target | numbers differ by |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+             "after: GradientMonitor (ms) | overhead | target | hooks alone: overhead | numbers differ by |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for depth, width, batch in NETWORKS:
         differ = same_numbers(depth, width, batch)
         for every in (1, 10):
-            bare, before, after, steps = time_monitor(depth, width, batch, every=every, rounds=rounds,
-                                                      seconds=seconds)
+            bare, before, after, hooks, steps = time_monitor(depth, width, batch, every=every, rounds=rounds,
+                                                             seconds=seconds)
             lines.append(f"| {depth} x {width}, batch {batch} | every {'step' if every == 1 else f'{every} steps'} | "
                          f"{bare * 1e3:.2f} | {before * 1e3:.2f} | {before / bare - 1:+.1%} | {after * 1e3:.2f} | "
                          f"{after / bare - 1:+.1%} | < 10% {'ok' if after / bare - 1 < 0.10 else 'MISSED'} | "
-                         f"{differ:.0e} |")
+                         f"{hooks / bare - 1:+.1%} | {differ:.0e} |")
             print(lines[-1], f"({steps} steps a round)", flush=True)
     lines.append(f"\nSGD step = zero_grad, forward, cross-entropy, backward, step. CPU time of the thread (not wall "
                  f"time), median over {rounds} rounds of about {seconds:g} s each (at least 2 recorded steps), bare, "
                  "before and after alternating round by round, one torch thread; the run took "
                  f"{time.perf_counter() - started:.0f} s. Before: `benchmarks/reference_monitor.py`, the monitor as "
                  "it was before issue 16 (per-layer statistics summed in float64, one layer at a time, a hook per "
-                 "weight). "
+                 "weight). Hooks alone: `HooksOnly` in bench_notebooks.py, a forward hook per block and a gradient "
+                 "hook per block output that only keep references: what any per-layer monitor built on PyTorch hooks "
+                 "costs before it computes a statistic (each hook is a Python call of a few microseconds; the "
+                 "statistics then add a few torch calls per layer, each also microseconds on CPU however small). "
                  "Numbers differ by: the largest relative difference between the two monitors' recorded statistics "
                  "over 3 steps (every metric, every layer).")
     return "\n".join(lines)
