@@ -110,6 +110,102 @@ def train_resnet(depth: int, *, residual: bool, width: int = 32, lr: float = 0.0
     return {"train_error": error, "loss": history.loss}
 
 
+class _SideBySideResNets(nn.Module):
+    """G `ResNet`s of one width as one network of G x width units, to train them in one run.
+
+    Each weight matrix is block-diagonal (network g's own block on the diagonal,
+    zeros elsewhere, and a gradient hook keeps the zeros' gradient at exactly 0),
+    and BatchNorm is per unit, so network g's units see only network g: the G
+    networks are trained exactly as separately, up to float rounding, with one
+    operation per layer for all of them. A network with fewer blocks passes its
+    units through the extra blocks unchanged (``torch.where``: no gradient reaches
+    those blocks' weights). The output is (N, G x out_features).
+    """
+
+    def __init__(self, nets: list[ResNet]):
+        super().__init__()
+        width, count = nets[0].stem[0].out_features, len(nets)
+
+        def stacked_linear(layers, *, shared_input: bool = False) -> nn.Linear:
+            weights = [layer.weight for layer in layers]
+            linear = nn.Linear(weights[0].shape[1] if shared_input else sum(w.shape[1] for w in weights),
+                               sum(w.shape[0] for w in weights))
+            with torch.no_grad():
+                linear.bias.copy_(torch.cat([layer.bias for layer in layers]))
+                if shared_input:  # the stem: every network reads the same input
+                    linear.weight.copy_(torch.cat(weights))
+                else:
+                    linear.weight.copy_(torch.block_diag(*weights))
+                    mask = torch.block_diag(*[torch.ones_like(w) for w in weights])
+                    linear.weight.register_hook(lambda grad: grad * mask)
+            return linear
+
+        def stacked_norm(norms) -> nn.BatchNorm1d:
+            norm = nn.BatchNorm1d(count * width, momentum=norms[0].momentum, eps=norms[0].eps)
+            with torch.no_grad():
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(norm, name).copy_(torch.cat([getattr(n, name) for n in norms]))
+            return norm
+
+        with torch.random.fork_rng():  # the modules built here are overwritten: leave the global stream alone
+            self.stem = nn.Sequential(stacked_linear([net.stem[0] for net in nets], shared_input=True),
+                                      stacked_norm([net.stem[1] for net in nets]), nn.ReLU())
+            placeholder = BasicBlock(width)  # for the blocks a shallower network does not have (never used)
+            self.blocks, self.active = nn.ModuleList(), []
+            for k in range(max(len(net.blocks) for net in nets)):
+                own = [net.blocks[k] if k < len(net.blocks) else placeholder for net in nets]
+                block = BasicBlock(count * width)
+                block.linear1 = stacked_linear([b.linear1 for b in own])
+                block.norm1 = stacked_norm([b.norm1 for b in own])
+                block.linear2 = stacked_linear([b.linear2 for b in own])
+                block.norm2 = stacked_norm([b.norm2 for b in own])
+                self.blocks.append(block)
+                active = torch.tensor([k < len(net.blocks) for net in nets]).repeat_interleave(width)
+                self.active.append(None if active.all() else active)
+            self.head = stacked_linear([net.head for net in nets])
+        self.register_buffer("residual", torch.tensor([float(net.blocks[0].residual) if net.blocks else 0.0
+                                                       for net in nets]).repeat_interleave(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block, active in zip(self.blocks, self.active):
+            out = torch.relu(block.branch(h) + h * self.residual)  # residual 0: the plain block, relu(F(h))
+            h = out if active is None else torch.where(active, out, h)
+        return self.head(h)
+
+
+def train_resnets(networks, *, width: int = 32, lr: float = 0.05, momentum: float = 0.9, num_steps: int = 300,
+                  batch_size: int = 128, seed: int = 0) -> list[dict]:
+    """`train_resnet` for several (depth, residual) networks, trained side by side on the same batches.
+
+    One result each, as `train_resnet` returns it: the networks are built from
+    `seed` as there and trained as one block-diagonal network (`_SideBySideResNets`),
+    which gives each network its own gradient, so every loss curve equals a
+    separate run's up to float rounding, in about the time of the deepest one.
+    If one network's loss stops being finite, every run stops there.
+    """
+    X, y = load_digits()
+    together = _SideBySideResNets([build_resnet(depth, width, residual=residual, seed=seed)
+                                   for depth, residual in networks])
+    count, per_step = len(networks), []
+
+    def summed_loss(output, target):
+        logits = output.view(len(target), count, -1).transpose(1, 2)  # (N, classes, networks)
+        losses = nn.functional.cross_entropy(logits, target.unsqueeze(1).expand(-1, count), reduction="none").mean(0)
+        per_step.append(losses.detach())
+        return losses.sum()
+
+    with one_torch_thread():
+        history = train(together, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
+                        loss=summed_loss, seed=seed, progress=False)
+        together.eval()
+        with torch.no_grad():
+            correct = (together(X).view(len(X), count, -1).argmax(-1) == y.unsqueeze(1)).double().mean(0)
+    losses = torch.stack(per_step[:len(history.loss)]).double().numpy()
+    return [{"train_error": 1.0 if not np.isfinite(losses[:, k]).all() else 1.0 - correct[k].item(),
+             "loss": losses[:, k]} for k in range(count)]
+
+
 def resnet_gradient_norms(depth: int, *, residual: bool, width: int = 32, batch_size: int = 256,
                           seed: int = 0) -> np.ndarray:
     """||dL/dh_k|| at the output of each block of `build_resnet` (block 1 first), at init, one digits batch."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from course_lib.residual import (BasicBlock, SelfAttention, TransformerBlock, block_jacobians, build_line_network,
                                  build_resnet, build_transformer, input_gradients, jacobian_product_norms,
-                                 lag1_autocorrelation, resnet_gradient_norms, train_resnet,
+                                 lag1_autocorrelation, resnet_gradient_norms, train_resnet, train_resnets,
                                  transformer_gradient_norms)
 
 
@@ -193,3 +193,26 @@ def test_train_resnet_returns_an_error_rate_and_a_loss_curve():
     result = train_resnet(8, residual=True, width=8, num_steps=4, seed=0)
     assert 0.0 <= result["train_error"] <= 1.0 and len(result["loss"]) == 4
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_train_resnets_side_by_side_equals_separate_runs(monkeypatch, dtype):
+    """Block-diagonal weights and per-unit BatchNorm keep the networks apart: each loss curve is a separate run's,
+    to rounding (float64: 1e-9), a shallower network included (its units skip the extra blocks untouched)."""
+    import course_lib.residual as residual
+    from course_lib.datasets import load_digits
+
+    X, y = load_digits()
+    monkeypatch.setattr(residual, "load_digits", lambda: (X.to(dtype), y))
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        networks = [(8, True), (4, False), (8, False)]
+        together = train_resnets(networks, width=8, num_steps=6, seed=3)
+        separate = [train_resnet(depth, residual=res, width=8, num_steps=6, seed=3) for depth, res in networks]
+    finally:
+        torch.set_default_dtype(saved)
+    for one, alone in zip(together, separate):
+        np.testing.assert_allclose(one["loss"], alone["loss"], rtol=1e-9 if dtype == torch.float64 else 1e-4)
+        if dtype == torch.float64:
+            assert abs(one["train_error"] - alone["train_error"]) < 1e-6  # the same digits (one is 5.6e-4)

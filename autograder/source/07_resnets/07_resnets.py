@@ -30,7 +30,7 @@ import torch
 from course_lib import checks
 from course_lib.plotting import OKABE_ITO, plot_gradient_norms, plot_training_curves
 from course_lib.residual import (block_jacobians, input_gradients, jacobian_product_norms, lag1_autocorrelation,
-                                 resnet_gradient_norms, train_resnet, transformer_gradient_norms)
+                                 resnet_gradient_norms, train_resnets, transformer_gradient_norms)
 from course_lib.seeding import get_device, set_seed
 from course_lib.widgets import residual_explorer
 
@@ -108,8 +108,9 @@ assert 8 < residual[0] < 90  # not vanishing: it grows, about 20-fold
 # error is measured on all 1,797 digits.
 
 # %% tags=["demo"]
-runs = {f"{'residual' if res else 'plain'}-{depth}": train_resnet(depth, residual=res, num_steps=200, seed=0)
-        for depth, res in [(20, False), (56, False), (56, True)]}
+networks = [(20, False), (56, False), (56, True)]  # (depth, residual), trained side by side on the same batches
+runs = {f"{'residual' if res else 'plain'}-{depth}": result
+        for (depth, res), result in zip(networks, train_resnets(networks, num_steps=200, seed=0))}
 plot_training_curves({label: r["loss"] for label, r in runs.items()}, smooth=10)
 errors = {label: r["train_error"] for label, r in runs.items()}
 print({label: f"training error {e:.3f}" for label, e in errors.items()})
