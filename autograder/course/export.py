@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from ..files import write_atomic
+from . import late
 from .gradebook import CSV_COLUMNS, csv_rows
 from .root import Course
 
@@ -25,7 +26,7 @@ def write_csv(course: Course, path: Path, *, assignment: str | None = None) -> i
 
 def write_totals(course: Course, path: Path, *, assignment: str | None = None) -> None:
     """One row per student, one column per assignment (total score), then the total and the maximum
-    points of those assignments: what an LMS gradebook import wants."""
+    points of those assignments (late penalties subtracted): what an LMS gradebook import wants."""
     rows = csv_rows(course, assignment=assignment)
     totals, assignments = {}, sorted({r["assignment"] for r in rows})
     maxima = {}  # assignment -> its points (the same for every student: one row per question)
@@ -34,7 +35,7 @@ def write_totals(course: Course, path: Path, *, assignment: str | None = None) -
         student[row["assignment"]] = student.get(row["assignment"], 0.0) + (row["score"] or 0.0)
         per_student = maxima.setdefault(row["assignment"], {})
         per_student[row["student_id"]] = per_student.get(row["student_id"], 0.0) + row["max_score"]
-        if row["status"] != "graded":
+        if row["status"] not in ("graded", late.STATUS):
             student["needs review"] = "yes"
     max_points = sum(max(per_student.values()) for per_student in maxima.values())
     text = io.StringIO(newline="")

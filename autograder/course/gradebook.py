@@ -15,6 +15,7 @@ from ..files import write_atomic
 from ..judging.feedback import render_html
 from ..judging.jobs import JobResult
 from ..judging.source import SourceModel
+from . import late
 from .root import MARKER, Course, GradingError
 from .submissions import Submission
 
@@ -100,6 +101,8 @@ def commit(course: Course, gb, submission: Submission, result: JobResult, *, for
 
 
 def _commit(course: Course, gb, submission: Submission, result: JobResult) -> None:
+    """Grades, comments and late penalties in one transaction; then the autograded notebooks, the feedback
+    pages (re-rendered with the penalty where there is one) and last the marker."""
     from nbgrader import utils
     from nbgrader.api import Comment, Grade, Student, SubmittedAssignment, SubmittedNotebook
 
@@ -155,19 +158,39 @@ def _commit(course: Course, gb, submission: Submission, result: JobResult) -> No
                 source_cell = next((c for c in submitted.notebook.source_cells if c.name == cell.name), None)
                 unchanged = source is None or (source_cell is not None and source == source_cell.checksum)
                 comment.auto_comment = "No response." if unchanged else None
+        penalties = _assign_late_penalties(course, db, record)
         db.commit()
     except Exception:
         db.rollback()
         raise
     for name, data in notebooks.items():
         if data.feedback_html:
-            write_atomic(course.feedback / submission.student / submission.assignment / f"{name}.html",
-                         data.feedback_html)
+            html = data.feedback_html
+            if penalties.get(name) and data.feedback is not None:
+                html = render_html(data.feedback, notebook=name, scores=data.page_scores(),
+                                   late_penalty=penalties[name])
+            write_atomic(course.feedback / submission.student / submission.assignment / f"{name}.html", html)
     compact = {name: {k: v for k, v in data.to_json().items() if k not in ("autograded", "feedback_html")}
                for name, data in notebooks.items()}
     write_atomic(folder / MARKER, json.dumps({"key": result.key, "student": submission.student,
                                               "assignment": submission.assignment, "notebooks": compact,
                                               "extra_files": submission.extra_files}))
+
+
+def _assign_late_penalties(course: Course, db, record) -> dict[str, float]:
+    """What nbgrader's AssignLatePenalties stores for each notebook of a submission (late.py): the penalty,
+    None when on time; returns notebook -> penalty of those penalised."""
+    seconds_late = record.total_seconds_late  # after the assignment's due date (+ extension) in the gradebook
+    penalties = late.Penalties(course) if seconds_late > 0 else None
+    out = {}
+    db.flush()
+    for submitted in record.notebooks:
+        db.expire(submitted, ["score"])  # nbgrader's score (auto, manual, extra credit) of the grades just set
+        penalty = penalties.penalty(record.student_id, submitted.score, seconds_late) if penalties else None
+        submitted.late_submission_penalty = penalty
+        if penalty:
+            out[submitted.name] = penalty
+    return out
 
 
 def _parse_time(utils, text: str | None):
@@ -209,7 +232,8 @@ CSV_COLUMNS = ["student_id", "assignment", "notebook", "question", "score", "max
 
 
 def csv_rows(course: Course, *, assignment: str | None = None) -> list[dict]:
-    """One row per student, notebook and question: the gradebook's score (manual overrides included), status, reason."""
+    """One row per student, notebook and question: the gradebook's score (manual overrides included), status,
+    reason; and a late notebook's penalty as a row of its own (question late.ROW, a negative score)."""
     rows = []
     with course.gradebook() as gb:
         for record in gb.assignments:
@@ -232,6 +256,13 @@ def csv_rows(course: Course, *, assignment: str | None = None) -> list[dict]:
                                      "score": "" if grade.score is None else round(float(grade.score), 4),
                                      "max_score": float(grade.max_score), "status": question_status,
                                      "reason": reason, "detail": detail.replace("\n", " ")[:300]})
+                    if submitted.late_submission_penalty:  # a row of its own: the totals subtract it
+                        rows.append({"student_id": submission.student_id, "assignment": record.name,
+                                     "notebook": submitted.name, "question": late.ROW,
+                                     "score": -round(float(submitted.late_submission_penalty), 4),
+                                     "max_score": 0.0, "status": late.STATUS, "detail": "",
+                                     "reason": f"submitted {late.lateness(submission.total_seconds_late)} "
+                                               "after the due date"})
     rows.sort(key=lambda r: (r["assignment"], r["student_id"], r["notebook"], r["question"]))
     return rows
 

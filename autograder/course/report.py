@@ -13,6 +13,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
+from . import late
 from .gradebook import csv_rows
 
 # Okabe-Ito colours, one meaning each: credit (full, partial, none, under review), the distribution of
@@ -27,6 +28,9 @@ def summarize(rows: list[dict]) -> dict:
     out = defaultdict(lambda: {"questions": {}, "totals": defaultdict(lambda: [0.0, 0.0])})
     for row in rows:
         assignment = out[row["assignment"]]
+        if row["status"] == late.STATUS:  # not a question: it only lowers the student's total
+            assignment["totals"][row["student_id"]][0] += float(row["score"])
+            continue
         key = (row["notebook"], row["question"])
         stats = assignment["questions"].setdefault(key, {"full": 0, "partial": 0, "zero": 0, "review": 0,
                                                          "fractions": [], "max": row["max_score"]})

@@ -42,6 +42,10 @@ class NotebookResult:
     def status(self) -> str:
         return "flagged" if self.flags else "graded"
 
+    def page_scores(self) -> dict[str, tuple[float, float]]:
+        """grade_id -> (score, points): what the feedback page shows."""
+        return {grade_id: (s.score, s.points) for grade_id, s in self.scores.items()}
+
     def to_json(self) -> dict:
         return {"notebook": self.notebook, "status": self.status, "flags": self.flags, "notes": self.notes,
                 "scores": {k: vars(v) for k, v in self.scores.items()}, "seconds": self.seconds,

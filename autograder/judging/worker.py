@@ -140,8 +140,7 @@ def run_job(spec: JobSpec) -> JobResult:
                 result.notes.append(traceback.format_exc()[-4000:])
         if spec.feedback and result.feedback is not None:
             try:
-                scores = {gid: (s.score, s.points) for gid, s in result.scores.items()}
-                result.feedback_html = render_html(result.feedback, notebook=name, scores=scores)
+                result.feedback_html = render_html(result.feedback, notebook=name, scores=result.page_scores())
             except Exception as error:  # noqa: BLE001
                 result.notes.append(f"feedback page not rendered: {error}")
         for problem in spec.problems:  # found when the submission was listed (course/submissions.py)
