@@ -5,22 +5,28 @@
 The gradient-flow explorer (`course_lib.widgets.gradient_flow_explorer`) at
 its defaults (depth 20, width 64) and at the largest setting (depth 50,
 width 256), before issue 16 (`benchmarks/explorer_before.py`: batch 256, a
-network rebuilt per seed, the monitor before issue 16) and now, in one run,
-change by change alternately. Each control is moved one step at a time,
-`--changes` times, always to a new value (no result is served from the cache).
+network rebuilt per seed, the monitor before issue 16 recording six metrics,
+the whole figure sent as a PNG per change) and now (batch 128, the cached
+network re-initialized or rescaled, today's monitor recording what the figure
+reads, the moving lines drawn by the browser as SVG over a PNG of the rest
+that is sent only when the axes change), in one run, change by change
+alternately. Each control is moved one step at a time, `--changes` times,
+always to a new value (no result is served from the cache).
 
 - Kernel: wall and CPU time of ``explorer.update(...)``, split into compute
   (build or reuse the network, one forward and backward pass under the
-  monitor), draw (move the artists) and render (Agg + PNG); compute also with
-  today's explorer and the monitor before issue 16, which splits the gain
-  between the two. For comparison, the same change drawn the way the first
-  version of the base class did it (clear the figure, draw from scratch,
-  constrained layout, ``savefig`` at 90 dpi).
+  monitor), draw (move the artists) and render (before: Agg + PNG; now: the
+  SVG of the lines, plus Agg + PNG of the static part when it changed, which
+  the "PNG sent" column counts); compute also with today's explorer and the
+  monitor before issue 16, which splits the gain between the two. For
+  comparison, the same change drawn the way the first version of the base
+  class did it (clear the figure, draw from scratch, constrained layout,
+  ``savefig`` at 90 dpi).
 - Browser: JupyterLab in headless Chromium (tests/jupyterlab_session.py), a
   notebook showing the four explorers; the slider handle gets a key press and the
-  time runs from the keydown event to the new image decoded and painted
-  (MutationObserver on the image's src, ``img.decode()``, then
-  ``requestAnimationFrame``); the script does not poll the page meanwhile. Also a burst: 10 key presses in a row,
+  time runs from the keydown event to the new figure painted (MutationObserver on
+  the figure's PNG and SVG, ``img.decode()``, then ``requestAnimationFrame``);
+  the script does not poll the page meanwhile. Also a burst: 10 key presses in a row,
   counting the figures the kernel actually sent (coalescing) and the time from the last
   key press to the final figure.
 
@@ -104,12 +110,16 @@ def bench_kernel(count: int) -> list[dict]:
             times = {(variant, part): [] for variant in explorers
                      for part in ("wall", "cpu", "compute", "draw", "render")}
             times["old_monitor", "compute"] = []
+            sent = []  # now: whether the change sent a new PNG (the axes changed), not just the lines
             for value in steps(explorers["now"], control, count):  # alternating, change by change
                 for variant, explorer in explorers.items():
+                    png = explorer.image.value
                     start, start_cpu = time.perf_counter(), time.process_time()
                     explorer.update(**{control: value})
                     times[variant, "wall"].append(time.perf_counter() - start)
                     times[variant, "cpu"].append(time.process_time() - start_cpu)
+                    if variant == "now":
+                        sent.append(explorer.image.value != png)
                     for part in ("compute", "draw", "render"):
                         times[variant, part].append(explorer.timings[part])
                 start = time.perf_counter()
@@ -123,11 +133,14 @@ def bench_kernel(count: int) -> list[dict]:
             for explorer in (*explorers.values(), old_monitor):
                 explorer.close()
             rows.append({"setting": setting, "control": control, "old_draw_render": median_ms(old),
+                         "png_sent": sum(sent), "changes": len(sent),
                          **{f"{variant}_{part}": median_ms(v) for (variant, part), v in times.items()}})
             print(rows[-1], flush=True)
     return rows
 
 
+# Each explorer's figure: its PNG (img.course-explorer-figure) and the SVG curves over it, in one grid box.
+# A change to either (a new PNG, new curves) counts once the PNG is decoded and the next frame starts.
 BENCH_JS = """
 () => {
     const now = () => performance.timeOrigin + performance.now();  // ms since the epoch, like time.time()
@@ -138,7 +151,8 @@ BENCH_JS = """
             const mutated = now();
             img.decode().then(() => requestAnimationFrame(() => window.__bench.shown.push(
                 {explorer: index, key: window.__bench.key, mutated, painted: now()})));
-        }).observe(img, {attributes: true, attributeFilter: ['src']});
+        }).observe(img.parentElement, {attributes: true, attributeFilter: ['src'], childList: true, subtree: true,
+                                        characterData: true});
     });
 }
 """
@@ -318,8 +332,11 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
              "`python benchmarks/bench_widgets.py`: the gradient-flow explorer "
              "(`course_lib.widgets.gradient_flow_explorer`), time from a control change to a new figure, "
              "**before** issue 16 (`benchmarks/explorer_before.py`: a batch of 256, a network rebuilt with "
-             "`build_mlp` for every seed, the monitor before issue 16) and **now** (a batch of 128, the cached "
-             "network re-initialized in place for a new seed, today's monitor), measured in one run, alternating "
+             "`build_mlp` for every seed, the monitor before issue 16 recording six metrics, the whole figure "
+             "sent to the page as a PNG per change) and **now** (a batch of 128, the cached network re-initialized "
+             "in place for a new seed, today's monitor recording only what the figure reads, the moving lines "
+             "drawn by the browser as SVG over a PNG of the rest, which is sent only when the axes change), "
+             "measured in one run, alternating "
              f"change by change. Medians over {count} changes, each to a new value (no cached result). "
              f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}. "
              f"Load average (1/5/15 min): {load}"
@@ -331,24 +348,30 @@ def report(kernel: list[dict], browser: list[dict], bursts: list[dict], count: i
              "and makes a new batch.", "",
              "### In the kernel (`explorer.update(...)`)", "",
              "| setting | control | wall ms: before / now | CPU ms: before / now | "
-             "compute ms: before / old monitor / now | draw ms now | render ms now (Agg + PNG) | old draw + render |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "compute ms: before / old monitor / now | draw ms: before / now | "
+             "render ms: before (Agg + PNG) / now (SVG; + PNG when sent) | PNG sent now | old draw + render |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in kernel:
         lines.append(f"| {r['setting']} | {LABELS[r['control']]} | {r['before_wall']:.0f} / {r['now_wall']:.0f} | "
                      f"{r['before_cpu']:.0f} / {r['now_cpu']:.0f} | {r['before_compute']:.0f} / "
-                     f"{r['old_monitor_compute']:.0f} / {r['now_compute']:.0f} | {r['now_draw']:.1f} | "
-                     f"{r['now_render']:.1f} | {r['old_draw_render']:.0f} |")
+                     f"{r['old_monitor_compute']:.0f} / {r['now_compute']:.0f} | {r['before_draw']:.1f} / "
+                     f"{r['now_draw']:.1f} | {r['before_render']:.1f} / {r['now_render']:.1f} | "
+                     f"{r['png_sent']} of {r['changes']} | {r['old_draw_render']:.0f} |")
     lines += ["", "\"old monitor\": today's explorer recording with the monitor before issue 16 (`benchmarks/"
               "reference_monitor.py`): before -> old monitor is the explorer's share of the gain, old monitor -> "
               "now the monitor's. \"old draw + render\": the same figure drawn as the first "
               "base class did (clear, draw from scratch, constrained layout, `savefig` at 90 dpi), for comparison "
-              "with draw + render now (artists moved with `set_data`, layout kept unless the y tick labels change "
-              "width, static parts blitted, 80 dpi, PNG at zlib level 1)."]
+              "with draw + render before (artists moved with `set_data`, layout kept unless the y tick labels change "
+              "width, static parts blitted, 80 dpi, PNG at zlib level 1) and now (the same, but only the lines' SVG "
+              "paths are made per change; Agg renders the static part and a PNG is sent only when the axes change: "
+              "\"PNG sent\" counts those changes)."]
     if browser:
         lines += ["", "### End to end in JupyterLab (headless Chromium)", "",
-                  "From the keydown on the slider handle to the new image decoded and painted; \"in the kernel\" "
+                  "From the keydown on the slider handle to the new figure painted (a new PNG decoded, or new "
+                  "SVG lines drawn); \"in the kernel\" "
                   "is the explorer's own refresh time (compute + draw + render) for those same changes, the rest "
-                  "is the event's way to the kernel, waking the refresh thread, the PNG's way back, decoding "
+                  "is the event's way to the kernel, waking the refresh thread, the figure's way back (before: a "
+                  "PNG of ~30 kB; now: a few kB of SVG, and a PNG when the axes change), decoding "
                   "and painting. One notebook shows the four explorers; the key presses alternate between "
                   "before and now.", "",
                   "| setting | control | end to end, median ms: before / now | p90 ms: before / now | "

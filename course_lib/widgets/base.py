@@ -124,6 +124,7 @@ class Explorer:
         self._static_pngs: dict = {}    # ... -> its PNG (sent to the page under the browser's curves)
         self._figure_data = None        # the data the figure shows now (a cached frame is shown without drawing)
         self._png: tuple = (None, b"")  # (data, PNG of the whole figure), made when asked for
+        self._svgs = 0                  # SVGs made: numbers each (data-frame), so the page can tell them apart
         self._layout_key: tuple | None = None
         self._positions: list = []
         for control in controls.values():
@@ -375,7 +376,7 @@ class Explorer:
         """
         width, height = self.canvas.get_width_height()
         scale = self.dpi / 72
-        self._svgs = getattr(self, "_svgs", 0) + 1
+        self._svgs += 1
         parts = [f'<svg data-frame="{self._svgs}" width="{width}" height="{height}" '
                  f'viewBox="0 0 {width} {height}" style="display:block;pointer-events:none">']
         groups: dict = {}
