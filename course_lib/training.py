@@ -60,21 +60,25 @@ class SGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                g = w.grad
-                if group["weight_decay"]:
-                    g = g.add(w, alpha=group["weight_decay"])
-                if group["momentum"]:
-                    state = self.state.setdefault(w, {})
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = g.detach().clone()
-                    else:
-                        state["momentum_buffer"].mul_(group["momentum"]).add_(g)
-                    g = state["momentum_buffer"]
-                w.add_(g, alpha=-group["lr"])
+        for group in self.param_groups:  # one call per operation for all weights (torch._foreach_*)
+            ws = [w for w in group["params"] if w.grad is not None]
+            gs = [w.grad for w in ws]
+            if not ws:
+                continue
+            if group["weight_decay"]:
+                gs = torch._foreach_add(gs, ws, alpha=group["weight_decay"])
+            if group["momentum"]:
+                states = [self.state.setdefault(w, {}) for w in ws]
+                fresh = [i for i, state in enumerate(states) if "momentum_buffer" not in state]
+                old = [i for i, state in enumerate(states) if "momentum_buffer" in state]
+                if old:
+                    buffers = [states[i]["momentum_buffer"] for i in old]
+                    torch._foreach_mul_(buffers, group["momentum"])
+                    torch._foreach_add_(buffers, [gs[i] for i in old])
+                for i in fresh:
+                    states[i]["momentum_buffer"] = gs[i].detach().clone()
+                gs = [state["momentum_buffer"] for state in states]
+            torch._foreach_add_(ws, gs, alpha=-group["lr"])
 
 
 class Adam:
@@ -100,25 +104,31 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
+        for group in self.param_groups:  # one call per operation for the weights at the same step t
             lr, (beta1, beta2), decay = group["lr"], group["betas"], group["weight_decay"]
+            by_step: dict[int, list[torch.Tensor]] = {}
             for w in group["params"]:
-                if w.grad is None:
-                    continue
-                g = w.grad
-                state = self.state.setdefault(w, {})
-                if not state:
-                    state.update(step=0, exp_avg=torch.zeros_like(w), exp_avg_sq=torch.zeros_like(w))
-                state["step"] += 1
+                if w.grad is not None:
+                    state = self.state.setdefault(w, {})
+                    if not state:
+                        state.update(step=0, exp_avg=torch.zeros_like(w), exp_avg_sq=torch.zeros_like(w))
+                    state["step"] += 1
+                    by_step.setdefault(state["step"], []).append(w)
+            for t, ws in by_step.items():
+                gs = [w.grad for w in ws]
+                ms = [self.state[w]["exp_avg"] for w in ws]
+                vs = [self.state[w]["exp_avg_sq"] for w in ws]
                 if decay and self.decoupled:
-                    w.mul_(1 - lr * decay)
+                    torch._foreach_mul_(ws, 1 - lr * decay)
                 elif decay:
-                    g = g.add(w, alpha=decay)
-                m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-                m.lerp_(g, 1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(group["eps"])
-                w.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
+                    gs = torch._foreach_add(gs, ws, alpha=decay)
+                torch._foreach_lerp_(ms, gs, 1 - beta1)
+                torch._foreach_mul_(vs, beta2)
+                torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
+                denom = torch._foreach_sqrt(vs)
+                torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
+                torch._foreach_add_(denom, group["eps"])
+                torch._foreach_addcdiv_(ws, ms, denom, value=-lr / (1 - beta1**t))
 
 
 class AdamW(Adam):
@@ -204,7 +214,10 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_
             opt.zero_grad(set_to_none=True)
             batch_loss = loss_fn(model(X[index].to(device)), y[index].to(device))
             batch_loss.backward()
-            total = nn.utils.clip_grad_norm_(model.parameters(), clip if clip is not None else math.inf)
+            if clip is None:  # the same norm, without clip_grad_norm_'s multiplication of every gradient by 1
+                total = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            else:
+                total = nn.utils.clip_grad_norm_(model.parameters(), clip)
             value = batch_loss.item()
             losses.append(value)
             norms.append(total.item())

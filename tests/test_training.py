@@ -60,7 +60,8 @@ def test_optimizers_match_torch_optim_bit_for_bit(ours, theirs, options):
     assert moved == 6  # every trainable weight and bias moved (the frozen layer's two did not)
 
 
-def test_train_with_our_optimizers_equals_torch_optim():
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_train_with_our_optimizers_equals_torch_optim(clip):
     X, y = datasets.make_spirals(300, seed=0)
     losses = []
     for optimizer in ("sgd", torch.optim.SGD, "adam", torch.optim.Adam):
@@ -69,7 +70,7 @@ def test_train_with_our_optimizers_equals_torch_optim():
             optimizer = optimizer(net.parameters(), lr=0.05, **({"momentum": 0.9} if optimizer is torch.optim.SGD
                                                                 else {}))
         losses.append(train(net, X, y, lr=0.05, momentum=0.9, num_steps=30, batch_size=64, optimizer=optimizer,
-                            clip=1.0, progress=False).loss)
+                            clip=clip, progress=False).loss)
     assert np.array_equal(losses[0], losses[1]) and np.array_equal(losses[2], losses[3])
     assert not np.array_equal(losses[0], losses[2])
 
