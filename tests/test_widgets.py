@@ -438,6 +438,18 @@ def test_chain_explorer_matches_the_formula(explorers, depth, factor):
     assert f"{data['ratio']:.1e}" in explorer.verdict.value
 
 
+def test_without_browser_drawing_the_page_gets_the_whole_figure(explorers):
+    explorer = explorers("chain_explorer")
+    assert explorer.curves.value and explorer.image.value != explorer.png
+    explorer.browser_draws = False  # as benchmarks/explorer_before.py: one PNG per change
+    explorer.update(depth=13)
+    assert explorer.curves.value == "" and explorer.image.value == explorer.png
+    explorer.browser_draws = True
+    explorer.figure.axes[0].lines[0].set_drawstyle("steps-mid")  # a line the SVG would not draw as Agg does
+    explorer.update(depth=14)
+    assert explorer.curves.value == "" and explorer.image.value == explorer.png
+
+
 # -- responsiveness: coalescing, errors, caching -------------------------------------------
 
 def front_end_sets(control, value):

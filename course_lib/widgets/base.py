@@ -356,7 +356,7 @@ class Explorer:
         """What the page shows: (PNG, SVG). The PNG is the static part, rendered once per look and reused,
         and the SVG the animated lines over it; or the whole figure and no SVG (`browser_draws`)."""
         animated = self._animated()
-        if not self.browser_draws or not animated or not all(isinstance(a, Line2D) for a in animated):
+        if not self.browser_draws or not animated or not all(_svg_can_draw(a) for a in animated):
             return self._render(), ""
         key = self._static_key()
         png = self._static_pngs.pop(key, None)
@@ -512,6 +512,11 @@ def plot_layer_curves(ax, curves: dict, *, xlabel: str, ylabel: str, chosen: str
     if legend:
         ax.legend(frameon=False)
     ax.grid(True, alpha=0.3)
+
+
+def _svg_can_draw(artist) -> bool:
+    """Whether `Explorer._svg` draws `artist` as matplotlib would: a plain line (no steps, every marker)."""
+    return isinstance(artist, Line2D) and artist.get_drawstyle() == "default" and artist.get_markevery() is None
 
 
 def _marker_at(line: Line2D, size: float):
