@@ -9,17 +9,25 @@ need", NeurIPS, section 3.2.1) divide by sqrt(d_k) to bring it back to 1:
 
     softmax(Q K^T / sqrt(d_k)) V
 
-Taught in notebook 09 (E14). The Jacobians here are taken by autograd
-(``torch.func.jacrev``) in float64; the formula for them is an exercise.
+Taught in notebook 09 (E14). The Jacobians here are taken by autograd in
+float64, one backward pass per output; the formula for them is an exercise.
 """
 
 import numpy as np
 import torch
 
+from .seeding import one_torch_thread
 
+
+@one_torch_thread()
 def _softmax_jacobian_norms(logits: torch.Tensor) -> np.ndarray:
     """Spectral norm of d softmax(z)/dz for each row z of `logits` (float64, autograd)."""
-    jacobians = torch.func.vmap(torch.func.jacrev(lambda z: torch.softmax(z, dim=-1)))(logits)
+    z = logits.detach().requires_grad_()
+    p = torch.softmax(z, dim=-1)
+    # row i of every example's Jacobian at once: p_i of one row depends on that row's z only (torch.func's
+    # vmap/jacrev would do the same, but importing it costs torch._dynamo's import, about 1.4 s)
+    rows = [torch.autograd.grad(p[..., i].sum(), z, retain_graph=True)[0] for i in range(p.shape[-1])]
+    jacobians = torch.stack(rows, dim=-2)  # [..., i, j] = d p_i / d z_j
     return torch.linalg.matrix_norm(jacobians, ord=2).numpy()
 
 

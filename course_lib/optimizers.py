@@ -16,12 +16,11 @@ gradient again.
 """
 
 import numpy as np
-import torch
 
 from .datasets import load_digits
 from .models import build_mlp
 from .seeding import one_torch_thread
-from .training import train
+from .training import SGD, Adam, train
 
 
 def layer_statistics_under(optimizer: str, *, depth: int = 10, width: int = 64, lr: float | None = None,
@@ -36,9 +35,9 @@ def layer_statistics_under(optimizer: str, *, depth: int = 10, width: int = 64, 
     net = build_mlp(depth, width, activation="sigmoid", init="xavier", in_features=64, out_features=10,
                     seed=seed)
     if optimizer == "adam":
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3 if lr is None else lr, eps=eps)
+        opt = Adam(net.parameters(), lr=1e-3 if lr is None else lr, eps=eps)  # torch.optim.Adam's numbers
     elif optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=0.1 if lr is None else lr)
+        opt = SGD(net.parameters(), lr=0.1 if lr is None else lr)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     with one_torch_thread():

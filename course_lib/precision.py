@@ -20,6 +20,7 @@ from torch import nn
 from .datasets import load_digits
 from .models import build_mlp
 from .seeding import one_torch_thread
+from .training import SGD
 
 PRECISIONS = ("float32", "float16", "float16 + loss scaling", "bfloat16")
 
@@ -68,7 +69,7 @@ def first_layer_gradients(*, depth: int = 8, width: int = 64, batch_size: int = 
                 loss = nn.functional.cross_entropy(net(X), y)
             grads[name] = torch.autograd.grad(loss, weight)[0]
         scaler = torch.amp.GradScaler("cpu")
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+        optimizer = SGD(net.parameters(), lr=0.0)  # only for unscale_; torch.optim would import torch._dynamo
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.float16):
             loss = nn.functional.cross_entropy(net(X), y)

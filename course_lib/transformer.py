@@ -28,6 +28,7 @@ from torch import nn
 
 from .residual import SelfAttention
 from .seeding import one_torch_thread
+from .training import Adam
 
 PLACEMENTS = ("post", "pre")
 
@@ -129,7 +130,7 @@ def train_sequence_transformer(placement: str, *, depth: int = 4, lr: float = 1e
     """
     net = build_sequence_transformer(depth, placement=placement, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1000)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = Adam(net.parameters(), lr=lr)  # torch.optim.Adam's numbers, without importing torch._dynamo
     losses = []
     with one_torch_thread():
         for step in range(num_steps):
