@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .initialization import orthogonal_
+from .seeding import one_torch_thread
 
 
 def sigmoid_chain_gradient(depth: int, *, weight: float = 1.0, x: float = 0.0) -> float:
@@ -56,8 +57,9 @@ def random_product_norms(depth: int, std: float, *, width: int = 64, trials: int
     v = torch.randn(trials, width, dtype=torch.float64, generator=generator)
     v = v / v.norm(dim=1, keepdim=True)
     norms = [torch.ones(trials, dtype=torch.float64)]
-    for _ in range(depth):
-        weight = torch.randn(trials, width, width, dtype=torch.float64, generator=generator) * std / width**0.5
-        v = torch.einsum("tij,tj->ti", weight, v)
-        norms.append(v.norm(dim=1))
+    with one_torch_thread():  # small batched products: a second thread only waits (2.5x the CPU time)
+        for _ in range(depth):
+            weight = torch.randn(trials, width, width, dtype=torch.float64, generator=generator) * std / width**0.5
+            v = torch.einsum("tij,tj->ti", weight, v)
+            norms.append(v.norm(dim=1))
     return torch.stack(norms, dim=1).numpy()
