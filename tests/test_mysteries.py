@@ -183,3 +183,24 @@ def test_train_network_adam_and_adamw_are_the_torch_optimizers():
         np.testing.assert_allclose(got.loss, expected.loss, rtol=1e-6)
     sgd = mysteries.train_network(settings, seed=1, lr=1e-3, num_steps=5)
     assert not np.allclose(sgd.loss[1:], got.loss[1:], rtol=1e-6)
+
+
+@pytest.mark.parametrize("settings", [
+    {"depth": 5, "activation": "tanh", "init": "xavier"},
+    {"depth": 4, "activation": "tanh", "init": "standard", "norm": "batch"},
+    {"depth": 4, "activation": "sigmoid", "init": "xavier", "norm": "layer"},
+    {"depth": 3, "activation": "relu", "init": "he", "bias": -0.1, "residual": True},
+    {"depth": 3, "activation": "relu", "init": "normal", "std": 1.0},  # diverges: inf
+], ids=["tanh", "batchnorm", "layernorm", "residual-bias", "diverges"])
+def test_final_losses_side_by_side_equal_separate_runs(settings):
+    """Seeds trained side by side (stacked weights, batched matmuls, each seed its own batches) give each
+    seed's `train_network` final loss, to rounding; a diverged network is inf and does not touch the others."""
+    seeds = [2, 0, 5]
+    got = mysteries.final_losses(settings, seeds=seeds, num_steps=30)
+    for seed, loss in zip(seeds, got):
+        run = mysteries.train_network(settings, seed=seed, num_steps=30)
+        if run.diverged:
+            assert loss == math.inf
+        else:
+            assert loss == pytest.approx(run.final_loss, rel=1e-5)
+    assert got[1:] == mysteries.final_losses(settings, seeds=seeds[1:], num_steps=30)  # the others change nothing

@@ -39,6 +39,7 @@ from course_lib.seeding import get_device, set_seed
 from course_lib.widgets import gradient_flow_explorer
 
 set_seed(0)
+torch.set_num_threads(1)  # tiny networks: one thread is faster, and much faster on a busy CPU
 device = get_device()
 print(f"torch {torch.__version__} on {device} (these small networks train on the CPU)")
 print(f"recipe for every run below: plain SGD, lr {LR}, {NUM_STEPS} steps of 128 digits")
