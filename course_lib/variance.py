@@ -279,8 +279,10 @@ def deep_linear_singular_values(init: str, *, depth: int, width: int = 100, seed
 
     The net is x -> W_depth ... W_1 x with float64 weights from scheme `init`
     at gain 1 (``"orthogonal"``: W^T W = I; ``"lecun"``: Gaussian N(0, 1/N)).
-    The Jacobian is computed by autograd; returns its singular values, largest
-    first. Orthogonal: all exactly 1 (dynamical isometry). Gaussian: the
+    The network is linear, so its Jacobian is its matrix W_depth ... W_1: the
+    images of the basis vectors, one forward pass on the identity (autograd
+    gives the same matrix; tests/test_variance.py checks it). Returns its
+    singular values, largest first. Orthogonal: all exactly 1 (dynamical isometry). Gaussian: the
     product's spectrum spreads out with depth, some directions blown up,
     most crushed toward 0.
     """
@@ -293,8 +295,7 @@ def deep_linear_singular_values(init: str, *, depth: int, width: int = 100, seed
             x = weight @ x
         return x
 
-    x0 = torch.randn(width, dtype=torch.float64, generator=generator)
-    jacobian = torch.autograd.functional.jacobian(network, x0, vectorize=True)
+    jacobian = network(torch.eye(width, dtype=torch.float64))  # column j: the image of e_j
     return torch.linalg.svdvals(jacobian).numpy()
 
 

@@ -112,8 +112,16 @@ def test_deep_linear_singular_values_against_an_explicit_product():
     weights = [init_weight_(torch.empty(20, 20, dtype=torch.float64), "lecun", gain=1.0, generator=generator)
                for _ in range(6)]
     product = np.linalg.multi_dot([w.numpy() for w in reversed(weights)])
-    assert deep_linear_singular_values("lecun", depth=6, width=20, seed=5) == pytest.approx(
-        np.linalg.svd(product, compute_uv=False), rel=1e-10, abs=1e-14)
+    measured = deep_linear_singular_values("lecun", depth=6, width=20, seed=5)
+    assert measured == pytest.approx(np.linalg.svd(product, compute_uv=False), rel=1e-10, abs=1e-14)
+
+    def network(x):
+        for weight in weights:
+            x = weight @ x
+        return x
+
+    by_autograd = torch.autograd.functional.jacobian(network, torch.zeros(20, dtype=torch.float64))
+    assert measured == pytest.approx(torch.linalg.svdvals(by_autograd).numpy(), rel=1e-10, abs=1e-14)
     assert deep_linear_singular_values("orthogonal", depth=50, width=20, seed=0) == pytest.approx(
         np.ones(20), abs=1e-12)
 
