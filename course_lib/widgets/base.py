@@ -382,7 +382,7 @@ class Explorer:
         groups: dict = {}
         for line in lines:
             if line.get_visible():
-                box = line.get_clip_box()
+                box = line.get_clip_box() if line.get_clip_on() else None
                 groups.setdefault(tuple(np.round(box.bounds, 1)) if box is not None else None, []).append(line)
         for box, members in groups.items():
             if box is not None:  # a nested svg clips to its viewport; its viewBox keeps the figure's pixels
@@ -413,7 +413,8 @@ class Explorer:
                     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy[run])
                     path.append(f"M{points.replace(' ', 'L', 1) if len(run) > 1 else points + 'l0,0'}")
             offset, dashes = line._dash_pattern  # in points, already scaled by the line width
-            dash = (f' stroke-dasharray="{" ".join(f"{d * scale:.2f}" for d in dashes)}"' if dashes else "")
+            dash = (f' stroke-dasharray="{" ".join(f"{d * scale:.2f}" for d in dashes)}" '
+                    f'stroke-dashoffset="{offset * scale:.2f}"' if dashes else "")
             cap = "butt" if dashes else "square"  # matplotlib: butt dashes, projecting solid lines
             out.append(f'<path d="{"".join(path)}" fill="none" stroke="{to_hex(line.get_color())}" '
                        f'stroke-width="{line.get_linewidth() * scale:.2f}" stroke-linejoin="round" '
