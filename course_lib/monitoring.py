@@ -255,6 +255,7 @@ class GradientMonitor:
         self._rows: list[np.ndarray] = []
         self._seen: list[np.ndarray] = []  # which entries of each row were measured (NaN may be a measurement)
         self._handles: list = []
+        self._layer_handles: list = []  # with every > 1, registered for the recorded passes only
         # this pass: each layer's activations, the inputs of activations whose slope needs them, dL/dh
         self._acts: list[torch.Tensor | None] = [None] * len(self.layers)
         self._inputs: list[torch.Tensor | None] = [None] * len(self.layers)
@@ -285,19 +286,31 @@ class GradientMonitor:
             return self
         self._handles.append(self.model.register_forward_pre_hook(self._on_model_forward))
         self._handles.append(self.model.register_forward_hook(self._on_model_output))
+        if self.every == 1:
+            self._add_layer_hooks()
+        return self
+
+    def _add_layer_hooks(self) -> None:
+        """The per-layer hooks. A module with a hook takes PyTorch's slow call path, so with ``every`` > 1
+        they are there only for the recorded passes (and the backward pass that follows)."""
+        handles = self._layer_handles
         for index, layer in enumerate(self.layers):
             module = layer.module
             # A plain block returns its activation's output: one hook sees both (fewer Python calls per step).
             if layer.act_module is module or (isinstance(module, Block) and not module.residual
                                               and layer.activation not in _DEAD_FROM_INPUT):
-                self._handles.append(module.register_forward_hook(self._layer_hook(index, acts=True, outs=True)))
+                handles.append(module.register_forward_hook(self._layer_hook(index, acts=True, outs=True)))
             else:
-                self._handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
-                self._handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
+                handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
+                handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
             weight = layer.weight
             if weight is not None and weight.numel() > _STACK and self.metrics & {"grad_norm", "grad_std", "grad_data"}:
-                self._handles.append(weight.register_post_accumulate_grad_hook(self._weight_hook(index)))
-        return self
+                handles.append(weight.register_post_accumulate_grad_hook(self._weight_hook(index)))
+
+    def _remove_layer_hooks(self) -> None:
+        for handle in self._layer_handles:
+            handle.remove()
+        self._layer_handles.clear()
 
     def detach(self) -> None:
         """Remove every hook and close the pending update:data measurement."""
@@ -307,6 +320,7 @@ class GradientMonitor:
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
+            self._remove_layer_hooks()
             self._snapshots = None
             self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
             self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
@@ -322,6 +336,8 @@ class GradientMonitor:
         after = self._flush()
         self._pass += 1
         self._recording = self._pass % self.every == 0
+        if self.every > 1 and self._recording != bool(self._layer_handles):
+            self._add_layer_hooks() if self._recording else self._remove_layer_hooks()
         if self._recording:
             self.steps.append(self._pass)
             self._rows.append(np.full((len(self.layers), len(METRICS)), np.nan))

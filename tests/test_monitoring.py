@@ -115,6 +115,27 @@ def test_records_training_steps_only():
     assert set(arrays) == set(METRICS) and arrays["grad_norm"].shape == (3, 2)
 
 
+def test_every_k_records_the_same_numbers_with_layer_hooks_only_on_recorded_passes():
+    X, y = batch()
+    monitors, hooked = {}, []
+    for every in (1, 3):
+        net = build_mlp(3, 10, activation="tanh", in_features=6, out_features=3, seed=0)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        with GradientMonitor(net, every=every) as monitors[every]:
+            for _ in range(7):
+                opt.zero_grad()
+                loss_of(net, X, y).backward()
+                opt.step()
+                if every == 3:  # the hooks of a recorded pass stay until the next pass starts
+                    hooked.append(sum(len(block._forward_hooks) for block in net.blocks))
+        assert hook_count(net) == 0
+    assert monitors[3].steps == [0, 3, 6]
+    assert [count > 0 for count in hooked] == [True, False, False] * 2 + [True]
+    every_step, every_third = monitors[1].as_arrays(), monitors[3].as_arrays()
+    for metric in METRICS:
+        np.testing.assert_allclose(every_third[metric], every_step[metric][[0, 3, 6]], rtol=1e-6, err_msg=metric)
+
+
 def test_report_names_the_problem():
     X, y = batch(features=16)
     deep_sigmoid = build_mlp(12, 32, activation="sigmoid", init="standard", in_features=16, out_features=3, seed=0)
