@@ -14,8 +14,9 @@ if os.environ.get("AUTOGRADER_DB_URL"):
 # hidden tests: never copy it into a release or a submission.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-# Demonstration cells may train small networks: allow a few minutes per cell.
-c.Execute.timeout = 300
+# Per cell, for plain nbgrader and for `python -m autograder grade`: the slowest solution cell takes
+# about 8 s on 2 cores (benchmarks/README.md), so a minute is ample and stops a runaway loop in one.
+c.Execute.timeout = 60
 
 # Grading mode: skip demonstration cells (tag "demo"); runs after nbgrader has
 # restored the locked cells, so it sees the authored tags of graded cells.
