@@ -18,6 +18,7 @@ whose gradients differ by orders of magnitude (Adam rescales each weight's step,
 plain ReLU stack fails although its gradient does not vanish.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -29,7 +30,7 @@ from .datasets import load_digits
 from .models import MLP, build_mlp
 from .monitoring import GradientMonitor
 from .seeding import one_torch_thread
-from .training import SGD, AdamW, History, train
+from .training import SGD, AdamW, History, batch_indices, train
 
 MYSTERIES = ("A", "B", "C", "D", "E")
 LABELS = ("vanishing gradient", "exploding", "dead units", "no gradient", "collapsing activations")
@@ -170,17 +171,9 @@ def evaluate_fixes(changes: dict, *, mystery: str | dict = FIXABLE, seeds=(0,), 
     return final_losses({**broken, **changes}, seeds=seeds, lr=lr, num_steps=num_steps)
 
 
-@torch.no_grad()
 def _batch_order(n: int, *, seed: int, num_steps: int, batch_size: int) -> torch.Tensor:
     """The example indices of every step, (num_steps, batch_size), as `train` draws them from `seed`."""
-    generator = torch.Generator().manual_seed(seed)
-    order, cursor, steps = torch.randperm(n, generator=generator), 0, []
-    for _ in range(num_steps):
-        if cursor + batch_size > n:
-            order, cursor = torch.randperm(n, generator=generator), 0
-        steps.append(order[cursor:cursor + batch_size])
-        cursor += batch_size
-    return torch.stack(steps)
+    return torch.stack(list(itertools.islice(batch_indices(n, batch_size, seed=seed), num_steps)))
 
 
 def final_losses(settings: dict, *, seeds, lr: float = LR, num_steps: int = NUM_STEPS) -> list[float]:

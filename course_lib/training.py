@@ -8,6 +8,7 @@ than many of the course's training runs take).
 """
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,6 +170,18 @@ def _make_optimizer(optimizer, params, lr: float, momentum: float):
                      f"got {optimizer!r}")
 
 
+def batch_indices(n: int, batch_size: int, *, seed: int) -> Iterator[torch.Tensor]:
+    """The example indices of each training step, without end: a seeded permutation of the n examples, taken
+    batch by batch, and a new permutation when the next batch would not fit (the rest is skipped)."""
+    generator = torch.Generator().manual_seed(seed)
+    order, cursor = torch.randperm(n, generator=generator), 0
+    while True:
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        yield order[cursor:cursor + batch_size]
+        cursor += batch_size
+
+
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_steps: int,
           batch_size: int = 128, loss="cross_entropy", optimizer="sgd", momentum: float = 0.0,
           clip: float | None = None, monitor: bool | int = False, seed: int = 0,
@@ -199,19 +212,15 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, lr: float, num_
     params = list(model.parameters())  # once: walking a deep model's modules every step costs ~15% of a step
     device = params[0].device
     opt = _make_optimizer(optimizer, params, lr, momentum)
-    generator = torch.Generator().manual_seed(seed)
     losses, norms, diverged = [], [], False
     watcher = GradientMonitor(model, every=int(monitor)) if monitor else None
-    order, cursor = torch.randperm(len(X), generator=generator), 0
+    batches = batch_indices(len(X), batch_size, seed=seed)
     model.train()
     try:
         if watcher:
             watcher.attach()
         for _ in tqdm(range(num_steps), disable=not progress, desc="training", leave=False):
-            if cursor + batch_size > len(X):
-                order, cursor = torch.randperm(len(X), generator=generator), 0
-            index = order[cursor:cursor + batch_size]
-            cursor += batch_size
+            index = next(batches)
             opt.zero_grad(set_to_none=True)
             batch_loss = loss_fn(model(X[index].to(device)), y[index].to(device))
             batch_loss.backward()
