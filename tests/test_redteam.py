@@ -523,47 +523,57 @@ def grade_command(submissions: Path, course: Path) -> list[str]:
             "--workers", "2", "--timeout", str(TIMEOUT), "--memory-mb", "400", "--processes", "32", "--no-progress"]
 
 
-def run_grader(submissions: Path, course: Path, tree: set[int] | None = None) -> subprocess.CompletedProcess:
-    """Grade; with `tree`, every pid that descends from the grader while it runs is added to it."""
+def run_grader(submissions: Path, course: Path, tree: dict[int, int] | None = None) -> subprocess.CompletedProcess:
+    """Grade; with `tree`, every pid (-> start time) that descends from the grader while it runs is added to it."""
     process = subprocess.Popen(grade_command(submissions, course), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    with ProcessTree(process.pid, tree if tree is not None else set()):
+    with ProcessTree(process.pid, tree if tree is not None else {}):
         stdout, stderr = process.communicate(timeout=900)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
 
-def descendants(root: int) -> set[int]:
-    """The pids under `root` now (from /proc's parent links)."""
-    children: dict[int, list[int]] = {}
+def started(pid: int) -> int | None:
+    """The start time of process `pid` (clock ticks since boot), None if there is none."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root: int) -> dict[int, int]:
+    """pid -> start time of the processes under `root` now (from /proc's parent links). The start time tells a
+    process from a later one given the same pid: pids wrap around (pid_max is 32768 on CI's machines)."""
+    children: dict[int, list[tuple[int, int]]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                parent = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append((int(entry.name), int(fields[19])))
             except (OSError, IndexError, ValueError):
                 continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [root]
+    found, todo = {}, [root]
     while todo:
-        for child in children.get(todo.pop(), []):
+        for child, start in children.get(todo.pop(), []):
             if child not in found:
-                found.add(child)
+                found[child] = start
                 todo.append(child)
     return found
 
 
 class ProcessTree:
-    """Collects, every 0.1 s, the pids that descend from `root` into `pids`. A sandbox's uid is UID_BASE plus
-    its keeper's pid, so this tells this test's sandboxes from those of graders other tests run meanwhile."""
+    """Collects, every 0.1 s, the pids (with start times) that descend from `root` into `pids`. A sandbox's uid
+    is UID_BASE plus its keeper's pid, so this tells this test's sandboxes from those of graders other tests
+    run meanwhile."""
 
-    def __init__(self, root: int, pids: set[int]):
+    def __init__(self, root: int, pids: dict[int, int]):
         self.root, self.pids, self.stop = root, pids, threading.Event()
         self.thread = threading.Thread(target=self.poll, daemon=True)
 
     def poll(self) -> None:
         while not self.stop.is_set():
-            self.pids |= descendants(self.root)
+            self.pids.update(descendants(self.root))
             self.stop.wait(0.1)
 
     def __enter__(self) -> "ProcessTree":
@@ -587,17 +597,19 @@ def read_grades(course: Path) -> dict[str, dict]:
     return out
 
 
-def sandbox_processes(tree: set[int]) -> list[str]:
-    """Processes left by student code: the uid of a sandbox whose keeper was in `tree` (the grader's processes;
-    other tests may be grading at the same time), or the marker the attacks use."""
-    output = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+def sandbox_processes(tree: dict[int, int]) -> list[str]:
+    """Processes left by student code: the uid of a sandbox whose keeper was in `tree` (pid -> start time of the
+    grader's processes; other tests may be grading at the same time), or the marker the attacks use. A keeper
+    pid that is alive now with another start time was reused by another grader's sandbox: not ours."""
+    output = subprocess.run(["ps", "-eo", "uid=,pid=,ppid=,args="], capture_output=True, text=True).stdout
     left = []
     for line in output.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) < 3 or "ps -eo" in parts[2]:
+        parts = line.split(None, 3)
+        if len(parts) < 4 or "ps -eo" in parts[3]:
             continue
-        uid = int(parts[0])
-        if (uid >= UID_BASE and uid - UID_BASE in tree) or PROCESS_MARK in parts[2]:
+        uid, keeper = int(parts[0]), int(parts[0]) - UID_BASE
+        ours = uid >= UID_BASE and keeper in tree and started(keeper) in (None, tree[keeper])
+        if ours or PROCESS_MARK in parts[3]:
             left.append(line.strip())
     return left
 
@@ -680,11 +692,11 @@ def runs(tmp_path_factory):
         started = time.time()
         process = subprocess.Popen(grade_command(submissions, mixed_course), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT)
-        tree: set[int] = set()
+        tree: dict[int, int] = {}
         with ProcessTree(process.pid, tree):
             while markers(mixed_course) < 8 and process.poll() is None and time.time() - started < 600:
                 time.sleep(0.05)
-            tree |= descendants(process.pid)
+            tree.update(descendants(process.pid))
             process.send_signal(signal.SIGKILL)
             process.wait()
         killed = {"done": markers(mixed_course), "finished_first": process.returncode != -signal.SIGKILL}
@@ -693,7 +705,7 @@ def runs(tmp_path_factory):
             time.sleep(0.2)
         killed["leftovers"] = sandbox_processes(tree)
         killed["broken"] = gradebook_is_whole(mixed_course)
-        rerun: set[int] = set()
+        rerun: dict[int, int] = {}
         result = run_grader(submissions, mixed_course, rerun)
         seconds = time.time() - started
         gradebook_hash = hashlib.sha256((mixed_course / "gradebook.db").read_bytes()).hexdigest()

@@ -333,26 +333,29 @@ def alive(pid: int, started: int) -> bool:
 CGROUP_PARENTS = [Path("/sys/fs/cgroup", *parts, "vg-grader") for parts in (("memory",), ("pids",), ("cpu",), ())]
 
 
-def cgroup_owners() -> set[int]:
+def cgroup_owners() -> set[tuple[int, int]]:
+    """(pid, start time) of the owner of every grader cgroup (named "<pid>-<start time>-<n>", owners.py)."""
     owners = set()
     for parent in CGROUP_PARENTS:
         for child in parent.iterdir() if parent.is_dir() else []:
-            match = re.match(r"^s?(\d+)-", child.name)
+            match = re.match(r"^s?(\d+)-(\d+)-", child.name)
             if child.is_dir() and match:
-                owners.add(int(match[1]))
+                owners.add((int(match[1]), int(match[2])))
     return owners
 
 
 def leftovers(killed: set[tuple[int, int]], course: Path) -> list[str]:
-    """What is left of a grader process tree `killed`: processes, cgroups, temporary folders, half-written files."""
+    """What is left of a grader process tree `killed`: processes, cgroups, temporary folders, half-written files.
+    Processes, cgroups and folders are matched by pid and start time: another grader running meanwhile may
+    have been given one of `killed`'s pids since (pids wrap around at 32768 on CI's machines)."""
     pids = {pid for pid, _ in killed}
     found = [f"process {pid}" for pid, started in killed if alive(pid, started)]
-    found += [f"cgroup of {pid}" for pid in cgroup_owners() & pids]
+    found += [f"cgroup of {pid}" for pid, _ in cgroup_owners() & killed]
     for entry in Path(tempfile.gettempdir()).iterdir():
-        match = re.match(r"^vg-[a-z-]+?-(\d+)-", entry.name)
-        if match and int(match[1]) in pids:
+        match = re.match(r"^vg-[a-z-]+?-(\d+)-(\d+)-", entry.name)
+        if match and (int(match[1]), int(match[2])) in killed:
             found.append(str(entry))
-    for path in course.rglob(".*.tmp*"):
+    for path in course.rglob(".*.tmp*"):  # the course is this test's own: no other grader writes there
         match = re.search(r"\.tmp(\d+)$", path.name)
         if match and int(match[1]) in pids:
             found.append(str(path))
