@@ -23,7 +23,7 @@ from torch import nn
 from .datasets import make_adding_problem, make_sign_memory
 from .initialization import orthogonal_
 from .seeding import one_torch_thread
-from .training import History, accuracy, train
+from .training import LOSSES, SGD, Adam, History, accuracy, batch_indices, train
 
 CELLS = ("rnn", "gru", "lstm")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of hidden_size rows in PyTorch's stacked weights
@@ -246,6 +246,124 @@ class SequenceRun:
     metric: str
 
 
+def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.Tensor]], *, lr: float,
+               num_steps: int, batch_size: int = 64, loss: str = "cross_entropy", optimizer: str = "adam",
+               clips: list[float | None] | None = None, seeds: list[int] | None = None) -> list[History]:
+    """`train` for several vanilla RNNs (``RecurrentNet(cell="rnn")``) side by side, BPTT written out.
+
+    Net k trains on its own data ``data[k] = (X_k, y_k)`` (the same number of
+    sequences for all, any lengths), with its own batch order (``seeds[k]``, as
+    `train`), its own clipping threshold (``clips[k]``: its own total norm, as
+    `clip_grad_norm_`) and its own optimizer state (``"adam"`` or ``"sgd"``, as
+    `train`). Their weights are stacked, so that a time step is one batched
+    matmul and one tanh for all nets instead of a few small ops for each: small
+    RNNs on a CPU are dominated by the cost per op, not by arithmetic. The
+    backward pass is BPTT as the notebook writes it (Rumelhart, Hinton &
+    Williams 1986; Werbos 1990), with pre_t = W_ih x_t + b + W_hh h_{t-1}, h_t = tanh(pre_t):
+
+        dL/dpre_t = dL/dh_t * (1 - h_t^2),   dL/dh_{t-1} = W_hh^T dL/dpre_t,
+        dL/dW_hh = sum_t dL/dpre_t h_{t-1}^T,   dL/dW_ih = sum_t dL/dpre_t x_t^T,   dL/db = sum_t dL/dpre_t,
+
+    two ops per step each way; the head and the loss go through autograd. A net
+    with ``truncate=k`` gets no dL/dh_{t-1} at its window starts (truncated BPTT,
+    Williams & Peng 1990). Shorter sequences are padded at the end and read out
+    at their own last step, so their padding gets no gradient. The same numbers
+    as `train` on each net alone, up to float rounding (tests/test_recurrent.py
+    checks float64 to 1e-10). A net whose loss or gradient norm stops being
+    finite stops there (``History.diverged``), keeping its weights from before
+    that step; the others go on. Trains the models in place; one History each.
+    """
+    count = len(models)
+    clips = [None] * count if clips is None else list(clips)
+    seeds = [0] * count if seeds is None else list(seeds)
+    if any(model.cell != "rnn" for model in models):
+        raise ValueError("train_rnns trains vanilla RNNs (cell='rnn') only")
+    if loss not in LOSSES or optimizer not in ("adam", "sgd"):
+        raise ValueError(f"loss must be one of {list(LOSSES)} and optimizer 'adam' or 'sgd'; got {loss!r}, "
+                         f"{optimizer!r}")
+    if len({len(X) for X, _ in data}) != 1 or any(len(X) != len(y) for X, y in data) or len(data) != count:
+        raise ValueError("give one (X, y) per model, all with the same number of sequences")
+    torch.set_flush_denormal(True)  # as `train`: tiny gradients are otherwise very slow on CPU
+    lengths = [X.shape[1] for X, _ in data]
+    T, nets = max(lengths), torch.arange(count)
+    Xs = torch.stack([nn.functional.pad(X, (0, 0, 0, T - X.shape[1])) for X, _ in data])  # (K, N, T, features)
+    ys = torch.stack([y for _, y in data])
+    with torch.no_grad():  # model.parameters() order: W_ih, W_hh, b_ih, b_hh, head weight, head bias
+        params = [torch.stack(list(group)) for group in zip(*(model.parameters() for model in models))]
+    W_ih, W_hh, b_ih, b_hh, W_out, b_out = params
+    W_out.requires_grad_()
+    b_out.requires_grad_()
+    enters = {L: torch.tensor([float(n == L) for n in lengths], dtype=Xs.dtype).view(-1, 1, 1) for L in set(lengths)}
+    cuts = {t: torch.tensor([0.0 if model.truncate and t % model.truncate == 0 else 1.0 for model in models],
+                            dtype=Xs.dtype).view(-1, 1, 1)
+            for t in range(1, T) if any(model.truncate and t % model.truncate == 0 for model in models)}
+    clip = torch.tensor([math.inf if c is None else c for c in clips], dtype=Xs.dtype)
+    opt = (Adam(params, lr=lr) if optimizer == "adam" else SGD(params, lr=lr))
+    batches = [batch_indices(len(Xs[0]), batch_size, seed=seed) for seed in seeds]
+    losses, norms = [[] for _ in models], [[] for _ in models]
+    frozen: dict[int, list[torch.Tensor]] = {}  # the weights of a net that diverged, from before that step
+    for _ in range(num_steps):
+        index = torch.stack([next(batch) for batch in batches])  # (K, B)
+        x = Xs[nets[:, None], index].transpose(1, 2).contiguous()  # (K, T, B, features)
+        target = ys[nets[:, None], index]
+        with torch.no_grad():
+            steps = x.shape[:3]
+            inputs = (torch.bmm(x.view(count, -1, x.shape[-1]), W_ih.transpose(1, 2))
+                      + (b_ih + b_hh)[:, None]).view(*steps, -1)  # W_ih x_t + b for all steps: (K, T, B, H)
+            h, W_hh_t = inputs.new_zeros(count, steps[2], inputs.shape[-1]), W_hh.transpose(1, 2)
+            states = [h]  # h_0 = 0, h_1, ..., h_T
+            for step_input in inputs.unbind(1):
+                h = torch.baddbmm(step_input, h, W_hh_t).tanh_()
+                states.append(h)
+            h_T = (h if len(enters) == 1 else torch.stack([states[L][k] for k, L in enumerate(lengths)]))
+            h_T.requires_grad_()
+        output = torch.baddbmm(b_out[:, None], h_T, W_out.transpose(1, 2))  # (K, B, outputs)
+        if loss == "cross_entropy":
+            per_net = nn.functional.cross_entropy(output.flatten(0, 1), target.flatten(), reduction="none")
+            per_net = per_net.view(count, -1).mean(1)
+        else:
+            per_net = (output - target).square().mean((1, 2))
+        dh_T, g_W_out, g_b_out = torch.autograd.grad(per_net.sum(), (h_T, W_out, b_out))
+        with torch.no_grad():
+            dpre: list[torch.Tensor] = [h] * T  # dpre[t - 1] = dL/dpre_t
+            dh = dh_T if len(enters) == 1 else torch.zeros_like(dh_T)
+            for t in range(T, 0, -1):
+                if len(enters) > 1 and t in enters:
+                    dh = dh + dh_T * enters[t]  # the loss reads the nets of this length here
+                dpre[t - 1] = torch.ops.aten.tanh_backward(dh, states[t])  # dh * (1 - h_t^2)
+                if t > 1:
+                    dh = torch.bmm(dpre[t - 1], W_hh)
+                    if t - 1 in cuts:
+                        dh = dh * cuts[t - 1]
+            dpre_all = torch.stack(dpre, 1).view(count, -1, dh.shape[-1]).transpose(1, 2)  # (K, H, T * B)
+            g_b = dpre_all.sum(2)
+            grads = [torch.bmm(dpre_all, x.view(count, -1, x.shape[-1])),
+                     torch.bmm(dpre_all, torch.stack(states[:-1], 1).view(count, -1, dh.shape[-1])),
+                     g_b, g_b.clone(), g_W_out, g_b_out]
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1)
+                                                          for g in grads], dim=1), dim=1)
+            if any(c is not None for c in clips):  # clip_grad_norm_'s factor, net by net (1 where clip is None)
+                scale = (clip / (total + 1e-6)).clamp(max=1.0)
+                grads = [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+        for k, (value, norm) in enumerate(zip(per_net.tolist(), total.tolist())):
+            if k not in frozen:
+                losses[k].append(value)
+                norms[k].append(norm)
+                if not math.isfinite(value) or not math.isfinite(norm):
+                    frozen[k] = [p[k].detach().clone() for p in params]
+        if len(frozen) == count:
+            break
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        opt.step()
+    with torch.no_grad():
+        for k, model in enumerate(models):
+            for param, trained in zip(model.parameters(), frozen.get(k) or [p[k] for p in params]):
+                param.copy_(trained)
+    return [History(loss=np.array(losses[k]), grad_norm=np.array(norms[k]), diverged=k in frozen)
+            for k in range(count)]
+
+
 def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidden_size: int = 32,
                       lr: float = 3e-3, optimizer: str = "adam", clip: float | None = 1.0,
                       forget_bias: float = 2.0, recurrent_gain: float | None = None, batch_size: int = 64,
@@ -261,45 +379,103 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
     E7 uses SGD with ``recurrent_gain=1.8``. ``truncate=k`` trains with truncated
     BPTT (windows of k steps). By default every training sequence is fresh
     (``train_size = num_steps * batch_size``), so a net cannot pass by memorizing noise.
-    A run whose loss or gradient stops being finite scores NaN.
+    A run whose loss or gradient stops being finite scores NaN. A vanilla RNN
+    with Adam trains with `train_rnns` (BPTT written out), anything else with
+    `train` (PyTorch's fused kernels).
     """
-    train_size = num_steps * batch_size if train_size is None else train_size
-    X, y = make_sequence_task(task, train_size, length, noise=noise, seed=seed)
-    X_test, y_test = make_sequence_task(task, test_size, length, noise=noise, seed=seed + 10_000)
-    outputs, loss = (2, "cross_entropy") if task == "sign" else (1, "mse")
-    model = RecurrentNet(X.shape[-1], hidden_size, outputs, cell=cell, forget_bias=forget_bias,
-                         recurrent_gain=recurrent_gain, seed=seed, truncate=truncate)
-    with one_torch_thread():
-        history = train(model, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, loss=loss,
-                        optimizer=optimizer, clip=clip, seed=seed, progress=False)
+    return run_sequence_tasks([dict(cell=cell, task=task, length=length, num_steps=num_steps,
+                                    hidden_size=hidden_size, lr=lr, optimizer=optimizer, clip=clip,
+                                    forget_bias=forget_bias, recurrent_gain=recurrent_gain, batch_size=batch_size,
+                                    train_size=train_size, test_size=test_size, noise=noise, truncate=truncate,
+                                    seed=seed)], workers=1)[0]
+
+
+def _sequence_setup(spec: dict) -> dict:
+    """A spec with every argument of `run_sequence_task`, its model and its training and test data."""
+    import inspect
+
+    full = inspect.signature(run_sequence_task).bind(**spec)
+    full.apply_defaults()
+    a = dict(full.arguments)
+    a["train_size"] = a["num_steps"] * a["batch_size"] if a["train_size"] is None else a["train_size"]
+    a["data"] = make_sequence_task(a["task"], a["train_size"], a["length"], noise=a["noise"], seed=a["seed"])
+    a["test"] = make_sequence_task(a["task"], a["test_size"], a["length"], noise=a["noise"], seed=a["seed"] + 10_000)
+    a["loss"] = "cross_entropy" if a["task"] == "sign" else "mse"
+    # E7's SGD runs stay on the fused kernel: their exploding gradients make them chaotic (two float64
+    # implementations part after ~12 steps), so their outcome depends on rounding, calibrated there
+    a["side_by_side"] = a["cell"] == "rnn" and a["optimizer"] == "adam"
+    a["model"] = RecurrentNet(a["data"][0].shape[-1], a["hidden_size"], 2 if a["task"] == "sign" else 1,
+                              cell=a["cell"], forget_bias=a["forget_bias"], recurrent_gain=a["recurrent_gain"],
+                              seed=a["seed"], truncate=a["truncate"])
+    return a
+
+
+def _sequence_runs(setups: list[dict]) -> list[SequenceRun]:
+    """Train one group (vanilla RNNs side by side in `train_rnns`, anything else alone in `train`), then score."""
+    with one_torch_thread():  # in the worker thread: the thread count is per thread for OpenMP
+        return _train_and_score(setups)
+
+
+def _train_and_score(setups: list[dict]) -> list[SequenceRun]:
+    first = setups[0]
+    if first["side_by_side"]:
+        histories = train_rnns([a["model"] for a in setups], [a["data"] for a in setups], lr=first["lr"],
+                               num_steps=first["num_steps"], batch_size=first["batch_size"], loss=first["loss"],
+                               optimizer=first["optimizer"], clips=[a["clip"] for a in setups],
+                               seeds=[a["seed"] for a in setups])
+    else:
+        (a,) = setups
+        histories = [train(a["model"], *a["data"], lr=a["lr"], num_steps=a["num_steps"], batch_size=a["batch_size"],
+                           loss=a["loss"], optimizer=a["optimizer"], clip=a["clip"], seed=a["seed"], progress=False)]
+    runs = []
+    for a, history in zip(setups, histories):
+        model, (X_test, y_test) = a["model"], a["test"]
         if history.diverged:
             score = math.nan
-        elif task == "sign":
+        elif a["task"] == "sign":
             score = accuracy(model, X_test, y_test)
         else:
             with torch.no_grad():
                 score = nn.functional.mse_loss(model(X_test), y_test).item()
-    return SequenceRun(model, history, score, "accuracy" if task == "sign" else "mse")
+        runs.append(SequenceRun(model, history, score, "accuracy" if a["task"] == "sign" else "mse"))
+    return runs
 
 
 def run_sequence_tasks(specs: list[dict], *, workers: int = 2) -> list[SequenceRun]:
     """`run_sequence_task` for each spec (a dict of its arguments), `workers` at a time; results in spec order.
 
-    Each run draws from its own seeded generators, so the results are the same
-    numbers as one run after another (tests/test_recurrent.py checks it). The
-    fused recurrent kernels and autograd's backward release Python's lock, so
-    on two idle cores two runs take little longer than one. The longest runs
-    (most steps times sequence length) start first.
+    Vanilla RNNs trained with Adam (E5, E6) on the same task with the same
+    learning rate, number of steps and batch and training-set sizes train side
+    by side in one `train_rnns`; every other run trains alone with `train`. Each
+    run draws from its own seeded generators, so a run gives the same numbers
+    whatever it is grouped with, up to float rounding, and exactly the same as
+    `run_sequence_task` when it is alone in its group (tests/test_recurrent.py
+    checks both). Torch's kernels release Python's
+    lock, so on two idle cores two groups take little longer than one. The
+    longest groups start first.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    order = sorted(range(len(specs)), key=lambda i: -specs[i]["num_steps"] * specs[i]["length"])
+    setups = [_sequence_setup(spec) for spec in specs]
+    groups: dict[tuple, list[int]] = {}
+    for i, a in enumerate(setups):
+        key = (("rnn", a["task"], a["lr"], a["num_steps"], a["batch_size"], a["train_size"], a["hidden_size"])
+               if a["side_by_side"] else (i,))
+        groups.setdefault(key, []).append(i)
+
+    def cost(members: list[int]) -> float:  # ~ CPU time, measured: a fused LSTM step costs ~ T + 13 time
+        a = setups[members[0]]  # steps' worth, K vanilla RNNs side by side 0.3 + 0.17 K of that
+        per_step = max(setups[i]["length"] for i in members) + 13
+        return a["num_steps"] * per_step * (0.3 + 0.17 * len(members) if a["side_by_side"] else 1.0)
+
+    order = sorted(groups.values(), key=cost, reverse=True)
     results: list[SequenceRun | None] = [None] * len(specs)
 
-    def run_one(i: int) -> None:
-        results[i] = run_sequence_task(**specs[i])
+    def run_group(members: list[int]) -> None:
+        for i, run in zip(members, _sequence_runs([setups[i] for i in members])):
+            results[i] = run
 
     with one_torch_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(run_one, i) for i in order]:
+        for future in [pool.submit(run_group, members) for members in order]:
             future.result()
     return results

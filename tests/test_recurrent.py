@@ -1,5 +1,6 @@
 """course_lib.recurrent against PyTorch as the oracle: states, gradients through time, Jacobians."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,7 +10,8 @@ from torch import nn
 
 from course_lib.recurrent import (RecurrentNet, gradient_through_time, linear_rnn_jacobian, loss_cliff,
                                   make_sequence_task, orthogonal_rnn_gradients, run_sequence_task,
-                                  run_sequence_tasks)
+                                  run_sequence_tasks, train_rnns)
+from course_lib.training import train
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -180,3 +182,66 @@ def test_run_sequence_tasks_gives_the_same_numbers_as_one_run_after_another():
         alone = run_sequence_task(**spec)
         assert np.array_equal(alone.history.loss, run.history.loss)
         assert alone.score == run.score or (math.isnan(alone.score) and math.isnan(run.score))
+
+
+def _double(data):
+    return tuple(t.double() if t.is_floating_point() else t for t in data)
+
+
+@pytest.mark.parametrize("task, optimizer", [("sign", "adam"), ("adding", "sgd")])
+def test_train_rnns_gives_each_net_the_numbers_of_train_alone(task, optimizer):
+    """Side by side, BPTT written out, in float64: each net's loss and gradient-norm curves and final
+    weights equal `train` on PyTorch's nn.RNN alone, with lengths, truncation, clipping and seeds per net."""
+    nets = [(12, None, 1.0, 0), (7, 3, 0.5, 1), (12, None, None, 2), (4, 2, 0.2, 3)]  # length, truncate, clip, seed
+    outputs, loss = (2, "cross_entropy") if task == "sign" else (1, "mse")
+    data = [_double(make_sequence_task(task, 48, length, seed=seed)) for length, _, _, seed in nets]
+    models = [RecurrentNet(data[0][0].shape[-1], 6, outputs, cell="rnn", seed=seed, truncate=cut).double()
+              for _, cut, _, seed in nets]
+    alone = [copy.deepcopy(model) for model in models]
+    lr = 0.05 if optimizer == "adam" else 0.1
+    histories = train_rnns(models, data, lr=lr, num_steps=25, batch_size=16, loss=loss, optimizer=optimizer,
+                           clips=[clip for _, _, clip, _ in nets], seeds=[seed for *_, seed in nets])
+    assert (histories[3].grad_norm > 0.2).sum() > 5  # net 4's clipping acts
+    for model, reference, (X, y), (_, _, clip, seed), history in zip(models, alone, data, nets, histories):
+        expected = train(reference, X, y, lr=lr, num_steps=25, batch_size=16, loss=loss, optimizer=optimizer,
+                         clip=clip, seed=seed, progress=False)
+        assert not history.diverged and len(history.loss) == 25 and history.grad_norm.max() < 100
+        assert np.allclose(history.loss, expected.loss, rtol=1e-10, atol=0)
+        assert np.allclose(history.grad_norm, expected.grad_norm, rtol=1e-10, atol=0)
+        for trained, wanted in zip(model.parameters(), reference.parameters()):
+            assert torch.allclose(trained, wanted, rtol=1e-10, atol=1e-12)
+
+
+def test_train_rnns_a_diverging_net_stops_there_and_the_others_go_on():
+    data = [_double(make_sequence_task("sign", 64, 9, seed=seed)) for seed in (0, 1)]
+    data[1][0][5, 3, 0] = math.nan  # one poisoned sequence: the loss turns NaN when its batch comes up
+    models = [RecurrentNet(1, 5, 2, cell="rnn", seed=seed).double() for seed in (0, 1)]
+    alone = [copy.deepcopy(model) for model in models]
+    histories = train_rnns(models, data, lr=0.01, num_steps=12, batch_size=16, clips=[1.0, 1.0], seeds=[0, 0])
+    expected = [train(reference, X, y, lr=0.01, num_steps=12, batch_size=16, optimizer="adam", clip=1.0,
+                      progress=False) for reference, (X, y) in zip(alone, data)]
+    assert not histories[0].diverged and len(histories[0].loss) == 12
+    assert histories[1].diverged and expected[1].diverged and len(histories[1].loss) == len(expected[1].loss) < 12
+    for model, reference, history, wanted in zip(models, alone, histories, expected):
+        assert np.allclose(history.loss, wanted.loss, rtol=1e-10, atol=0, equal_nan=True)
+        for trained, weights in zip(model.parameters(), reference.parameters()):  # the diverged net: before that step
+            assert torch.allclose(trained, weights, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError):
+        train_rnns([RecurrentNet(1, 5, 2, cell="lstm")], data[:1], lr=0.01, num_steps=1)
+    with pytest.raises(ValueError):
+        train_rnns(models, [data[0], (data[1][0][:10], data[1][1][:10])], lr=0.01, num_steps=1)
+
+
+def test_a_run_gives_the_same_numbers_in_any_group():
+    """Vanilla RNNs with Adam train side by side; float rounding apart, each gets what it gets alone, and
+    the same spec alone in its group gives exactly `run_sequence_task`'s numbers."""
+    specs = [dict(cell="rnn", task="sign", length=length, num_steps=30, batch_size=16, seed=seed)
+             for length, seed in [(6, 0), (11, 1), (11, 2)]]
+    together = run_sequence_tasks(specs + [dict(cell="lstm", task="sign", length=6, num_steps=5, batch_size=16)])
+    assert len(together) == 4 and together[3].model.cell == "lstm"
+    for spec, run in zip(specs, together):
+        alone = run_sequence_task(**spec)
+        assert np.allclose(alone.history.loss, run.history.loss, rtol=1e-5, atol=0)
+        assert np.allclose(alone.history.grad_norm, run.history.grad_norm, rtol=1e-4, atol=0)
+        assert abs(alone.score - run.score) <= 0.002  # at most 2 of 1,000 test sequences
+        assert np.array_equal(alone.history.loss, run_sequence_tasks([spec])[0].history.loss)
