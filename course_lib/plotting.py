@@ -10,7 +10,12 @@ touches). Text is 11 pt, which at the inline backend's 100 dpi is 15 px,
 above 9 pt (12 px) on screen even when JupyterLab scales a figure of up to
 about 10.5 inches down to its ~850 px output width; a figure meant to be
 read should stay that narrow (9 inches fits without scaling).
+
+In a Jupyter kernel with the inline backend, importing it also has each
+figure drawn once instead of twice (`draw_inline_figures_once`).
 """
+
+import sys
 
 import matplotlib
 import numpy as np
@@ -26,6 +31,38 @@ MIN_TEXT_PX = 12
 """The smallest text the course draws, in CSS pixels at 100% zoom (9 pt)."""
 
 matplotlib.rcParams.update(COURSE_RC)
+
+
+def draw_inline_figures_once() -> bool:
+    """In IPython with the inline backend, show each new figure before pyplot's hook redraws it.
+
+    After every cell IPython runs two post-execute hooks in the order they were
+    registered: pyplot's (`matplotlib.pyplot.install_repl_displayhook`), which
+    draws every stale figure, and then matplotlib-inline's `flush_figures`, which
+    renders each figure to a PNG and closes it. Agg's `draw_idle` draws at once
+    (matplotlib issues #4780 and #5800), so every inline figure is laid out and
+    rasterized for nothing before being drawn again for the PNG: about a quarter
+    of the drawing time of a course notebook. Re-registering pyplot's hook puts
+    it after `flush_figures`, which has then closed the figures: each is drawn
+    once, to the same PNG. Interactive backends keep pyplot's hook. Activates
+    the inline backend as pyplot's first figure would; does nothing (and returns
+    False) outside IPython, before pyplot is imported, or with another backend.
+    """
+    ipython, pyplot = sys.modules.get("IPython"), sys.modules.get("matplotlib.pyplot")
+    shell = ipython.get_ipython() if ipython else None
+    backend = matplotlib.get_backend(auto_select=False)
+    if shell is None or pyplot is None or backend not in ("inline", "module://matplotlib_inline.backend_inline"):
+        return False
+    from matplotlib_inline import backend_inline  # registers flush_figures, if the first figure has not yet
+
+    if backend_inline.flush_figures not in shell.events.callbacks["post_execute"]:
+        return False
+    pyplot.uninstall_repl_displayhook()
+    pyplot.install_repl_displayhook()  # registered again: now after flush_figures
+    return True
+
+
+draw_inline_figures_once()
 
 
 def integer_ticks(ax: Axes, axis: str = "x") -> Axes:

@@ -95,3 +95,39 @@ def test_missing_answer_names_what_to_set():
     assert "set `q3_layers` first" in checks.missing_answer_message("q3_layers")
     assert checks.missing_answer_message("q3_layers").startswith("Question 3:")
     assert checks.missing_answer_message("numpy_thing") is None  # other NameErrors keep their traceback
+
+
+_INLINE_CELLS = r'''
+import hashlib, json, os, sys
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shown = []
+shell.display_pub.publish = lambda data, **kw: shown.append(hashlib.md5(str(data["image/png"]).encode()).hexdigest())
+pyplot = ("import matplotlib.pyplot as plt\nfrom matplotlib.figure import Figure\ndraws = []\n"
+          "_draw = Figure.draw\nFigure.draw = lambda self, renderer: draws.append(1) or _draw(self, renderer)")
+course = "import course_lib.plotting"
+cells = [pyplot, course] if sys.argv[1] == "after pyplot" else [course, pyplot]
+cells.append("fig, ax = plt.subplots(figsize=(6, 3.5), layout='constrained')\nax.semilogy([1, 2, 3], [1e-5, 1e-2, 1])")
+for cell in cells:
+    assert shell.run_cell(cell).success, cell
+print(json.dumps({"draws": len(shell.user_ns["draws"]), "shown": shown}))
+'''
+
+
+def test_importing_plotting_has_the_inline_backend_draw_each_figure_once():
+    # a fresh IPython shell per case: the hooks are process-wide state
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    runs = {case: json.loads(subprocess.run([sys.executable, "-c", _INLINE_CELLS, case], capture_output=True,
+                                            text=True, check=True, cwd=root).stdout.splitlines()[-1])
+            for case in ("before pyplot", "after pyplot")}
+    # imported before pyplot, it cannot reorder: pyplot's post-execute draw, the tight-bbox pass and the PNG
+    assert runs["before pyplot"]["draws"] == 3
+    assert runs["after pyplot"]["draws"] == 2  # as every notebook imports it
+    assert len(runs["after pyplot"]["shown"]) == 1 and runs["after pyplot"]["shown"] == runs["before pyplot"]["shown"]
