@@ -91,6 +91,15 @@ def test_initialization_options():
 @pytest.mark.parametrize("scale", [0.7, 1.0, 1.3])
 def test_linear_rnn_jacobian_is_the_matrix_power(scale):
     one_step = linear_rnn_jacobian(scale, 1, seed=4)  # = scale * Q (same seed, same Q)
+    h0 = torch.randn(16, dtype=torch.float64)
+
+    def run(h):
+        for _ in range(9):
+            h = torch.as_tensor(one_step) @ h
+        return h
+
+    by_rows = torch.autograd.functional.jacobian(run, h0).numpy()  # one backward pass per row
+    assert np.allclose(linear_rnn_jacobian(scale, 9, seed=4), by_rows, rtol=1e-12, atol=1e-15)
     for T in (2, 7, 20):
         J = linear_rnn_jacobian(scale, T, seed=4)
         assert np.allclose(J, np.linalg.matrix_power(one_step, T), rtol=1e-10, atol=1e-14)
