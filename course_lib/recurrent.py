@@ -289,20 +289,22 @@ def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.
     T, nets = max(lengths), torch.arange(count)
     Xs = torch.stack([nn.functional.pad(X, (0, 0, 0, T - X.shape[1])) for X, _ in data])  # (K, N, T, features)
     ys = torch.stack([y for _, y in data])
-    with torch.no_grad():  # model.parameters() order: W_ih, W_hh, b_ih, b_hh, head weight, head bias
-        params = [torch.stack(list(group)) for group in zip(*(model.parameters() for model in models))]
-    W_ih, W_hh, b_ih, b_hh, W_out, b_out = params
-    W_out.requires_grad_()
-    b_out.requires_grad_()
+    # Row k of `weights` holds net k's parameters one after the other (model.parameters() order: W_ih, W_hh,
+    # b_ih, b_hh, head weight, head bias), so clipping and the optimizer take a few ops for all nets.
+    shapes = [p.shape for p in models[0].parameters()]
+    sizes = [shape.numel() for shape in shapes]
+    weights = torch.stack([nn.utils.parameters_to_vector(model.parameters()).detach() for model in models])
+    W_ih, W_hh, b_ih, b_hh, W_out, b_out = (part.view(count, *shape) for part, shape in zip(weights.split(sizes, 1),
+                                                                                           shapes))
     enters = {L: torch.tensor([float(n == L) for n in lengths], dtype=Xs.dtype).view(-1, 1, 1) for L in set(lengths)}
     cuts = {t: torch.tensor([0.0 if model.truncate and t % model.truncate == 0 else 1.0 for model in models],
                             dtype=Xs.dtype).view(-1, 1, 1)
             for t in range(1, T) if any(model.truncate and t % model.truncate == 0 for model in models)}
     clip = torch.tensor([math.inf if c is None else c for c in clips], dtype=Xs.dtype)
-    opt = (Adam(params, lr=lr) if optimizer == "adam" else SGD(params, lr=lr))
+    opt = (Adam([weights], lr=lr) if optimizer == "adam" else SGD([weights], lr=lr))
     batches = [batch_indices(len(Xs[0]), batch_size, seed=seed) for seed in seeds]
     losses, norms = [[] for _ in models], [[] for _ in models]
-    frozen: dict[int, list[torch.Tensor]] = {}  # the weights of a net that diverged, from before that step
+    frozen: dict[int, torch.Tensor] = {}  # the weights of a net that diverged, from before that step
     for _ in range(num_steps):
         index = torch.stack([next(batch) for batch in batches])  # (K, B)
         x = Xs[nets[:, None], index].transpose(1, 2).contiguous()  # (K, T, B, features)
@@ -318,13 +320,14 @@ def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.
                 states.append(h)
             h_T = (h if len(enters) == 1 else torch.stack([states[L][k] for k, L in enumerate(lengths)]))
             h_T.requires_grad_()
-        output = torch.baddbmm(b_out[:, None], h_T, W_out.transpose(1, 2))  # (K, B, outputs)
+        head = [W_out.detach().requires_grad_(), b_out.detach().requires_grad_()]
+        output = torch.baddbmm(head[1][:, None], h_T, head[0].transpose(1, 2))  # (K, B, outputs)
         if loss == "cross_entropy":
             per_net = nn.functional.cross_entropy(output.flatten(0, 1), target.flatten(), reduction="none")
             per_net = per_net.view(count, -1).mean(1)
         else:
             per_net = (output - target).square().mean((1, 2))
-        dh_T, g_W_out, g_b_out = torch.autograd.grad(per_net.sum(), (h_T, W_out, b_out))
+        dh_T, g_W_out, g_b_out = torch.autograd.grad(per_net.sum(), (h_T, *head))
         with torch.no_grad():
             dpre: list[torch.Tensor] = [h] * T  # dpre[t - 1] = dL/dpre_t
             dh = dh_T if len(enters) == 1 else torch.zeros_like(dh_T)
@@ -340,27 +343,25 @@ def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.
             g_b = dpre_all.sum(2)
             grads = [torch.bmm(dpre_all, x.view(count, -1, x.shape[-1])),
                      torch.bmm(dpre_all, torch.stack(states[:-1], 1).view(count, -1, dh.shape[-1])),
-                     g_b, g_b.clone(), g_W_out, g_b_out]
-            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1)
-                                                          for g in grads], dim=1), dim=1)
+                     g_b, g_b, g_W_out, g_b_out]
+            grad = torch.cat([g.flatten(1) for g in grads], 1)  # laid out as `weights`
+            total = torch.linalg.vector_norm(grad, dim=1)  # each net's total gradient norm
             if any(c is not None for c in clips):  # clip_grad_norm_'s factor, net by net (1 where clip is None)
-                scale = (clip / (total + 1e-6)).clamp(max=1.0)
-                grads = [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+                grad.mul_((clip / (total + 1e-6)).clamp(max=1.0)[:, None])
         for k, (value, norm) in enumerate(zip(per_net.tolist(), total.tolist())):
             if k not in frozen:
                 losses[k].append(value)
                 norms[k].append(norm)
                 if not math.isfinite(value) or not math.isfinite(norm):
-                    frozen[k] = [p[k].detach().clone() for p in params]
+                    frozen[k] = weights[k].clone()
         if len(frozen) == count:
             break
-        for param, grad in zip(params, grads):
-            param.grad = grad
+        weights.grad = grad
         opt.step()
     with torch.no_grad():
         for k, model in enumerate(models):
-            for param, trained in zip(model.parameters(), frozen.get(k) or [p[k] for p in params]):
-                param.copy_(trained)
+            for param, trained in zip(model.parameters(), frozen.get(k, weights[k]).split(sizes)):
+                param.copy_(trained.view_as(param))
     return [History(loss=np.array(losses[k]), grad_norm=np.array(norms[k]), diverged=k in frozen)
             for k in range(count)]
 

@@ -212,7 +212,8 @@ assert abs(clipped.final_loss - 1 / 6) < 0.05  # settles near the baseline 1/6 (
 # train a vanilla RNN and an LSTM, both with 32 units (Adam, learning rate $3\times10^{-3}$,
 # clipping at 1, 400 steps of 64 fresh sequences, LSTM forget-gate bias 2), and score
 # them on 1,000 new sequences, for three lengths. The runs are independent, so this cell
-# trains them two at a time, together with the networks of sections 6 and 8.
+# trains them two at a time (the three vanilla RNNs side by side, as one batched network),
+# together with the networks of sections 6 and 8.
 
 # %% tags=["demo"]
 e5_lengths = [10, 20, 50]
