@@ -18,7 +18,6 @@ whose gradients differ by orders of magnitude (Adam rescales each weight's step,
 plain ReLU stack fails although its gradient does not vanish.
 """
 
-import itertools
 import math
 
 import numpy as np
@@ -30,7 +29,8 @@ from .datasets import load_digits
 from .models import MLP, build_mlp
 from .monitoring import GradientMonitor
 from .seeding import one_torch_thread
-from .training import SGD, AdamW, History, batch_indices, train
+from .stacked import train_stacked
+from .training import AdamW, History, train
 
 MYSTERIES = ("A", "B", "C", "D", "E")
 LABELS = ("vanishing gradient", "exploding", "dead units", "no gradient", "collapsing activations")
@@ -171,74 +171,20 @@ def evaluate_fixes(changes: dict, *, mystery: str | dict = FIXABLE, seeds=(0,), 
     return final_losses({**broken, **changes}, seeds=seeds, lr=lr, num_steps=num_steps)
 
 
-def _batch_order(n: int, *, seed: int, num_steps: int, batch_size: int) -> torch.Tensor:
-    """The example indices of every step, (num_steps, batch_size), as `train` draws them from `seed`."""
-    return torch.stack(list(itertools.islice(batch_indices(n, batch_size, seed=seed), num_steps)))
-
-
 def final_losses(settings: dict, *, seeds, lr: float = LR, num_steps: int = NUM_STEPS) -> list[float]:
     """The final training loss (inf if it diverged) of the `settings` network from each seed, trained side by side.
 
     Each seed's network and batch order are those of `train_network(settings, seed=...)`
     (plain SGD at `lr`, no momentum, batches of 128, `History.final_loss`), and
-    each network trains on its own batches, but the G networks' weights are
-    stacked into (G, out, in) tensors and every layer is one batched matmul
-    (BatchNorm and LayerNorm per network), so G seeds cost about one network's
-    operations plus G times its (small) arithmetic. Equal to separate runs up
-    to float rounding (tested).
+    each network trains on its own batches, but the G networks are one stacked
+    network (`course_lib.stacked.train_stacked`: every layer one batched matmul),
+    so G seeds cost about one network's operations plus G times its (small)
+    arithmetic. Equal to separate runs, bit for bit (tested).
     """
     X, y = load_digits()
     nets = [build_network(settings, seed=seed) for seed in seeds]
-    blocks = nets[0].blocks
-    stack = lambda tensors: torch.stack([t.detach() for t in tensors]).contiguous().requires_grad_()  # noqa: E731
-    layers = [(stack([net.blocks[k].linear.weight.T for net in nets]),
-               stack([net.blocks[k].linear.bias for net in nets]),
-               [stack(same) for same in zip(*[list(net.blocks[k].norm.parameters()) for net in nets])])
-              for k in range(len(blocks))]  # (W^T, bias, [norm weight, norm bias]) per block, each (G, ...)
-    head = (stack([net.head.weight.T for net in nets]), stack([net.head.bias for net in nets]))
-    params = [p for weight, bias, norm in layers for p in (weight, bias, *norm)] + list(head)
-    order = torch.stack([_batch_order(len(X), seed=seed, num_steps=num_steps, batch_size=BATCH_SIZE)
-                         for seed in seeds], dim=1)  # (steps, G, batch)
-
-    def losses_of(x, target):
-        h = x
-        for block, (weight, bias, norm) in zip(blocks, layers):
-            z = torch.baddbmm(bias.unsqueeze(1), h, weight)  # (G, batch, units)
-            if isinstance(block.norm, nn.BatchNorm1d):  # per unit of each network: the G x units channels
-                count, batch, units = z.shape
-                z = nn.functional.batch_norm(z.transpose(0, 1).reshape(batch, count * units), None, None,
-                                             norm[0].reshape(-1), norm[1].reshape(-1), training=True,
-                                             eps=block.norm.eps).view(batch, count, units).transpose(0, 1)
-            elif isinstance(block.norm, nn.LayerNorm):  # one call per network: the module's own rounding
-                z = torch.stack([nn.functional.layer_norm(z[g], block.norm.normalized_shape, norm[0][g], norm[1][g],
-                                                          eps=block.norm.eps) for g in range(len(z))])
-            elif not isinstance(block.norm, nn.Identity):
-                raise ValueError(f"cannot train {type(block.norm).__name__} side by side")
-            out = block.act(z)  # elementwise, any shape
-            h = h + out if block.residual else out
-        logits = torch.baddbmm(head[1].unsqueeze(1), h, head[0])
-        return nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(
-            target.shape).mean(1)
-
-    optimizer, per_step = SGD(params, lr=lr), []
-    healthy = torch.ones(len(nets), dtype=torch.bool)  # False from the step `train` would stop at
-    torch.set_flush_denormal(True)  # as `train`: tiny gradients are otherwise very slow on CPU
-    with one_torch_thread():
-        for index in order:
-            optimizer.zero_grad(set_to_none=True)
-            losses = losses_of(X[index], y[index])
-            losses.sum().backward()  # each network's loss depends on its own weights only
-            per_step.append(losses.detach())
-            with torch.no_grad():  # `train` stops when the loss or the total gradient norm is not finite
-                grad_norms = torch.stack([torch.linalg.vector_norm(p.grad, dim=tuple(range(1, p.dim())))
-                                          for p in params])
-                healthy &= torch.isfinite(losses) & torch.isfinite(torch.linalg.vector_norm(grad_norms, dim=0))
-            if not healthy.any():  # every network diverged: nothing left to train
-                break
-            optimizer.step()
-    losses = torch.stack(per_step).double().numpy()  # (steps, G)
-    tail = max(1, len(losses) // 10)
-    return [float(losses[-tail:, g].mean()) if healthy[g] else math.inf for g in range(len(nets))]
+    histories = train_stacked(nets, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, seeds=seeds)
+    return [math.inf if history.diverged else history.final_loss for history in histories]
 
 
 def check_repair(name: str, repair, settings: dict, *, seeds) -> list[float]:

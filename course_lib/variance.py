@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activations import train_together
 from .datasets import load_digits
 from .initialization import init_weight_
 from .models import MLP, activation_derivative, build_mlp, make_activation
 from .seeding import one_torch_thread
+from .stacked import train_stacked
 from .training import accuracy
 
 GAUSS_HERMITE_POINTS = 150  # even: no node at z = 0, where ReLU' jumps
@@ -252,7 +252,10 @@ def train_deep_relu(init: str, *, depth: int = 30, width: int = 64, lr: float = 
 def train_deep_relus(inits, *, depth: int = 30, width: int = 64, lr: float = 0.01, momentum: float = 0.9,
                      clip: float | None = 1.0, num_steps: int = 300, batch_size: int = 128,
                      seed: int = 0) -> dict[str, dict]:
-    """`train_deep_relu` for several inits, trained side by side on the same batches: {init: result}."""
+    """`train_deep_relu` for several inits, trained side by side on the same batches: {init: result}.
+
+    One stacked network (`course_lib.stacked.train_stacked`): each equals its separate run, bit for bit.
+    """
     X, y = load_digits()
     nets, stds = [], []
     for init in inits:
@@ -265,8 +268,8 @@ def train_deep_relus(inits, *, depth: int = 30, width: int = 64, lr: float = 0.0
                 h = block(h)
                 per_layer.append(h.std().item())
         stds.append(np.array(per_layer))
-    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
-                               clip=clip, seed=seed)
+    histories = train_stacked(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
+                              clip=clip, seeds=seed)
     return {init: {"act_std": act_std, "std_ratio": act_std[-1] / act_std[0], "loss": history.loss,
                    "final_loss": history.final_loss,
                    "accuracy": math.nan if history.diverged else accuracy(net, X, y)}
@@ -376,12 +379,15 @@ def train_at_sigma(sigma_w2: float, *, sigma_b2: float = 0.05, depth: int = 40, 
 @one_torch_thread()
 def train_at_sigmas(sigma_w2s, *, sigma_b2: float = 0.05, depth: int = 40, width: int = 64, lr: float = 0.003,
                     momentum: float = 0.9, num_steps: int = 300, batch_size: int = 128, seed: int = 0) -> list[dict]:
-    """`train_at_sigma` for several sigma_w^2, trained side by side on the same batches: one result each."""
+    """`train_at_sigma` for several sigma_w^2, trained side by side on the same batches: one result each.
+
+    One stacked network (`course_lib.stacked.train_stacked`): each equals its separate run, bit for bit.
+    """
     X, y = load_digits()
     nets = [random_network("tanh", depth=depth, width=width, sigma_w2=s, sigma_b2=sigma_b2, in_features=64,
                            out_features=10, seed=seed) for s in sigma_w2s]
-    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
-                               seed=seed)
+    histories = train_stacked(nets, X, y, lr=lr, num_steps=num_steps, batch_size=batch_size, momentum=momentum,
+                              seeds=seed)
     return [{"loss": history.loss, "final_loss": history.final_loss,
              "accuracy": math.nan if history.diverged else accuracy(net, X, y),
              "chi_1": chi_1("tanh", sigma_w2=s, sigma_b2=sigma_b2)}
@@ -406,7 +412,7 @@ def symmetry_experiments(starts: dict, *, activation: str = "tanh", depth: int =
     every unit of a layer computes the same function and receives the same
     gradient, so the units stay identical forever; with zeros (tanh) the
     hidden weights get no gradient at all. The networks train side by side on
-    the same batches (`course_lib.activations.train_together`). Returns per
+    the same batches (`course_lib.stacked.train_stacked`). Returns per
     label, per hidden layer, ``"row_spread"`` (std across units of their
     incoming weights, relative to the weights' rms; 0 = all units identical)
     and ``"changed"`` (did the weights move), plus ``"final_loss"`` and ``"accuracy"``.
@@ -424,7 +430,7 @@ def symmetry_experiments(starts: dict, *, activation: str = "tanh", depth: int =
                         module.weight.fill_(float(init))
         nets.append(net)
     start = [[block.linear.weight.detach().clone() for block in net.blocks] for net in nets]
-    histories = train_together(nets, X, y, lr=lr, num_steps=num_steps, momentum=momentum, seed=seed)
+    histories = train_stacked(nets, X, y, lr=lr, num_steps=num_steps, momentum=momentum, seeds=seed)
     results = {}
     for label, net, before_training, history in zip(starts, nets, start, histories):
         spread, changed = [], []
