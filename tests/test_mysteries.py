@@ -204,3 +204,4 @@ def test_final_losses_side_by_side_equal_separate_runs(settings):
         else:
             assert loss == run.final_loss
     assert got[1:] == mysteries.final_losses(settings, seeds=seeds[1:], num_steps=30)  # the others change nothing
+    assert got[:1] == mysteries.final_losses(settings, seeds=seeds[:1], num_steps=30)  # one seed: `train`
