@@ -393,29 +393,34 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
 
 
 def _sequence_setup(spec: dict) -> dict:
-    """A spec with every argument of `run_sequence_task`, its model and its training and test data."""
+    """A spec with every argument of `run_sequence_task` (`_sequence_data` adds the model and the data)."""
     import inspect
 
     full = inspect.signature(run_sequence_task).bind(**spec)
     full.apply_defaults()
     a = dict(full.arguments)
     a["train_size"] = a["num_steps"] * a["batch_size"] if a["train_size"] is None else a["train_size"]
-    a["data"] = make_sequence_task(a["task"], a["train_size"], a["length"], noise=a["noise"], seed=a["seed"])
-    a["test"] = make_sequence_task(a["task"], a["test_size"], a["length"], noise=a["noise"], seed=a["seed"] + 10_000)
     a["loss"] = "cross_entropy" if a["task"] == "sign" else "mse"
     # E7's SGD runs stay on the fused kernel: their exploding gradients make them chaotic (two float64
     # implementations part after ~12 steps), so their outcome depends on rounding, calibrated there
     a["side_by_side"] = a["cell"] == "rnn" and a["optimizer"] == "adam"
-    a["model"] = RecurrentNet(a["data"][0].shape[-1], a["hidden_size"], 2 if a["task"] == "sign" else 1,
-                              cell=a["cell"], forget_bias=a["forget_bias"], recurrent_gain=a["recurrent_gain"],
-                              seed=a["seed"], truncate=a["truncate"])
     return a
+
+
+def _sequence_data(a: dict) -> dict:
+    """`a` with its training and test data and its model (built in the worker: two at a time)."""
+    data = make_sequence_task(a["task"], a["train_size"], a["length"], noise=a["noise"], seed=a["seed"])
+    test = make_sequence_task(a["task"], a["test_size"], a["length"], noise=a["noise"], seed=a["seed"] + 10_000)
+    model = RecurrentNet(data[0].shape[-1], a["hidden_size"], 2 if a["task"] == "sign" else 1, cell=a["cell"],
+                         forget_bias=a["forget_bias"], recurrent_gain=a["recurrent_gain"], seed=a["seed"],
+                         truncate=a["truncate"])
+    return {**a, "data": data, "test": test, "model": model}
 
 
 def _sequence_runs(setups: list[dict]) -> list[SequenceRun]:
     """Train one group (vanilla RNNs side by side in `train_rnns`, anything else alone in `train`), then score."""
     with one_torch_thread():  # in the worker thread: the thread count is per thread for OpenMP
-        return _train_and_score(setups)
+        return _train_and_score([_sequence_data(a) for a in setups])
 
 
 def _train_and_score(setups: list[dict]) -> list[SequenceRun]:
