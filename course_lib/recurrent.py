@@ -252,8 +252,8 @@ def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.
                clips: list[float | None] | None = None, seeds: list[int] | None = None) -> list[History]:
     """`train` for several vanilla RNNs (``RecurrentNet(cell="rnn")``) side by side, BPTT written out.
 
-    Net k trains on its own data ``data[k] = (X_k, y_k)`` (the same number of
-    sequences for all, any lengths), with its own batch order (``seeds[k]``, as
+    Net k (all of the same sizes) trains on its own data ``data[k] = (X_k, y_k)``
+    (the same number of sequences for all, any lengths), with its own batch order (``seeds[k]``, as
     `train`), its own clipping threshold (``clips[k]``: its own total norm, as
     `clip_grad_norm_`) and its own optimizer state (``"adam"`` or ``"sgd"``, as
     `train`). Their weights are stacked, so that a time step is one batched
@@ -279,6 +279,8 @@ def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.
     seeds = [0] * count if seeds is None else list(seeds)
     if any(model.cell != "rnn" for model in models):
         raise ValueError("train_rnns trains vanilla RNNs (cell='rnn') only")
+    if len({tuple(p.shape for p in model.parameters()) for model in models}) != 1:
+        raise ValueError("train_rnns stacks the nets' weights: give nets of the same sizes")
     if loss not in LOSSES or optimizer not in ("adam", "sgd"):
         raise ValueError(f"loss must be one of {list(LOSSES)} and optimizer 'adam' or 'sgd'; got {loss!r}, "
                          f"{optimizer!r}")

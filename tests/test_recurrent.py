@@ -238,6 +238,8 @@ def test_train_rnns_a_diverging_net_stops_there_and_the_others_go_on():
     with pytest.raises(ValueError):
         train_rnns([RecurrentNet(1, 5, 2, cell="lstm")], data[:1], lr=0.01, num_steps=1)
     with pytest.raises(ValueError):
+        train_rnns([models[0], RecurrentNet(1, 6, 2, cell="rnn").double()], data, lr=0.01, num_steps=1)
+    with pytest.raises(ValueError):
         train_rnns(models, [data[0], (data[1][0][:10], data[1][1][:10])], lr=0.01, num_steps=1)
 
 
