@@ -700,7 +700,7 @@ def test_chain_explorer_legend_names_the_exponent_the_axis_counts(explorers):
     explorer = explorers("chain_explorer", depth=10, factor=0.25)
     ax = explorer.figure.axes[0]
     legend = ax.get_legend().get_texts()[1].get_text()
-    assert "L - k" in legend and "L = 10" in legend
-    assert "layer k" in ax.get_xlabel()
+    assert "L - k" in legend and "factor" in legend
+    assert "layer k" in ax.get_xlabel() and "L = depth" in ax.get_xlabel()
     k, values = ax.lines[1].get_data()
     assert np.allclose(values, 0.25 ** (10 - k)), "the dashed line is factor^(L - k)"

@@ -44,13 +44,16 @@ class ChainExplorer(Explorer):
         ax = figure.add_subplot()
         layers = np.arange(len(data["grad_norms"]))
         ax.plot(layers, data["grad_norms"], "o-", color=OKABE_ITO[0], markersize=3, label="measured (autograd)")
-        ax.plot(layers, data["formula"], "--", color=OKABE_ITO[1], label=self._formula(data))
+        # the numbers are on the sliders and in the verdict: a legend that names them would change with
+        # every step, and the static part of the figure (PNG) would be rendered and sent again each time
+        ax.plot(layers, data["formula"], "--", color=OKABE_ITO[1], label="formula factor^(L - k)")
         ax.set_yscale("log")
         ax.set_xlabel("layer k (0 = input, L = depth = output)")
         integer_ticks(ax)
         ax.set_ylabel("gradient norm ||dL/dh||")
         ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2)
         ax.grid(True, alpha=0.3)
+        ax.minorticks_off()
         for line in ax.lines:
             line.set_animated(True)  # only the two curves move; axes, ticks and labels are blitted
         self._ylim = None
@@ -62,17 +65,10 @@ class ChainExplorer(Explorer):
         measured, formula = ax.lines[:2]
         measured.set_data(layers, data["grad_norms"])
         formula.set_data(layers, data["formula"])
-        formula.set_label(self._formula(data))
-        ax.get_legend().get_texts()[1].set_text(formula.get_label())
         ax.set_xlim(-0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
         self._ylim = decade_limits(np.concatenate([data["grad_norms"], data["formula"]]), current=self._ylim)
         ax.set_ylim(*self._ylim)
         return True
-
-    @staticmethod
-    def _formula(data: dict) -> str:
-        """What the dashed line is: the factor once per layer between layer k and the output."""
-        return f"formula {data['factor']:.2f}^(L - k), L = {data['depth']}"
 
     def describe(self, data: dict) -> str:
         return (f"The input receives <b>{data['ratio']:.1e}</b> of the output's gradient "

@@ -2,14 +2,14 @@
 
 import ipywidgets as w
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..transformer import PLACEMENTS, block_gradient_norms
-from .base import Explorer, plot_layer_curves
+from .base import Explorer
+from .residual import ChosenCurves
 from .scales import format_ratio
 
 
-class TransformerExplorer(Explorer):
+class TransformerExplorer(ChosenCurves, Explorer):
     """Depth and LayerNorm placement -> ||dL/d(block parameters)|| for every block, measured at init.
 
     `course_lib.transformer.block_gradient_norms` (width 64, 4 heads, Xavier init,
@@ -19,6 +19,9 @@ class TransformerExplorer(Explorer):
     """
 
     title = "Post-LN vs pre-LN: gradient at each block at initialization"
+    names, labels = PLACEMENTS, tuple(f"{p}-LN" for p in PLACEMENTS)
+    xlabel, ylabel, legend_loc = "block (1 = next to the input)", "||dL/d(block parameters)||", "upper left"
+    span = 2  # post-LN's growth (about sqrt(L)) spans under a decade: more would flatten it
 
     def __init__(self, *, depth: int = 12, placement: str = "post", batch_size: int = 32, seed: int = 0):
         self.batch_size, self.seed = batch_size, seed
@@ -29,9 +32,16 @@ class TransformerExplorer(Explorer):
         }
         super().__init__(controls)
 
+    def _measure(self, depth: int) -> dict:
+        return {p: block_gradient_norms(depth, placement=p, batch_size=self.batch_size, seed=self.seed)
+                for p in PLACEMENTS}
+
+    @staticmethod
+    def _chosen(data: dict) -> str:
+        return data["placement"]
+
     def compute(self, *, depth: int, placement: str) -> dict:
-        norms = {p: block_gradient_norms(depth, placement=p, batch_size=self.batch_size, seed=self.seed)
-                 for p in PLACEMENTS}
+        norms = self._both(depth)
         chosen = norms[placement]
         top_ratio = float(norms["post"][-1] / norms["pre"][-1])
         spread = float(chosen.max() / chosen.min())
@@ -39,11 +49,6 @@ class TransformerExplorer(Explorer):
                 "top_ratio": top_ratio, "spread": spread, "sqrt_depth": float(np.sqrt(depth)),
                 "summary": f"{placement}-LN, {depth} blocks: largest/smallest block {spread:.2g}; "
                            f"last block post/pre {top_ratio:.2g} (sqrt(L) = {np.sqrt(depth):.2g})"}
-
-    def draw(self, figure: Figure, data: dict) -> None:
-        plot_layer_curves(figure.add_subplot(), {f"{p}-LN": data["norms"][p] for p in PLACEMENTS},
-                          chosen=f"{data['placement']}-LN", xlabel="block (1 = next to the input)",
-                          ylabel="||dL/d(block parameters)||")
 
     def describe(self, data: dict) -> str:
         return (f"{data['placement']}-LN, {data['depth']} blocks: the largest block gradient is "

@@ -11,6 +11,7 @@ from ..plotting import OKABE_ITO
 from ..seeding import one_torch_thread
 from ..variance import chi_1, critical_sigma_w2, gradient_curve, layer_statistics, random_network, variance_curve
 from .base import Explorer, plot_layer_curves
+from .scales import decade_limits
 
 
 class VarianceExplorer(Explorer):
@@ -69,20 +70,51 @@ class VarianceExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         forward, backward, phase = figure.subplots(1, 3)
-        for ax, measured, predicted, label in ((forward, data["pre_std"], data["predicted_pre_std"], "std of z_l"),
-                                               (backward, data["grad_std"], data["predicted_grad_std"],
-                                                "std of dL/dh_l")):
-            plot_layer_curves(ax, {"measured": measured, "mean field": predicted}, styles=self.styles,
-                              xlabel="layer", ylabel=label, legend=ax is forward)
+        for ax, label in ((forward, "std of z_l"), (backward, "std of dL/dh_l")):
+            plot_layer_curves(ax, {"measured": [1.0], "mean field": [1.0]}, styles=self.styles, xlabel="layer",
+                              ylabel=label, legend=False)
+            ax.minorticks_off()
+            for line in ax.lines:
+                line.set_animated(True)  # the browser draws the curves; axes and labels stay in the PNG
+        # above the axes, where no curve can run under it (its place never depends on the data)
+        forward.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2,
+                       handlelength=1.5, columnspacing=1.0)
+        # the third panel changes with the activation only, and then its legend (the critical value) too
         phase.plot(data["grid"], data["chis"], color=OKABE_ITO[2])
         phase.axhline(1.0, color="black", linewidth=0.8)
-        phase.axvline(data["critical"], color=OKABE_ITO[3], linestyle="--",
-                      label=f"critical {data['critical']:.2f}")
-        phase.plot([data["sigma_w2"]], [data["chi_1"]], "o", color=OKABE_ITO[1], label="this net")
+        phase.axvline(data["critical"], color=OKABE_ITO[3], linestyle="--", label="critical")
+        point = phase.plot([data["sigma_w2"]], [data["chi_1"]], "o", color=OKABE_ITO[1], label="this net")[0]
+        point.set_animated(True)
         phase.set_xlabel("sigma_w^2")
         phase.set_ylabel("chi_1 (gradient factor per layer)")
-        phase.legend(frameon=False)
+        phase.legend(frameon=False, loc="lower right")
         phase.grid(True, alpha=0.3)
+        self._axes = (forward, backward, phase)
+        self._ylims: list = [None, None]
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        forward, backward, phase = self._axes
+        layers = np.arange(1, data["depth"] + 1)
+        right = 5 * math.ceil(data["depth"] / 5)  # most depth steps keep the axes (and the PNG) as they are
+        for i, (ax, measured, predicted) in enumerate(((forward, data["pre_std"], data["predicted_pre_std"]),
+                                                       (backward, data["grad_std"], data["predicted_grad_std"]))):
+            ax.lines[0].set_data(layers, measured)
+            ax.lines[1].set_data(layers, predicted)
+            ax.set_xlim(0.5, right + 0.5)
+            self._ylims[i] = decade_limits(np.concatenate([measured, predicted]), span=2, current=self._ylims[i])
+            ax.set_ylim(*self._ylims[i])
+        grid, chis, critical = data["grid"], data["chis"], data["critical"]
+        phase.lines[0].set_data(grid, chis)
+        for limits, values in ((phase.set_xlim, grid), (phase.set_ylim, chis)):  # as autoscaling had them
+            margin = 0.05 * (values.max() - values.min())
+            limits(values.min() - margin, values.max() + margin)
+        phase.lines[2].set_xdata([critical, critical])
+        label = f"critical {critical:.2f}"
+        phase.lines[2].set_label(label)
+        phase.get_legend().get_texts()[0].set_text(label)
+        phase.lines[3].set_data([data["sigma_w2"]], [data["chi_1"]])
+        return True
 
     def describe(self, data: dict) -> str:
         return (f"chi_1 = <b>{data['chi_1']:.2f}</b>: <b>{data['phase']}</b> (critical sigma_w^2 = "
