@@ -415,7 +415,8 @@ class Explorer:
             offset, dashes = line._dash_pattern  # in points, already scaled by the line width
             dash = (f' stroke-dasharray="{" ".join(f"{d * scale:.2f}" for d in dashes)}" '
                     f'stroke-dashoffset="{offset * scale:.2f}"' if dashes else "")
-            cap = "butt" if dashes else "square"  # matplotlib: butt dashes, projecting solid lines
+            style = line.get_dash_capstyle() if dashes else line.get_solid_capstyle()
+            cap = "square" if style == "projecting" else style  # by default butt dashes, projecting solid lines
             out.append(f'<path d="{"".join(path)}" fill="none" stroke="{to_hex(line.get_color())}" '
                        f'stroke-width="{line.get_linewidth() * scale:.2f}" stroke-linejoin="round" '
                        f'stroke-linecap="{cap}"{dash}{opacity}/>')

@@ -10,8 +10,9 @@ from ..plotting import OKABE_ITO, integer_ticks
 from ..saturation import layer_gradients
 from ..seeding import one_torch_thread
 from ..verdicts import gradient_verdict
+from .bars import Bars
 from .base import Explorer
-from .scales import format_ratio
+from .scales import decade_limits, format_ratio
 
 
 class SaturationExplorer(Explorer):
@@ -36,6 +37,7 @@ class SaturationExplorer(Explorer):
                                           style={"description_width": "initial"}),
             "activation": w.Dropdown(options=["sigmoid", "tanh"], value=activation, description="activation"),
         }
+        self._ylim = None  # log-axis limits, kept while the data fit (also when the figure is drawn anew)
         super().__init__(controls, figsize=(9.6, 3.4))
 
     def compute(self, *, depth: int, weight_scale: float, activation: str) -> dict:
@@ -50,19 +52,33 @@ class SaturationExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         left, right = figure.subplots(1, 2, width_ratios=[3, 2])
-        layers = np.arange(1, data["depth"] + 1)
-        grads = np.where(data["grad_norms"] > 0, data["grad_norms"], np.nan)
-        left.bar(layers, grads, color=OKABE_ITO[0])
         left.set_yscale("log")
+        left.minorticks_off()
         left.set_xlabel("layer (1 = next to the input)")
         left.set_ylabel("gradient norm ||dL/dW||")
         left.grid(True, axis="y", alpha=0.3)
-        right.bar(layers, data["saturated"], color=OKABE_ITO[1])
         right.set_ylim(0, 1)
         right.set_xlabel("layer")
         right.set_ylabel("saturated fraction")
         for ax in (left, right):
             integer_ticks(ax)
+        # bars as lines (`Bars`): the browser draws them over a PNG of the axes, kept while the limits hold
+        self._bars = (Bars(left, [], [], color=OKABE_ITO[0], animated=True),
+                      Bars(right, [], [], color=OKABE_ITO[1], animated=True))
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        left, right = figure.axes
+        layers = np.arange(1, data["depth"] + 1)
+        grads = np.where(data["grad_norms"] > 0, data["grad_norms"], np.nan)
+        # whole decades kept while the bars fit, and a depth range of whole 5s: most steps keep the axes
+        self._ylim = decade_limits(grads, current=self._ylim)
+        left.set_ylim(*self._ylim)
+        for ax in (left, right):
+            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+        self._bars[0].set_bars(layers, grads, bottom=self._ylim[0])
+        self._bars[1].set_bars(layers, data["saturated"])
+        return True
 
     def describe(self, data: dict) -> str:
         ratio = "no gradient" if not math.isfinite(data["ratio"]) else f"<b>{format_ratio(data['ratio'])}</b>"
