@@ -12,7 +12,9 @@ from ..datasets import load_digits
 from ..plotting import OKABE_ITO, integer_ticks
 from ..seeding import one_torch_thread
 from ..verdicts import gradient_verdict
+from .bars import Bars
 from .base import Explorer
+from .scales import decade_limits
 
 ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
 
@@ -41,6 +43,7 @@ class ActivationExplorer(Explorer):
             "bias": w.FloatSlider(value=bias, min=-2.0, max=1.0, step=0.1, description="initial bias",
                                   continuous_update=False, style={"description_width": "initial"}),
         }
+        self._ylim = None  # log-axis limits, kept while the data fit (also when the figure is drawn anew)
         super().__init__(controls, figsize=(9.6, 3.4))
 
     @one_torch_thread()
@@ -56,23 +59,42 @@ class ActivationExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         left, right = figure.subplots(1, 2, width_ratios=[3, 2])
-        layers = np.arange(1, data["depth"] + 1)
-        grads = data["grad_norms"]
-        shown = grads > 0
-        left.semilogy(layers[shown], grads[shown], "o-", color=OKABE_ITO[0], markersize=3)
-        if not shown.all():
-            left.plot(layers[~shown], np.full((~shown).sum(), grads[shown].min() if shown.any() else 1e-30),
-                      "x", color=OKABE_ITO[1], label="exactly 0")
+        left.semilogy([], [], "o-", color=OKABE_ITO[0], markersize=3)
+        left.plot([], [], "x", color=OKABE_ITO[1], label="exactly 0")
+        self._zeros = not (data["grad_norms"] > 0).all()
+        if self._zeros:  # the legend only names the crosses, so it is there only when they are
             left.legend(frameon=False)
+        left.minorticks_off()
         left.set_xlabel("layer (1 = next to the input)")
         left.set_ylabel("gradient norm ||dL/dW||")
         left.grid(True, alpha=0.3)
-        right.bar(layers, data["dead"], color=OKABE_ITO[1])
+        Bars(right, [], [], color=OKABE_ITO[1])
         right.set_ylim(0, 1)
         right.set_xlabel("layer")
         right.set_ylabel("dead fraction")
         for ax in (left, right):
             integer_ticks(ax)
+            for line in ax.lines:
+                line.set_animated(True)  # the browser draws the curve and the bars (`Bars`) over the axes
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        grads = data["grad_norms"]
+        shown = grads > 0
+        if self._zeros != (not shown.all()):
+            return False  # the "exactly 0" legend comes or goes: draw the figure anew
+        left, right = figure.axes
+        layers = np.arange(1, data["depth"] + 1)
+        curve, zeros = left.lines
+        curve.set_data(layers[shown], grads[shown])
+        zeros.set_data(layers[~shown], np.full((~shown).sum(), grads[shown].min() if shown.any() else 1e-30))
+        # whole decades kept while the curve fits, and a depth range of whole 5s: most steps keep the axes
+        self._ylim = decade_limits(np.concatenate([curve.get_ydata(), zeros.get_ydata()]), current=self._ylim)
+        left.set_ylim(*self._ylim)
+        for ax in (left, right):
+            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+        right.lines[0].set_bars(layers, data["dead"])
+        return True
 
     def describe(self, data: dict) -> str:
         if math.isfinite(data["ratio"]):
