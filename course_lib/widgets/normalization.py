@@ -1,5 +1,6 @@
 """The notebook 06 explorer: per-layer gradients with and without BatchNorm."""
 
+import math
 
 import ipywidgets as w
 import numpy as np
@@ -9,7 +10,7 @@ from ..normalization import layer_statistics_at_init
 from ..plotting import OKABE_ITO, integer_ticks
 from ..verdicts import gradient_verdict
 from .base import Explorer
-from .scales import format_ratio
+from .scales import decade_limits, format_ratio
 
 
 class NormalizationExplorer(Explorer):
@@ -35,6 +36,7 @@ class NormalizationExplorer(Explorer):
             "activation": w.Dropdown(options=["sigmoid", "tanh", "relu"], value=activation,
                                      description="activation"),
         }
+        self._ylims = [None, None]  # log-axis limits, kept while the data fit (also when drawn anew)
         super().__init__(controls, figsize=(9.6, 3.4))
 
     def compute(self, *, weight_scale: float, depth: int, activation: str) -> dict:
@@ -54,22 +56,37 @@ class NormalizationExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         left, right = figure.subplots(1, 2)
-        layers = np.arange(1, data["depth"] + 1)
-        for i, (key, label) in enumerate((("plain", "no normalization"), ("batch", "BatchNorm"))):
-            grads = data[f"grad_norms_{key}"]
-            left.semilogy(layers, np.where(grads > 0, grads, np.nan), "o-", color=OKABE_ITO[i], markersize=3,
-                          label=label)
-            right.semilogy(layers, np.maximum(data[f"act_std_{key}"], 1e-30), "o-", color=OKABE_ITO[i],
-                           markersize=3, label=label)
+        for i, label in enumerate(("no normalization", "BatchNorm")):
+            for ax in (left, right):
+                ax.semilogy([], [], "o-", color=OKABE_ITO[i], markersize=3, label=label)
         left.set_xlabel("layer (1 = next to the input)")
         left.set_ylabel("gradient norm ||dL/dh||")
-        left.legend(frameon=False)
-        left.grid(True, alpha=0.3)
+        # above the axes: a legend placed "best" would move with the curves, which are drawn by the browser
+        left.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2)
         right.set_xlabel("layer")
+        right.set_ylabel("std of the layer's activations")
         for ax in (left, right):
             integer_ticks(ax)
-        right.set_ylabel("std of the layer's activations")
-        right.grid(True, alpha=0.3)
+            ax.minorticks_off()
+            ax.grid(True, alpha=0.3)
+            for line in ax.lines:
+                line.set_animated(True)  # only the curves move; axes, ticks and labels are blitted
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        left, right = figure.axes
+        layers = np.arange(1, data["depth"] + 1)
+        for i, key in enumerate(("plain", "batch")):
+            grads = data[f"grad_norms_{key}"]
+            left.lines[i].set_data(layers, np.where(grads > 0, grads, np.nan))
+            right.lines[i].set_data(layers, np.maximum(data[f"act_std_{key}"], 1e-30))
+        # whole decades kept while the curves fit, and a depth range of whole 5s: most steps keep the axes
+        for k, ax in enumerate((left, right)):
+            self._ylims[k] = decade_limits(np.concatenate([line.get_ydata() for line in ax.lines]),
+                                           current=self._ylims[k])
+            ax.set_ylim(*self._ylims[k])
+            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+        return True
 
     def describe(self, data: dict) -> str:
         return (f"Layer 1 receives <b>{format_ratio(data['ratio_plain'])}</b> of the last layer's gradient "

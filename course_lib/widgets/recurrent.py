@@ -34,6 +34,7 @@ class RecurrentExplorer(Explorer):
                                   continuous_update=False),
             "nonlinearity": w.Dropdown(options=["linear", "tanh"], value=nonlinearity, description="RNN"),
         }
+        self._ylim = None  # log-axis limits, kept while the data fit (also when the figure is drawn anew)
         super().__init__(controls)
 
     def compute(self, *, radius: float, length: int, nonlinearity: str) -> dict:
@@ -47,19 +48,45 @@ class RecurrentExplorer(Explorer):
 
     def draw(self, figure: Figure, data: dict) -> None:
         ax = figure.add_subplot()
-        steps = np.arange(data["length"] + 1)
-        ax.semilogy(steps, data["grad_norms"], "o-", color=OKABE_ITO[0], markersize=2.5,
-                    label=f"measured ({data['nonlinearity']} RNN)")
-        ax.semilogy(steps, data["formula"], "--", color=OKABE_ITO[1],
-                    label=f"radius^(T - t) = {data['radius']:.2f}^(T - t)")
+        ax.semilogy([], [], "o-", color=OKABE_ITO[0], markersize=2.5, label=self._labels(data)[0])
+        ax.semilogy([], [], "--", color=OKABE_ITO[1], label=self._labels(data)[1])
+        ax.minorticks_off()
         ax.set_xlabel("time step t (T = last)")
         integer_ticks(ax)
         ax.set_ylabel("||dL/dh_t||  (||dL/dh_T|| = 1)")
-        # whole decades, at least three: at radius 1 the linear RNN's gradient stays at 1 and its
-        # rounding noise (1e-7) must not fill the axis as if it were a zigzag
-        ax.set_ylim(*decade_limits(np.concatenate([data["grad_norms"], data["formula"]])))
-        ax.legend(frameon=False, loc="best")
+        # above the axes: a legend placed "best" would move with the curves, which are drawn by the browser
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2)
         ax.grid(True, alpha=0.3)
+        for line in ax.lines:
+            line.set_animated(True)  # only the two curves move; axes, ticks and labels are blitted
+        self.redraw(figure, data)
+
+    def redraw(self, figure: Figure, data: dict) -> bool:
+        ax = figure.axes[0]
+        steps = np.arange(data["length"] + 1)
+        for line, values, label, text in zip(ax.lines, (data["grad_norms"], data["formula"]), self._labels(data),
+                                             ax.get_legend().get_texts()):
+            line.set_data(steps, values)
+            line.set_label(label)
+            text.set_text(label)
+        # whole decades, at least three, kept while the curves fit: at radius 1 the linear RNN's
+        # gradient stays at 1 and its rounding noise (1e-7) must not fill the axis as if it were a zigzag
+        self._ylim = decade_limits(np.concatenate([data["grad_norms"], data["formula"]]), current=self._ylim)
+        ax.set_ylim(*self._ylim)
+        ax.set_xlim(*self._xlim(data["length"]))
+        return True
+
+    @staticmethod
+    def _labels(data: dict) -> tuple[str, str]:
+        return (f"measured ({data['nonlinearity']} RNN)", f"radius^(T - t) = {data['radius']:.2f}^(T - t)")
+
+    @staticmethod
+    def _xlim(length: int) -> tuple[float, float]:
+        """0 to T with matplotlib's 5% margins, T rounded up to a multiple of 5, 10, 25 or 50 (the longer
+        the sequence, the coarser): most steps of the length slider keep the axes, and the curves fill them."""
+        grain = 5 if length <= 20 else 10 if length <= 50 else 25 if length <= 100 else 50
+        right = grain * -(-length // grain)
+        return -0.05 * right, 1.05 * right
 
     def describe(self, data: dict) -> str:
         power = (f"{data['radius']:.2f}<sup>{data['length']}</sup> = "

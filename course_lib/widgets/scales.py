@@ -30,11 +30,12 @@ def decade_limits(values, *, span: int = 3, current: tuple[float, float] | None 
         return current or (1e-3, 1e1)
     # a point within 5% of a decade line gets the next decade, so it does not sit on the frame
     low, high = np.floor(np.log10(values.min()) - 0.02), np.ceil(np.log10(values.max()) + 0.02)
+    if current is not None:  # the data's own decades, not the `span` padded around them, must fit
+        now_low, now_high = np.log10(current)
+        if now_low <= low and high <= now_high and (now_high - now_low) - max(high - low, span) <= 3:
+            return current
     missing = max(0, span - (high - low))
     low, high = low - np.ceil(missing / 2), high + np.floor(missing / 2)
     if current is not None:
-        now_low, now_high = np.log10(current)
-        if now_low <= low and high <= now_high and (now_high - now_low) - (high - low) <= 3:
-            return current
         low, high = low - 1, high + 1
     return float(10.0 ** max(low, -300)), float(10.0 ** min(high, 300))
