@@ -53,7 +53,7 @@ class ChosenCurves:
                                                      "linewidth": line.get_linewidth()} for line in ax.lines}
         for line in ax.lines:
             line.set_animated(True)
-        self._ylim = None
+        self._ylim = self._right = None
         self.redraw(figure, data)
 
     def redraw(self, figure: Figure, data: dict) -> bool:
@@ -64,7 +64,12 @@ class ChosenCurves:
             line.set_data(np.arange(1, len(y) + 1), y)
             for artist in (line, handle):
                 artist.set(**self._styles[name == chosen])
-        ax.set_xlim(0.5, 5 * math.ceil(len(values[0]) / 5) + 0.5)  # most depth steps keep the axes
+        blocks, right = len(values[0]), getattr(self, "_right", None)
+        if right is None or not blocks <= right <= max(blocks + 5, 1.5 * blocks):
+            # a multiple of 5, with room for the next depth steps once the slider moves: most steps keep the axes
+            right = 5 * math.ceil((1 if right is None else 1.25) * blocks / 5)
+        self._right = right
+        ax.set_xlim(0.5, right + 0.5)
         self._ylim = decade_limits(np.concatenate(values), span=self.span, current=self._ylim)
         ax.set_ylim(*self._ylim)
         self._shown = chosen
