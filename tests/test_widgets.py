@@ -704,3 +704,63 @@ def test_chain_explorer_legend_names_the_exponent_the_axis_counts(explorers):
     assert "layer k" in ax.get_xlabel() and "L = depth" in ax.get_xlabel()
     k, values = ax.lines[1].get_data()
     assert np.allclose(values, 0.25 ** (10 - k)), "the dashed line is factor^(L - k)"
+
+
+# -- explorers 02, 03, 04, 06 move their data in place (issue 16) ---------------------------------------
+
+@pytest.mark.parametrize("name, control, values", [
+    ("saturation_explorer", "weight_scale", [1.25, 1.5, 1.75]),
+    ("recurrent_explorer", "length", [55, 60, 65]),
+    ("activation_explorer", "bias", [0.1, 0.2, 0.3]),
+    ("normalization_explorer", "depth", [11, 12, 13]),
+])
+def test_small_steps_move_the_lines_and_keep_the_axes(explorers, name, control, values):
+    """A small step redraws in place and sends only the browser-drawn lines: the same axes, the same static PNG."""
+    explorer = explorers(name)
+    explorer.update(**{control: values[0]})
+    axes, image = list(explorer.figure.axes), explorer.image.value
+    for value in values[1:]:
+        svg = explorer.curves.value
+        explorer.update(**{control: value})
+        assert explorer.figure.axes == axes, f"{name}: {control} = {value} drew the figure anew"
+        assert explorer.image.value == image, f"{name}: {control} = {value} changed the static part"
+        assert explorer.curves.value != svg, f"{name}: {control} = {value} did not move the lines"
+
+
+def test_bars_drawn_as_one_line_look_like_matplotlib_bars():
+    """`Bars` (a line the browser can draw) covers what `Axes.bar` covers, up to the edges (log axis, a NaN gap)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from course_lib.widgets.bars import Bars
+
+    heights, images = np.array([3e-6, 2e-3, np.nan, 0.5, 0.02]), []
+    for as_line in (False, True):
+        figure = Figure(figsize=(4, 3), dpi=80)
+        ax = figure.add_subplot(yscale="log", ylim=(1e-7, 1), xlim=(0.5, 5.5))
+        if as_line:
+            bars = Bars(ax, np.arange(1, 6), heights, bottom=1e-8, color="C0")
+        else:
+            ax.bar(np.arange(1, 6), heights, color="C0")
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        images.append(np.asarray(canvas.buffer_rgba(), dtype=int)[..., :3])
+    # only the edges may differ (a patch is snapped to whole pixels, the line is not, so that Agg and the
+    # browser put its edges at the same fractional pixels): fewer pixels than half the bars' outlines
+    corners = ax.transData.transform(np.column_stack([[0.6, 1.4] * 5, np.repeat(np.nan_to_num(heights, nan=1e-7), 2)]))
+    outline = (2 * np.abs(np.diff(corners[:, 0])[::2]) + 2 * (corners[::2, 1] - ax.bbox.y0)).sum()
+    differing = (np.abs(images[0] - images[1]).max(axis=2) > 60).sum()
+    assert differing < outline / 2, f"{differing} pixels differ (the outlines have {outline:.0f})"
+    svg = widgets.Explorer._svg_line(bars, canvas.get_width_height()[1], 80 / 72)
+    bar_pixels = ax.transData.transform([[1.4, 1]])[0, 0] - ax.transData.transform([[0.6, 1]])[0, 0]
+    assert f'stroke-width="{bar_pixels:.2f}"' in svg and 'stroke-linecap="butt"' in svg
+    assert svg.count("M") == 4, "one segment per bar with a height"
+
+
+def test_decade_limits_keep_the_axes_while_the_data_fit():
+    start = widgets.decade_limits(np.array([0.08, 0.21]))
+    assert start == (1e-3, 1.0)
+    # the data's own decade fits: kept, though three decades centred on it would not
+    assert widgets.decade_limits(np.array([0.14, 0.21]), current=start) == start
+    assert widgets.decade_limits(np.array([0.5, 3.0]), current=start) == (1e-3, 1e2), "out: a decade of room"
+    assert widgets.decade_limits(np.array([0.1, 0.5]), current=(1e-9, 1.0)) == (1e-4, 10.0), "6 wasted decades"

@@ -93,7 +93,8 @@ class ActivationExplorer(Explorer):
         left.set_ylim(*self._ylim)
         for ax in (left, right):
             ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
-        right.lines[0].set_bars(layers, data["dead"])
+        # from below the axes, as `Axes.bar` from 0: the axes clip the bars' feet on a whole pixel
+        right.lines[0].set_bars(layers, np.where(data["dead"] > 0, data["dead"], np.nan), bottom=-0.1)
         return True
 
     def describe(self, data: dict) -> str:

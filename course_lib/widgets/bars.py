@@ -9,6 +9,8 @@ class Bars(Line2D):
 
     Each bar is a vertical segment with butt caps, as wide as the bar (NaN
     between bars; a NaN height draws no bar, as `Axes.bar` on a log axis).
+    Put `bottom` below the axes (a bar of height 0 then needs a NaN): the
+    axes clip the bars' feet on a whole pixel, as they clip `Axes.bar`'s.
     `Explorer._svg` draws plain lines only, not matplotlib's bar patches;
     this looks the same and moves with `set_bars`. The line width follows the
     axes' x range and size whenever the line is drawn (or `get_linewidth` is
@@ -25,8 +27,8 @@ class Bars(Line2D):
     def set_bars(self, x, heights, *, bottom: float = 0.0) -> None:
         x, heights = np.asarray(x, dtype=float), np.asarray(heights, dtype=float)
         nan = np.full(len(x), np.nan)
-        self.set_data(np.column_stack([x, x, nan]).ravel(),
-                      np.column_stack([np.full(len(x), bottom), heights, nan]).ravel())
+        bottoms = np.where(np.isnan(heights), np.nan, bottom)  # no bar: not even a point at its foot
+        self.set_data(np.column_stack([x, x, nan]).ravel(), np.column_stack([bottoms, heights, nan]).ravel())
 
     def get_linewidth(self) -> float:
         ax = self.axes

@@ -76,8 +76,9 @@ class SaturationExplorer(Explorer):
         left.set_ylim(*self._ylim)
         for ax in (left, right):
             ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
-        self._bars[0].set_bars(layers, grads, bottom=self._ylim[0])
-        self._bars[1].set_bars(layers, data["saturated"])
+        # from below the axes, as `Axes.bar` from 0: the axes clip the bars' feet on a whole pixel
+        self._bars[0].set_bars(layers, grads, bottom=self._ylim[0] / 10)
+        self._bars[1].set_bars(layers, np.where(data["saturated"] > 0, data["saturated"], np.nan), bottom=-0.1)
         return True
 
     def describe(self, data: dict) -> str:
