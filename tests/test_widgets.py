@@ -764,3 +764,33 @@ def test_decade_limits_keep_the_axes_while_the_data_fit():
     assert widgets.decade_limits(np.array([0.14, 0.21]), current=start) == start
     assert widgets.decade_limits(np.array([0.5, 3.0]), current=start) == (1e-3, 1e2), "out: a decade of room"
     assert widgets.decade_limits(np.array([0.1, 0.5]), current=(1e-9, 1.0)) == (1e-4, 10.0), "6 wasted decades"
+
+
+# -- a slider step moves the curves the browser draws; the PNG of the rest stays (issue 16) -------------
+
+# (a depth step down: the first figure's axes fit its layers exactly, and room comes with the first change)
+@pytest.mark.parametrize("name,control,value", [("chain_explorer", "factor", 0.3), ("chain_explorer", "depth", 9),
+                                                ("variance_explorer", "sigma_w2", 1.05),
+                                                ("variance_explorer", "depth", 29),
+                                                ("residual_explorer", "depth", 62),
+                                                ("transformer_explorer", "depth", 14)])
+def test_a_small_step_redraws_in_place_and_keeps_the_png(explorers, name, control, value):
+    explorer = explorers(name)
+    generation, png, svg = explorer._generation, explorer.image.value, explorer.curves.value
+    explorer.update(**{control: value})
+    assert explorer._generation == generation, "the figure was drawn from scratch"
+    assert explorer.curves.value != svg, "the curves did not move"
+    assert explorer.image.value == png, "the static part was rendered and sent again"
+
+
+def test_switching_the_chosen_curve_computes_nothing_and_restyles_the_legend(explorers, monkeypatch):
+    explorer = explorers("residual_explorer", depth=20)
+    png = explorer.image.value
+    monkeypatch.setattr(explorer, "_measure", lambda depth: pytest.fail(f"depth {depth} measured again"))
+    explorer.update(architecture="residual")
+    plain, residual = explorer.figure.axes[0].get_legend().legend_handles
+    assert residual.get_marker() == "o" and plain.get_marker() == "None" and plain.get_alpha() < 1
+    assert explorer.image.value != png, "the legend shows which curve is bold"
+    explorer.clear_cache()  # drawn again, not a cached frame: the same PNG as before
+    explorer.update(architecture="plain")
+    assert explorer.image.value == png

@@ -1,7 +1,5 @@
 """The notebook 01 explorer: a gradient through a chain of layers, measured against factor^depth."""
 
-import math
-
 import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
@@ -10,6 +8,7 @@ from ..chains import orthogonal_chain_gradients
 from ..plotting import OKABE_ITO, integer_ticks
 from ..verdicts import gradient_verdict
 from .base import Explorer
+from .residual import layer_range
 from .scales import decade_limits
 
 
@@ -56,7 +55,7 @@ class ChainExplorer(Explorer):
         ax.minorticks_off()
         for line in ax.lines:
             line.set_animated(True)  # only the two curves move; axes, ticks and labels are blitted
-        self._ylim = None
+        self._ylim = self._right = None
         self.redraw(figure, data)
 
     def redraw(self, figure: Figure, data: dict) -> bool:
@@ -65,7 +64,8 @@ class ChainExplorer(Explorer):
         measured, formula = ax.lines[:2]
         measured.set_data(layers, data["grad_norms"])
         formula.set_data(layers, data["formula"])
-        ax.set_xlim(-0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+        self._right = layer_range(data["depth"], self._right)
+        ax.set_xlim(-0.5, self._right + 0.5)
         self._ylim = decade_limits(np.concatenate([data["grad_norms"], data["formula"]]), current=self._ylim)
         ax.set_ylim(*self._ylim)
         return True

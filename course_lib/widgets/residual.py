@@ -13,6 +13,15 @@ from .base import Explorer, plot_layer_curves
 from .scales import decade_limits, format_ratio
 
 
+def layer_range(count: int, current: int | None = None) -> int:
+    """The last layer an axis shows for `count` layers: a multiple of 5, kept while the layers fit it and fill
+    two thirds of it; a new one leaves a quarter of room for the next depth steps (none on a first draw).
+    Most depth steps then keep the axes, and the PNG of them."""
+    if current is not None and count <= current <= max(count + 5, 1.5 * count):
+        return current
+    return 5 * math.ceil((1 if current is None else 1.25) * count / 5)
+
+
 class ChosenCurves:
     """Two per-layer curves of one depth, the chosen one bold (residual and transformer explorers), redrawn in place.
 
@@ -64,12 +73,8 @@ class ChosenCurves:
             line.set_data(np.arange(1, len(y) + 1), y)
             for artist in (line, handle):
                 artist.set(**self._styles[name == chosen])
-        blocks, right = len(values[0]), getattr(self, "_right", None)
-        if right is None or not blocks <= right <= max(blocks + 5, 1.5 * blocks):
-            # a multiple of 5, with room for the next depth steps once the slider moves: most steps keep the axes
-            right = 5 * math.ceil((1 if right is None else 1.25) * blocks / 5)
-        self._right = right
-        ax.set_xlim(0.5, right + 0.5)
+        self._right = layer_range(len(values[0]), self._right)
+        ax.set_xlim(0.5, self._right + 0.5)
         self._ylim = decade_limits(np.concatenate(values), span=self.span, current=self._ylim)
         ax.set_ylim(*self._ylim)
         self._shown = chosen

@@ -11,6 +11,7 @@ from ..plotting import OKABE_ITO
 from ..seeding import one_torch_thread
 from ..variance import chi_1, critical_sigma_w2, gradient_curve, layer_statistics, random_network, variance_curve
 from .base import Explorer, plot_layer_curves
+from .residual import layer_range
 from .scales import decade_limits
 
 
@@ -91,12 +92,13 @@ class VarianceExplorer(Explorer):
         phase.grid(True, alpha=0.3)
         self._axes = (forward, backward, phase)
         self._ylims: list = [None, None]
+        self._right = None
         self.redraw(figure, data)
 
     def redraw(self, figure: Figure, data: dict) -> bool:
         forward, backward, phase = self._axes
         layers = np.arange(1, data["depth"] + 1)
-        right = 5 * math.ceil(data["depth"] / 5)  # most depth steps keep the axes (and the PNG) as they are
+        self._right = right = layer_range(data["depth"], self._right)
         for i, (ax, measured, predicted) in enumerate(((forward, data["pre_std"], data["predicted_pre_std"]),
                                                        (backward, data["grad_std"], data["predicted_grad_std"]))):
             ax.lines[0].set_data(layers, measured)
