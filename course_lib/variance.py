@@ -119,12 +119,19 @@ def fixed_point(activation: str, *, sigma_w2: float, sigma_b2: float = 0.0, q0: 
     return q
 
 
+# Piecewise-linear activations through 0: chi_1 needs no fixed point (for ReLU near sigma_w^2 = 2 with a bias
+# variance, q* is found only after thousands of slowly growing iterates, seconds per critical_sigma_w2).
+_SIGN_SLOPED = ("relu", "leaky_relu", "linear", "identity")
+
+
 def chi_1(activation: str, *, sigma_w2: float, sigma_b2: float = 0.0) -> float:
     """chi_1 = sigma_w2 * E[phi'(z)^2] at the fixed point q* (Schoenholz et al. 2017, eq. 5).
 
     < 1: ordered phase, gradients vanish like chi_1^depth; > 1: chaotic, they
     explode; = 1: the edge of chaos.
     """
+    if activation.lower() in _SIGN_SLOPED:  # phi'(z) depends on the sign of z only: chi is the same at every q > 0
+        return slope_factor(activation, 1.0, sigma_w2=sigma_w2)
     q = fixed_point(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     return slope_factor(activation, min(q, _Q_MAX), sigma_w2=sigma_w2)
 

@@ -2,6 +2,7 @@
 
 import doctest
 import math
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +49,18 @@ def test_relu_maps_are_exact():
     assert chi_1("relu", sigma_w2=1.3) == pytest.approx(0.65, rel=1e-12)
     assert variance_curve("relu", sigma_w2=1.0, depth=5) == pytest.approx([1, 0.5, 0.25, 0.125, 0.0625])
     assert gradient_curve("relu", sigma_w2=3.0, depth=4) == pytest.approx([1.5**3, 1.5**2, 1.5, 1.0])
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+def test_chi_of_a_sign_sloped_activation_is_its_slope_at_the_fixed_point(activation):
+    """chi_1 skips the fixed point where phi' depends on the sign of z only: the same number as at q*."""
+    for sigma_w2, sigma_b2 in ((0.7, 0.0), (1.3, 0.05), (1.99, 0.05), (2.0, 0.05), (2.4, 0.3)):
+        q = min(fixed_point(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2), 1e30)
+        assert chi_1(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2) == \
+            slope_factor(activation, q, sigma_w2=sigma_w2)
+    start = time.process_time()
+    assert critical_sigma_w2("relu", sigma_b2=0.05) == pytest.approx(2.0, abs=1e-8)  # any bias variance
+    assert time.process_time() - start < 0.5  # was ~1.5 s: thousands of fixed-point iterates near sigma_w2 = 2
 
 
 @pytest.mark.parametrize("sigma_w2", [0.8, 1.5, 3.0])
