@@ -55,7 +55,7 @@ def test_relu_maps_are_exact():
 def test_chi_of_a_sign_sloped_activation_is_its_slope_at_the_fixed_point(activation):
     """chi_1 skips the fixed point where phi' depends on the sign of z only: the same number as at q*."""
     for sigma_w2, sigma_b2 in ((0.7, 0.0), (1.3, 0.05), (1.99, 0.05), (2.0, 0.05), (2.4, 0.3)):
-        q = min(fixed_point(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2), 1e30)
+        q = min(fixed_point(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2), variance._Q_MAX)
         assert chi_1(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2) == \
             slope_factor(activation, q, sigma_w2=sigma_w2)
     start = time.process_time()
