@@ -14,7 +14,7 @@ from ..seeding import one_torch_thread
 from ..verdicts import gradient_verdict
 from .bars import Bars
 from .base import Explorer
-from .scales import decade_limits
+from .scales import decade_limits, layer_range
 
 ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
 
@@ -92,7 +92,7 @@ class ActivationExplorer(Explorer):
         self._ylim = decade_limits(np.concatenate([curve.get_ydata(), zeros.get_ydata()]), current=self._ylim)
         left.set_ylim(*self._ylim)
         for ax in (left, right):
-            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+            ax.set_xlim(0.5, layer_range(data["depth"]) + 0.5)
         # from below the axes, as `Axes.bar` from 0: the axes clip the bars' feet on a whole pixel
         right.lines[0].set_bars(layers, np.where(data["dead"] > 0, data["dead"], np.nan), bottom=-0.1)
         return True

@@ -8,8 +8,7 @@ from ..chains import orthogonal_chain_gradients
 from ..plotting import OKABE_ITO, integer_ticks
 from ..verdicts import gradient_verdict
 from .base import Explorer
-from .residual import layer_range
-from .scales import decade_limits
+from .scales import decade_limits, layer_range
 
 
 class ChainExplorer(Explorer):

@@ -17,7 +17,7 @@ from ..plotting import OKABE_ITO, integer_ticks, plot_gradient_norms
 from ..seeding import flush_denormals, one_torch_thread
 from ..verdicts import gradient_ratio
 from .base import Explorer
-from .scales import decade_limits, format_ratio
+from .scales import decade_limits, format_ratio, layer_range
 
 
 class GradientFlowExplorer(Explorer):
@@ -237,7 +237,7 @@ class GradientFlowExplorer(Explorer):
         fraction_ax.set_ylabel(f"{self.fraction(data['activation'])} fraction")
         # x range snapped to a multiple of 5 layers: most depth steps then keep the axes (and their
         # blitted background) as they are
-        right = 5 * math.ceil(data["depth"] / 5)
+        right = layer_range(data["depth"])
         for ax in (grads_ax, acts_ax):
             ax.set_xlim(0.5, right + 0.5)
         self._ylims = [decade_limits(np.concatenate([grads, flow]), current=self._ylims[0]),

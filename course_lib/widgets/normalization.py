@@ -1,6 +1,5 @@
 """The notebook 06 explorer: per-layer gradients with and without BatchNorm."""
 
-import math
 
 import ipywidgets as w
 import numpy as np
@@ -10,7 +9,7 @@ from ..normalization import layer_statistics_at_init
 from ..plotting import OKABE_ITO, integer_ticks
 from ..verdicts import gradient_verdict
 from .base import Explorer
-from .scales import decade_limits, format_ratio
+from .scales import decade_limits, format_ratio, layer_range
 
 
 class NormalizationExplorer(Explorer):
@@ -85,7 +84,7 @@ class NormalizationExplorer(Explorer):
             self._ylims[k] = decade_limits(np.concatenate([line.get_ydata() for line in ax.lines]),
                                            current=self._ylims[k])
             ax.set_ylim(*self._ylims[k])
-            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+            ax.set_xlim(0.5, layer_range(data["depth"]) + 0.5)
         return True
 
     def describe(self, data: dict) -> str:

@@ -78,7 +78,8 @@ class RecurrentExplorer(Explorer):
 
     @staticmethod
     def _labels(data: dict) -> tuple[str, str]:
-        return (f"measured ({data['nonlinearity']} RNN)", f"radius^(T - t) = {data['radius']:.2f}^(T - t)")
+        # no number in the legend (it is on the slider and in the verdict): a radius step keeps the static PNG
+        return f"measured ({data['nonlinearity']} RNN)", "formula radius^(T - t)"
 
     @staticmethod
     def _xlim(length: int) -> tuple[float, float]:

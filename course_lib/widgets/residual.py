@@ -1,6 +1,5 @@
 """The notebook 07 explorer: the gradient at each block, plain against residual."""
 
-import math
 from collections import OrderedDict
 
 import ipywidgets as w
@@ -10,16 +9,7 @@ from matplotlib.figure import Figure
 from ..residual import resnet_gradient_norms
 from ..verdicts import gradient_verdict
 from .base import Explorer, plot_layer_curves
-from .scales import decade_limits, format_ratio
-
-
-def layer_range(count: int, current: int | None = None) -> int:
-    """The last layer an axis shows for `count` layers: a multiple of 5, kept while the layers fit it and fill
-    two thirds of it; a new one leaves a quarter of room for the next depth steps (none on a first draw).
-    Most depth steps then keep the axes, and the PNG of them."""
-    if current is not None and count <= current <= max(count + 5, 1.5 * count):
-        return current
-    return 5 * math.ceil((1 if current is None else 1.25) * count / 5)
+from .scales import decade_limits, format_ratio, layer_range
 
 
 class ChosenCurves:

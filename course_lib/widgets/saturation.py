@@ -12,7 +12,7 @@ from ..seeding import one_torch_thread
 from ..verdicts import gradient_verdict
 from .bars import Bars
 from .base import Explorer
-from .scales import decade_limits, format_ratio
+from .scales import decade_limits, format_ratio, layer_range
 
 
 class SaturationExplorer(Explorer):
@@ -75,7 +75,7 @@ class SaturationExplorer(Explorer):
         self._ylim = decade_limits(grads, current=self._ylim)
         left.set_ylim(*self._ylim)
         for ax in (left, right):
-            ax.set_xlim(0.5, 5 * math.ceil(data["depth"] / 5) + 0.5)
+            ax.set_xlim(0.5, layer_range(data["depth"]) + 0.5)
         # from below the axes, as `Axes.bar` from 0: the axes clip the bars' feet on a whole pixel
         self._bars[0].set_bars(layers, grads, bottom=self._ylim[0] / 10)
         self._bars[1].set_bars(layers, np.where(data["saturated"] > 0, data["saturated"], np.nan), bottom=-0.1)

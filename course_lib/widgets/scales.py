@@ -1,5 +1,6 @@
-"""How explorers write gradient ratios and pick log-axis limits."""
+"""How explorers write gradient ratios and pick axis limits: log axes on whole decades, layer axes in fives."""
 
+import math
 import re
 
 import numpy as np
@@ -39,3 +40,12 @@ def decade_limits(values, *, span: int = 3, current: tuple[float, float] | None 
     if current is not None:
         low, high = low - 1, high + 1
     return float(10.0 ** max(low, -300)), float(10.0 ** min(high, 300))
+
+
+def layer_range(count: int, current: int | None = None) -> int:
+    """The last layer an axis shows for `count` layers: a multiple of 5, kept while the layers fit it and fill
+    two thirds of it; a new one leaves a quarter of room for the next depth steps (none on a first draw).
+    Most depth steps then keep the axes, and the PNG of them."""
+    if current is not None and count <= current <= max(count + 5, 1.5 * count):
+        return current
+    return 5 * math.ceil((1 if current is None else 1.25) * count / 5)

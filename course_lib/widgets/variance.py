@@ -11,8 +11,7 @@ from ..plotting import OKABE_ITO
 from ..seeding import one_torch_thread
 from ..variance import chi_1, critical_sigma_w2, gradient_curve, layer_statistics, random_network, variance_curve
 from .base import Explorer, plot_layer_curves
-from .residual import layer_range
-from .scales import decade_limits
+from .scales import decade_limits, layer_range
 
 
 class VarianceExplorer(Explorer):
