@@ -4,7 +4,7 @@ import pytest
 
 from conftest import NAMES
 
-# The README quotes 8-18 s per notebook on 2 cores (measured in benchmarks/).
+# The README quotes 8-15 s per notebook on 2 cores (measured in benchmarks/).
 # Tests only assert a generous ceiling, so a busy CI machine does not flake.
 CEILING_SECONDS = 120
 
