@@ -13,6 +13,7 @@ Small recurrent nets are dominated by per-step overhead, so the runners here
 use one CPU thread (more threads only add contention on a 2-core machine).
 """
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -396,8 +397,6 @@ def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidd
 
 def _sequence_setup(spec: dict) -> dict:
     """A spec with every argument of `run_sequence_task` (`_sequence_data` adds the model and the data)."""
-    import inspect
-
     full = inspect.signature(run_sequence_task).bind(**spec)
     full.apply_defaults()
     a = dict(full.arguments)

@@ -3,7 +3,9 @@
 Many of the course's experiments train a few `build_mlp` classifiers that differ
 only in their initial weights, learning rate or batch order: Xavier against He
 at 30 layers (He et al. 2015), three sigma_w^2 around the edge of chaos
-(Schoenholz et al. 2017), a learning-rate sweep, one repair from several seeds.
+(Schoenholz et al. 2017), one repair from several seeds. Networks of different
+architectures (activations, depths) train side by side with
+`activations.train_together` instead: one optimizer, no batched matmul.
 On a CPU such small networks cost their number of operations, not their
 arithmetic. `train_stacked` stacks layer k's G weight matrices into one
 (G, out, in) tensor and computes every layer of the G networks with one

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..transformer import PLACEMENTS, block_gradient_norms
 from .base import Explorer
-from .residual import ChosenCurves
+from .chosen import ChosenCurves
 from .scales import format_ratio
 
 
