@@ -706,23 +706,33 @@ def test_chain_explorer_legend_names_the_exponent_the_axis_counts(explorers):
     assert np.allclose(values, 0.25 ** (10 - k)), "the dashed line is factor^(L - k)"
 
 
-# -- explorers 02, 03, 04, 06 move their data in place (issue 16) ---------------------------------------
+# -- every explorer moves its data in place (issue 16) ------------------------------------------------
 
-@pytest.mark.parametrize("name, control, values", [
-    ("saturation_explorer", "weight_scale", [1.25, 1.5, 1.75]),
-    ("recurrent_explorer", "length", [55, 60, 65]),
-    ("activation_explorer", "bias", [0.1, 0.2, 0.3]),
-    ("normalization_explorer", "depth", [11, 12, 13]),
+# `first`: a value set before the steps (None: the steps start from the first figure, whose layer axis fits
+# its layers exactly, so a depth step down keeps it and room comes with the first change)
+@pytest.mark.parametrize("name, control, first, steps", [
+    ("saturation_explorer", "weight_scale", 1.25, [1.5, 1.75]),
+    ("recurrent_explorer", "length", 55, [60, 65]),
+    ("activation_explorer", "bias", 0.1, [0.2, 0.3]),
+    ("normalization_explorer", "depth", 11, [12, 13]),
+    ("chain_explorer", "factor", None, [0.3]),
+    ("chain_explorer", "depth", None, [9]),
+    ("variance_explorer", "sigma_w2", None, [1.05]),
+    ("variance_explorer", "depth", None, [29]),
+    ("residual_explorer", "depth", None, [62]),
+    ("transformer_explorer", "depth", None, [14]),
 ])
-def test_small_steps_move_the_lines_and_keep_the_axes(explorers, name, control, values):
+def test_small_steps_move_the_lines_and_keep_the_axes(explorers, name, control, first, steps):
     """A small step redraws in place and sends only the browser-drawn lines: the same axes, the same static PNG."""
     explorer = explorers(name)
-    explorer.update(**{control: values[0]})
-    axes, image = list(explorer.figure.axes), explorer.image.value
-    for value in values[1:]:
+    if first is not None:
+        explorer.update(**{control: first})
+    axes, generation, image = list(explorer.figure.axes), explorer._generation, explorer.image.value
+    for value in steps:
         svg = explorer.curves.value
         explorer.update(**{control: value})
-        assert explorer.figure.axes == axes, f"{name}: {control} = {value} drew the figure anew"
+        assert explorer.figure.axes == axes and explorer._generation == generation, \
+            f"{name}: {control} = {value} drew the figure anew"
         assert explorer.image.value == image, f"{name}: {control} = {value} changed the static part"
         assert explorer.curves.value != svg, f"{name}: {control} = {value} did not move the lines"
 
@@ -766,22 +776,7 @@ def test_decade_limits_keep_the_axes_while_the_data_fit():
     assert widgets.decade_limits(np.array([0.1, 0.5]), current=(1e-9, 1.0)) == (1e-4, 10.0), "6 wasted decades"
 
 
-# -- a slider step moves the curves the browser draws; the PNG of the rest stays (issue 16) -------------
-
-# (a depth step down: the first figure's axes fit its layers exactly, and room comes with the first change)
-@pytest.mark.parametrize("name,control,value", [("chain_explorer", "factor", 0.3), ("chain_explorer", "depth", 9),
-                                                ("variance_explorer", "sigma_w2", 1.05),
-                                                ("variance_explorer", "depth", 29),
-                                                ("residual_explorer", "depth", 62),
-                                                ("transformer_explorer", "depth", 14)])
-def test_a_small_step_redraws_in_place_and_keeps_the_png(explorers, name, control, value):
-    explorer = explorers(name)
-    generation, png, svg = explorer._generation, explorer.image.value, explorer.curves.value
-    explorer.update(**{control: value})
-    assert explorer._generation == generation, "the figure was drawn from scratch"
-    assert explorer.curves.value != svg, "the curves did not move"
-    assert explorer.image.value == png, "the static part was rendered and sent again"
-
+# -- the residual and transformer explorers: switching the bold curve computes nothing (issue 16) -------
 
 def test_switching_the_chosen_curve_computes_nothing_and_restyles_the_legend(explorers, monkeypatch):
     explorer = explorers("residual_explorer", depth=20)
