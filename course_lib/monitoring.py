@@ -164,6 +164,29 @@ def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset(),
     return out, found
 
 
+def _saturated_count(kind: str, acts: torch.Tensor) -> torch.Tensor:
+    """How many sigmoid outputs are < 0.03 or > 0.97 (tanh: |a| > 0.97), as a float tensor.
+
+    The comparisons write 0/1 floats in place: on CPU a comparison that makes a bool tensor takes
+    about 3x as long, and a float32 sum of 0s and 1s is exact up to 2**24 entries.
+    """
+    acts = acts if acts.dtype in _FLOATS else acts.float()
+    if kind == "tanh":
+        return torch.abs(acts).gt_(0.97).sum()
+    flags = torch.empty_like(acts)
+    return torch.lt(acts, 0.03, out=flags).sum() + torch.gt(acts, 0.97, out=flags).sum()
+
+
+def _one_array(values: list) -> np.ndarray:
+    """Numbers, 0-d tensors or one 1-d tensor of them, as one float64 array (tensors of one dtype
+    converted in one call)."""
+    if len(values) == 1 and isinstance(values[0], torch.Tensor) and values[0].dim() == 1:
+        return values[0].double().numpy()
+    if all(isinstance(v, torch.Tensor) for v in values) and len({v.dtype for v in values}) == 1:
+        return torch.stack(values).double().numpy()
+    return np.array([float(v) for v in values], dtype=float)
+
+
 def _std(moments: np.ndarray) -> np.ndarray:
     """Sample std from `_moments` rows."""
     return np.sqrt(np.maximum(moments[:, 3], 0.0) / np.maximum(moments[:, 0] - 1, 1))
@@ -505,12 +528,13 @@ class GradientMonitor:
     def _fractions(self, acts, columns: dict[int, np.ndarray]) -> dict[str, tuple[list[int], np.ndarray]]:
         """Saturated and dead fractions per layer; `columns`: ReLU layers' outputs summed over the batch."""
         found: dict[str, tuple[list[int], list]] = {"saturated": ([], []), "dead": ([], [])}
+        sizes = []
         for index, a in acts:
             kind = self.layers[index].activation
             if "saturated" in self.metrics and kind in ("sigmoid", "tanh"):
-                extreme = (a < 0.03) | (a > 0.97) if kind == "sigmoid" else a.abs() > 0.97
                 found["saturated"][0].append(index)
-                found["saturated"][1].append(torch.count_nonzero(extreme) / max(extreme.numel(), 1))
+                found["saturated"][1].append(_saturated_count(kind, a))
+                sizes.append(max(a.numel(), 1))
             if "dead" in self.metrics:
                 sums = columns.get(index)
                 # ReLU: slope 1 exactly where the output is positive; outputs >= 0 sum to 0 only if all are 0
@@ -519,9 +543,13 @@ class GradientMonitor:
                 if dead is not None:
                     found["dead"][0].append(index)
                     found["dead"][1].append(dead)
-        return {metric: (index, torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]).numpy()
-                         if any(isinstance(v, torch.Tensor) for v in values) else np.array(values))
-                for metric, (index, values) in found.items() if index}
+        if sizes:  # one division for every layer, in the counts' precision as one per layer would be
+            counts = found["saturated"][1]
+            if len({count.dtype for count in counts}) == 1:
+                found["saturated"][1][:] = [torch.stack(counts) / torch.tensor(sizes, dtype=counts[0].dtype)]
+            else:
+                found["saturated"][1][:] = [count / size for count, size in zip(counts, sizes)]
+        return {metric: (index, _one_array(values)) for metric, (index, values) in found.items() if index}
 
     @staticmethod
     def _dead_fraction(kind, acts: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor | None:

@@ -273,3 +273,33 @@ def test_a_layer_whose_mean_dwarfs_its_spread_keeps_its_std():
         loss_of(net, X, y).backward()
     acts = torch.sigmoid(net.blocks[0].linear(X)).detach().double()
     assert monitor.latest("act_std")[0] == pytest.approx(float(acts.std()), rel=1e-5)
+
+
+class _Fixed(torch.nn.Module):
+    """Stands in for a block's activation: outputs fixed values (and keeps the graph)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def forward(self, z):
+        return self.values.to(z.dtype) + 0 * z[:, :1]
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_saturated_counts_the_edges_as_a_boolean_comparison_would(activation, dtype):
+    """The fractions count with float comparisons written in place; values at and next to the
+    thresholds count exactly as `(a < 0.03) | (a > 0.97)` and `|a| > 0.97` do."""
+    edges = torch.tensor([0.03, 0.97, -0.97], dtype=dtype)
+    values = torch.cat([edges, torch.nextafter(edges, torch.tensor(2.0, dtype=dtype)),
+                        torch.nextafter(edges, torch.tensor(-2.0, dtype=dtype)),
+                        torch.tensor([0.0, 0.5, 1.0, -1.0, float("nan")], dtype=dtype)])
+    net = build_mlp(1, len(values), activation=activation, in_features=6, seed=0).to(dtype)
+    net.blocks[0].act = _Fixed(values)
+    X, _ = batch()
+    acts = net(X.to(dtype))
+    expected = ((acts < 0.03) | (acts > 0.97)) if activation == "sigmoid" else acts.abs() > 0.97
+    with GradientMonitor(net, metrics=["saturated"]) as monitor:
+        net(X.to(dtype)).sum().backward()
+    assert monitor.latest("saturated")[0] * acts.numel() == pytest.approx(expected.sum().item(), abs=1e-3)

@@ -400,10 +400,33 @@ def test_gradient_flow_reuses_batch_and_network(explorers, monkeypatch):
     explorer.update(seed=4)
     assert built == [], "a seed change re-initializes the cached network"
     explorer.update(depth=25)
-    assert len(built) == 1
+    assert built == [], "a depth change grows the cached network of another depth"
     batch = explorer._batch(64, 0)
     explorer.update(activation="relu")
+    assert len(built) == 1
     assert explorer._batch(64, 0)[0] is batch[0], "the batch is made once per (width, seed)"
+
+
+def test_gradient_flow_network_is_build_mlps_after_any_changes():
+    """Re-initialized, rescaled, grown or cut in the cache: after every change of a random walk over the
+    controls the network is the one build_mlp makes for the settings (every weight and bias)."""
+    explorer = widgets.GradientFlowExplorer(width=16)
+    rng = np.random.default_rng(0)
+    choices = {"depth": range(1, 13), "seed": range(4), "weight_scale": [0.5, 1.0, 1.5], "norm": ["none", "batch"],
+               "activation": ["tanh", "relu"], "init": ["default", "he"], "residual": [False, True]}
+    s = {**explorer.defaults, "width": 16}
+    for _ in range(60):
+        name = rng.choice(list(choices))
+        s[name] = choices[name][rng.integers(len(choices[name]))]
+        net = explorer._network(s)
+        expected = build_mlp(s["depth"], 16, activation=s["activation"], init=s["init"],
+                             norm=None if s["norm"] == "none" else s["norm"], residual=s["residual"],
+                             out_features=explorer.num_classes, weight_scale=s["weight_scale"], seed=s["seed"])
+        got, want = net.state_dict(), expected.state_dict()
+        assert got.keys() == want.keys()
+        for key in want:
+            if "running" not in key and "num_batches" not in key:  # BatchNorm's running statistics are unused
+                assert torch.equal(got[key], want[key]), (key, s)
 
 
 def test_gradient_flow_figure_shows_the_data(explorers):

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from torch.nn import functional as F
 
 from ..initialization import initialize_
-from ..models import build_mlp
+from ..models import MLP, Block, build_mlp
 from ..monitoring import GradientMonitor
 from ..plotting import OKABE_ITO, integer_ticks, plot_gradient_norms
 from ..seeding import flush_denormals, one_torch_thread
@@ -116,32 +116,63 @@ class GradientFlowExplorer(Explorer):
         A new seed re-initializes the cached network in place: `initialize_` with the seed's
         generator draws exactly what build_mlp(seed=...) draws, without the default init that
         nn.Linear runs first and build_mlp overwrites (15 instead of 38 ms at 50 x 256). A new
-        weight scale multiplies the stored initial weights, as build_mlp(weight_scale=...) does.
+        weight scale multiplies the initial weights, as build_mlp(weight_scale=...) does; they are
+        kept apart from the live ones only once the scale leaves 1, and a new seed is then drawn
+        straight into them (one pass over the weights fewer). A new depth (`_regrown`) reuses the
+        blocks of a cached network that differs only in depth.
         """
         architecture = (s["depth"], s["width"], s["activation"], s["init"], s["norm"], s["residual"])
         if architecture not in self._networks:
-            net = build_mlp(s["depth"], s["width"], activation=s["activation"], init=s["init"],
-                            norm=None if s["norm"] == "none" else s["norm"], residual=s["residual"],
-                            out_features=self.num_classes, seed=s["seed"])
+            net, seed = self._regrown(architecture), None  # None: draw every weight below
+            if net is None:
+                net, seed = build_mlp(s["depth"], s["width"], activation=s["activation"], init=s["init"],
+                                      norm=None if s["norm"] == "none" else s["norm"], residual=s["residual"],
+                                      out_features=self.num_classes, seed=s["seed"]), s["seed"]
             weights = [m.weight for m in net.modules() if isinstance(m, torch.nn.Linear)]
-            self._networks[architecture] = {"net": net, "weights": weights, "seed": s["seed"], "scale": 1.0,
-                                            "initial": [p.detach().clone() for p in weights]}
+            self._networks[architecture] = {"net": net, "weights": weights, "seed": seed, "scale": 1.0,
+                                            "initial": None}  # None: the live weights are the initial ones
             while len(self._networks) > 3:
                 self._networks.popitem(last=False)
         self._networks.move_to_end(architecture)
         cached = self._networks[architecture]
+        weights, scale = cached["weights"], s["weight_scale"]
         with torch.no_grad():
             if cached["seed"] != s["seed"]:
+                into = cached["initial"] if scale != 1.0 else None  # a rescale follows: draw into these
+                live = [weight.data for weight in weights]
+                if into is not None:
+                    for weight, start in zip(weights, into):
+                        weight.data = start
                 initialize_(cached["net"], s["init"], activation=s["activation"],
                             generator=torch.Generator().manual_seed(s["seed"]))
-                for start, weight in zip(cached["initial"], cached["weights"]):
-                    start.copy_(weight)
-                cached["seed"], cached["scale"] = s["seed"], 1.0
-            if cached["scale"] != s["weight_scale"]:
-                for weight, start in zip(cached["weights"], cached["initial"]):
-                    torch.mul(start, s["weight_scale"], out=weight)  # one pass, not copy_ then mul_
-                cached["scale"] = s["weight_scale"]
+                if into is not None:
+                    for weight, data in zip(weights, live):
+                        weight.data = data
+                cached["seed"], cached["initial"], cached["scale"] = s["seed"], into, 1.0 if into is None else None
+            if cached["scale"] != scale:
+                if cached["initial"] is None:
+                    cached["initial"] = [weight.detach().clone() for weight in weights]
+                for weight, start in zip(weights, cached["initial"]):
+                    torch.mul(start, scale, out=weight)  # one pass, not copy_ then mul_
+                cached["scale"] = scale
         return cached["net"]
+
+    def _regrown(self, architecture: tuple) -> MLP | None:
+        """A cached network that differs only in depth, taken out of the cache and cut or grown to
+        `architecture`'s depth (its weights still to be drawn), or None when there is none.
+
+        Construction is most of a depth step at small widths (four modules per block); the weights
+        are drawn again in any case, in build_mlp's order, so the result is build_mlp's network.
+        """
+        depth, width, activation, _, norm, residual = architecture
+        donors = [key for key in self._networks if key[1:] == architecture[1:]]
+        if not donors:
+            return None
+        donor = self._networks.pop(min(donors, key=lambda key: abs(key[0] - depth)))["net"]
+        blocks = list(donor.blocks[:depth])
+        blocks += [Block(width, width, activation=activation, norm=None if norm == "none" else norm,
+                         residual=residual) for _ in range(depth - len(blocks))]
+        return MLP(blocks, donor.head)
 
     # -- the explorer contract -------------------------------------------------
     def compute(self, **values) -> dict:
