@@ -524,6 +524,66 @@ def test_an_error_in_the_background_is_shown_and_the_thread_survives(explorers, 
     assert explorer.last["depth"] == 14 and "course-explorer-error" not in explorer.verdict.value
 
 
+def test_the_refresh_thread_works_ahead_while_idle_and_stops_for_a_change(explorers):
+    """After a front-end change and a pause (the page paints), the refresh thread calls work_ahead piece
+    by piece; a change arriving meanwhile is computed next, not after the work ahead."""
+    explorer = explorers("chain_explorer")
+    pieces, changed = [], threading.Event()
+
+    def work_ahead():
+        pieces.append(time.perf_counter())
+        if len(pieces) == 3:
+            front_end_sets(explorer.controls["depth"], 19)
+            changed.set()
+        return True  # never done: only a change stops it
+    explorer.work_ahead = work_ahead
+    explorer.update(depth=12)
+    assert pieces == [], "a change made from code does not work ahead"
+    front_end_sets(explorer.controls["depth"], 17)
+    start = time.perf_counter()
+    assert explorer.wait(30) and changed.wait(30)
+    assert pieces[0] - start >= 0.2, "the page gets a moment to paint first"
+    assert explorer.wait(30)
+    assert explorer.last["depth"] == 19 and len(pieces) == 3, "the change stopped the work ahead"
+
+
+def test_gradient_flow_works_ahead_on_the_next_seed(explorers, monkeypatch):
+    """work_ahead draws the seed one step on (in the last step's direction) into a copy of the network;
+    the step swaps it in without drawing, at any weight scale; the network stays build_mlp's."""
+    explorer = explorers("gradient_flow_explorer", depth=6, width=16)
+    draws = []
+    real = gradient_flow.initialize_
+    monkeypatch.setattr(gradient_flow, "initialize_",
+                        lambda module, *a, **k: draws.append(module) or real(module, *a, **k))
+
+    def settled(**values) -> None:
+        explorer.update(**values)
+        while explorer.work_ahead():
+            pass
+
+    def assert_built() -> None:
+        s = {**explorer.fixed, **explorer.values}
+        expected = build_mlp(s["depth"], 16, activation=s["activation"], init=s["init"],
+                             out_features=explorer.num_classes, weight_scale=s["weight_scale"], seed=s["seed"])
+        for key, value in expected.state_dict().items():
+            assert torch.equal(explorer._network(s).state_dict()[key], value), key
+
+    settled(seed=3)
+    # (seed, weight scale, swapped in?): steps up, one at another scale, a reversal (drawn), steps down
+    for seed, scale, swapped in ((4, 1.0, True), (5, 1.0, True), (6, 1.6, True), (5, 1.6, False), (4, 1.6, True),
+                                 (3, 1.0, True)):
+        draws.clear()
+        explorer.update(seed=seed, weight_scale=scale)
+        assert any(isinstance(m, gradient_flow.MLP) for m in draws) != swapped, (seed, scale)
+        assert_built()
+        while explorer.work_ahead():
+            pass
+    draws.clear()
+    explorer.update(seed=40)  # a jump: drawn as before
+    assert any(isinstance(m, gradient_flow.MLP) for m in draws)
+    assert_built()
+
+
 def test_results_are_cached_per_setting(explorers):
     explorer = explorers("chain_explorer")
     calls, renders = [], []

@@ -56,17 +56,36 @@ class _Refresher:
             return self._condition.wait_for(
                 lambda: id(explorer) not in self._stale and self._running is not explorer, timeout)
 
+    pause = 0.25  # seconds with nothing stale (the page paints the new figure) before working ahead
+
     def _run(self) -> None:
+        ahead: "Explorer | None" = None  # the explorer refreshed last, which may work ahead while idle
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: self._stale)
-                self._running = self._stale.pop(next(iter(self._stale)))
+                stale = self._condition.wait_for(lambda: bool(self._stale), None if ahead is None else self.pause)
+                if stale:
+                    self._running = self._stale.pop(next(iter(self._stale)))
+            if not stale:
+                self._work_ahead(ahead)
+                ahead = None
+                continue
             try:
                 self._running._refresh_reporting_errors()
             finally:
+                ahead = self._running
                 with self._condition:
                     self._running = None
                     self._condition.notify_all()
+
+    def _work_ahead(self, explorer: "Explorer") -> None:
+        """`explorer.work_ahead()` piece by piece until it is done or an explorer turns stale."""
+        try:
+            while explorer.work_ahead():
+                with self._condition:
+                    if self._stale:
+                        return
+        except Exception:  # work ahead is optional: the next change computes what it needs
+            traceback.print_exc(file=sys.__stderr__)
 
 
 _refresher = _Refresher()
@@ -145,6 +164,12 @@ class Explorer:
 
     def draw(self, figure: Figure, data: dict) -> None:
         raise NotImplementedError
+
+    def work_ahead(self) -> bool:
+        """One short piece of work a likely next change will need, done while the student looks at
+        the figure (the refresh thread calls it after a front-end change, piece by piece, until it
+        returns False or a control changes). Default: nothing."""
+        return False
 
     def describe(self, data: dict) -> str:
         raise NotImplementedError

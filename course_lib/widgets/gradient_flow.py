@@ -1,5 +1,6 @@
 """The general explorer: a real MLP, its per-layer gradients and activations (notebook 08 and any cell)."""
 
+import copy
 import html
 import math
 from collections import OrderedDict
@@ -74,6 +75,7 @@ class GradientFlowExplorer(Explorer):
         self.fixed = {name: value for name, value in settings.items() if name not in show}
         self._batches: OrderedDict = OrderedDict()
         self._networks: OrderedDict = OrderedDict()
+        self._direction = 1  # of the last seed step: `work_ahead` draws the seed one step further
         super().__init__({name: self._make_control(name, settings[name]) for name in show}, figsize=(9.6, 3.4))
 
     @staticmethod
@@ -118,10 +120,11 @@ class GradientFlowExplorer(Explorer):
         nn.Linear runs first and build_mlp overwrites (15 instead of 38 ms at 50 x 256). A new
         weight scale multiplies the initial weights, as build_mlp(weight_scale=...) does; they are
         kept apart from the live ones only once the scale leaves 1, and a new seed is then drawn
-        straight into them (one pass over the weights fewer). A new depth (`_regrown`) reuses the
-        blocks of a cached network that differs only in depth.
+        straight into them (one pass over the weights fewer), or swapped in when `work_ahead` drew it
+        already. A new depth (`_regrown`) reuses the blocks of a cached network that differs only in
+        depth.
         """
-        architecture = (s["depth"], s["width"], s["activation"], s["init"], s["norm"], s["residual"])
+        architecture = self._architecture(s)
         if architecture not in self._networks:
             net, seed = self._regrown(architecture), None  # None: draw every weight below
             if net is None:
@@ -137,6 +140,12 @@ class GradientFlowExplorer(Explorer):
         cached = self._networks[architecture]
         weights, scale = cached["weights"], s["weight_scale"]
         with torch.no_grad():
+            ahead = cached.get("ahead")
+            if cached["seed"] is not None and cached["seed"] != s["seed"]:
+                self._direction = 1 if s["seed"] > cached["seed"] else -1
+            if cached["seed"] != s["seed"] and ahead and ahead["seed"] == s["seed"] and not ahead["left"]:
+                self._swap_in(cached, ahead, scale)
+                cached["seed"] = s["seed"]
             if cached["seed"] != s["seed"]:
                 into = cached["initial"] if scale != 1.0 else None  # a rescale follows: draw into these
                 live = [weight.data for weight in weights]
@@ -156,6 +165,63 @@ class GradientFlowExplorer(Explorer):
                     torch.mul(start, scale, out=weight)  # one pass, not copy_ then mul_
                 cached["scale"] = scale
         return cached["net"]
+
+    @staticmethod
+    def _architecture(s: dict) -> tuple:
+        return s["depth"], s["width"], s["activation"], s["init"], s["norm"], s["residual"]
+
+    @staticmethod
+    def _swap_in(cached: dict, ahead: dict, scale: float) -> None:
+        """Make the weights `work_ahead` drew the cached network's initial ones (swapping tensors, not
+        copying them); with a scale other than 1 they become the kept initial weights and are
+        multiplied into the live ones afterwards."""
+        live = [m for m in cached["net"].modules() if isinstance(m, torch.nn.Linear)]
+        drawn = [m for m in ahead["net"].modules() if isinstance(m, torch.nn.Linear)]
+        for a, b in zip(live, drawn):
+            if a.bias is not None:
+                a.bias.data, b.bias.data = b.bias.data, a.bias.data
+        if scale == 1.0:
+            for a, b in zip(live, drawn):
+                a.weight.data, b.weight.data = b.weight.data, a.weight.data
+            cached["initial"], cached["scale"] = None, 1.0
+        else:
+            spare = cached["initial"] or [torch.empty_like(m.weight) for m in drawn]
+            cached["initial"] = [m.weight.data for m in drawn]
+            for m, tensor in zip(drawn, spare):
+                m.weight.data = tensor
+            cached["scale"] = None  # the live weights are multiplied from the new initial ones
+        ahead["seed"] = None  # used; the copy waits for the next seed
+
+    def work_ahead(self) -> bool:
+        """Draw the weights of the seed one step of the seed slider away, in the direction of the last
+        step, one layer per call, into a copy of the network (made once per architecture): the step
+        then swaps them in instead of drawing them, which at 50 x 256 is about a third of a seed
+        change. The same draws as `initialize_` on the whole network (layer by layer, in build_mlp's
+        order, from that seed's generator); a seed typed in or dragged to draws as before.
+        """
+        with self._lock:
+            slider = self.controls.get("seed")
+            if slider is None or not self.last:
+                return False
+            s = {**self.fixed, **self.values}
+            cached = self._networks.get(self._architecture(s))
+            if cached is None or cached["seed"] != s["seed"]:
+                return False
+            seed = s["seed"] + self._direction
+            if not slider.min <= seed <= slider.max:
+                seed = s["seed"] - self._direction
+            ahead = cached.setdefault("ahead", {"seed": None, "net": None, "left": []})
+            if ahead["seed"] != seed:
+                if ahead["net"] is None:
+                    ahead["net"] = copy.deepcopy(cached["net"])
+                ahead.update(seed=seed, generator=torch.Generator().manual_seed(seed),
+                             left=[m for m in ahead["net"].modules() if isinstance(m, torch.nn.Linear)])
+                return True
+            if not ahead["left"]:
+                return False
+            with torch.no_grad():
+                initialize_(ahead["left"].pop(0), s["init"], activation=s["activation"], generator=ahead["generator"])
+            return bool(ahead["left"])
 
     def _regrown(self, architecture: tuple) -> MLP | None:
         """A cached network that differs only in depth, taken out of the cache and cut or grown to
