@@ -526,25 +526,29 @@ def test_an_error_in_the_background_is_shown_and_the_thread_survives(explorers, 
 
 def test_the_refresh_thread_works_ahead_while_idle_and_stops_for_a_change(explorers):
     """After a front-end change and a pause (the page paints), the refresh thread calls work_ahead piece
-    by piece; a change arriving meanwhile is computed next, not after the work ahead."""
+    by piece; a change arriving meanwhile is computed before any further piece, which then go on for
+    the new values until work_ahead says it is done."""
     explorer = explorers("chain_explorer")
-    pieces, changed = [], threading.Event()
+    pieces, done = [], threading.Event()
 
     def work_ahead():
-        pieces.append(time.perf_counter())
+        pieces.append((time.perf_counter(), explorer.last["depth"]))
         if len(pieces) == 3:
-            front_end_sets(explorer.controls["depth"], 19)
-            changed.set()
-        return True  # never done: only a change stops it
+            front_end_sets(explorer.controls["depth"], 19)  # a change arrives mid-work
+        if len(pieces) == 8:
+            done.set()
+        return len(pieces) < 8
     explorer.work_ahead = work_ahead
     explorer.update(depth=12)
+    time.sleep(0.4)
     assert pieces == [], "a change made from code does not work ahead"
     front_end_sets(explorer.controls["depth"], 17)
     start = time.perf_counter()
-    assert explorer.wait(30) and changed.wait(30)
-    assert pieces[0] - start >= 0.2, "the page gets a moment to paint first"
-    assert explorer.wait(30)
-    assert explorer.last["depth"] == 19 and len(pieces) == 3, "the change stopped the work ahead"
+    assert done.wait(30) and explorer.wait(30)
+    assert pieces[0][0] - start >= 0.2, "the page gets a moment to paint first"
+    assert [depth for _, depth in pieces] == [17] * 3 + [19] * 5, "the change stopped the work ahead"
+    time.sleep(0.4)
+    assert len(pieces) == 8, "work_ahead returned False: nothing more until the next change"
 
 
 def test_gradient_flow_works_ahead_on_the_next_seed(explorers, monkeypatch):

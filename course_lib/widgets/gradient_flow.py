@@ -195,9 +195,9 @@ class GradientFlowExplorer(Explorer):
     def work_ahead(self) -> bool:
         """Draw the weights of the seed one step of the seed slider away, in the direction of the last
         step, one layer per call, into a copy of the network (made once per architecture): the step
-        then swaps them in instead of drawing them, which at 50 x 256 is about a third of a seed
-        change. The same draws as `initialize_` on the whole network (layer by layer, in build_mlp's
-        order, from that seed's generator); a seed typed in or dragged to draws as before.
+        then swaps them in instead of drawing them (at 50 x 256, 20-40% of a seed change). The same
+        draws as `initialize_` on the whole network (layer by layer, in build_mlp's order, from that
+        seed's generator); a seed typed in or dragged to draws as before.
         """
         with self._lock:
             slider = self.controls.get("seed")
