@@ -95,10 +95,11 @@ class Explorer:
     """Base class: subclasses set ``controls`` and implement `compute`, `draw` and `describe`.
 
     `redraw` is optional: update the artists `draw` made (``line.set_data``)
-    and return True, which skips rebuilding the figure. Lines marked
-    ``set_animated(True)`` are drawn by the browser: the rest of the figure
-    (axes, ticks, labels, legend) goes to the page as a PNG only when it
-    changes, and each change sends just those lines, as SVG paths in the
+    and return True, which skips rebuilding the figure. So is `work_ahead`:
+    work a likely next change needs, done piece by piece while the page shows
+    the figure. Lines marked ``set_animated(True)`` are drawn by the browser:
+    the rest of the figure (axes, ticks, labels, legend) goes to the page as a
+    PNG only when it changes, and each change sends just those lines, as SVG paths in the
     PNG's pixels (`_svg`); so `redraw` must change nothing else that is drawn,
     or the static part is rendered again. Without animated lines (or with
     ``browser_draws = False``) every change sends the whole figure as a PNG.
