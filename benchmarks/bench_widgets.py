@@ -77,13 +77,13 @@ LABELS = {"depth": "depth", "weight_scale": "weight scale", "seed": "seed (a ste
 TARGETED = ("depth", "weight_scale", "seed", "seed_down")  # one step of a control, as issue 16 measures
 DESCRIPTIONS = {"depth": "depth", "weight_scale": "weight scale", "seed": "seed"}  # the sliders' labels
 JUMPS = 19  # seed 0 to 95: the slider ends at 99
+VARIANTS = {"before": before_explorer, "now": widgets.gradient_flow_explorer}
+LARGEST = "largest (depth 50, width 256)"
+DEFAULTS = "defaults (depth 20, width 64)"
 
 
 def changes(control: str, count: int) -> int:
     return min(count, JUMPS) if control == "seed_jump" else count
-VARIANTS = {"before": before_explorer, "now": widgets.gradient_flow_explorer}
-LARGEST = "largest (depth 50, width 256)"
-DEFAULTS = "defaults (depth 20, width 64)"
 
 
 def steps(explorer, control: str, count: int) -> list:

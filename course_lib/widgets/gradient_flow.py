@@ -148,8 +148,8 @@ class GradientFlowExplorer(Explorer):
                 cached["seed"] = s["seed"]
             if cached["seed"] != s["seed"]:
                 into = cached["initial"] if scale != 1.0 else None  # a rescale follows: draw into these
-                live = [weight.data for weight in weights]
                 if into is not None:
+                    live = [weight.data for weight in weights]
                     for weight, start in zip(weights, into):
                         weight.data = start
                 initialize_(cached["net"], s["init"], activation=s["activation"],
