@@ -205,6 +205,22 @@ def _same_args(before, after) -> bool:
     return True
 
 
+def _call(name: str, fn, args: tuple, hint: str):
+    """(the arguments as shown in a message, what the student's `fn` returns on a copy of them); a failure
+    message when it raises or changes its input arrays."""
+    shown = ", ".join(_fmt(a) if not isinstance(a, list) else f"[{len(a)} items]" for a in args)
+    originals, call_args = copy.deepcopy(args), copy.deepcopy(args)
+    try:
+        got = fn(*call_args)
+    except NotImplementedError:
+        _fail(name, ["the function still raises NotImplementedError: write your code in its body."])
+    except Exception as error:  # the student's code failed: say where
+        _fail(name, [f"calling it with ({shown}) raised {type(error).__name__}: {error}", hint])
+    if not _same_args(originals, call_args):
+        _fail(name, [f"calling it with ({shown}) changed its input arrays; work on a copy instead."])
+    return shown, got
+
+
 def check_function(name: str, fn, cases, *, rtol: float = 1e-6, atol: float = 1e-9,
                    mistakes=None, hint: str = "") -> None:
     """Call the student's `fn` on each case and compare with the expected result.
@@ -217,16 +233,7 @@ def check_function(name: str, fn, cases, *, rtol: float = 1e-6, atol: float = 1e
     if not callable(fn):
         _fail(name, [f"expected a function, got {type(fn).__name__}."])
     for args, expected in cases:
-        shown = ", ".join(_fmt(a) if not isinstance(a, list) else f"[{len(a)} items]" for a in args)
-        originals, call_args = copy.deepcopy(args), copy.deepcopy(args)
-        try:
-            got = fn(*call_args)
-        except NotImplementedError:
-            _fail(name, ["the function still raises NotImplementedError: write your code in its body."])
-        except Exception as error:  # the student's code failed: say where
-            _fail(name, [f"calling it with ({shown}) raised {type(error).__name__}: {error}", hint])
-        if not _same_args(originals, call_args):
-            _fail(name, [f"calling it with ({shown}) changed its input arrays; work on a copy instead."])
+        shown, got = _call(name, fn, args, hint)
         if not _close(got, expected, rtol, atol):
             wrong_answers = []
             for wrong_fn, explanation in (mistakes or []):
@@ -253,16 +260,7 @@ def check_verdicts(name: str, fn, cases, *, allowed, mistakes=None, hint: str = 
     if not callable(fn):
         _fail(name, [f"expected a function, got {type(fn).__name__}."])
     for args, expected in cases:
-        shown = ", ".join(_fmt(a) if not isinstance(a, list) else f"[{len(a)} items]" for a in args)
-        originals, call_args = copy.deepcopy(args), copy.deepcopy(args)
-        try:
-            got = fn(*call_args)
-        except NotImplementedError:
-            _fail(name, ["the function still raises NotImplementedError: write your code in its body."])
-        except Exception as error:  # the student's code failed: say where
-            _fail(name, [f"calling it with ({shown}) raised {type(error).__name__}: {error}", hint])
-        if not _same_args(originals, call_args):
-            _fail(name, [f"calling it with ({shown}) changed its input arrays; work on a copy instead."])
+        shown, got = _call(name, fn, args, hint)
         if not isinstance(got, str) or got not in allowed:
             _fail(name, [f"with input ({shown})", f"return one of {list(allowed)}, got {got!r}."])
         if got != expected:
