@@ -1,38 +1,17 @@
-"""GradientMonitor: watch every layer of a network while it trains.
-
-Forward and backward hooks record, per layer and per training step:
-
-============== ==================================================================
-metric         meaning
-============== ==================================================================
-grad_norm      ||dL/dW||, the weight gradient's norm (what the optimizer uses)
-grad_std       std of dL/dW
-out_grad_norm  ||dL/dh||, the gradient arriving at the layer's output
-act_mean       mean of the layer's activations
-act_std        std of the layer's activations
-saturated      fraction of sigmoid outputs < 0.03 or > 0.97, tanh |a| > 0.97
-dead           fraction of units whose activation derivative is 0 (< 1e-6) on
-               every example of the batch (a dead ReLU passes no gradient)
-grad_data      std(dL/dW) / std(W)
-update_data    std(W_after - W_before) / std(W) for the optimizer step that
-               followed (Karpathy's rule of thumb: about 1e-3 is healthy),
-               estimated on 4,096 sampled weights of larger layers
-============== ==================================================================
-
-A step is one forward pass of the whole model with gradients enabled (passes
-under ``torch.no_grad()``, such as evaluation, are not recorded). Taught in
-notebook 02, used throughout; the capstone (08) reads its ``report()``.
-"""
-
-import math
-from dataclasses import dataclass
+"""The `GradientMonitor` class: hooks that keep each layer's tensors during a pass, turned into a row of
+statistics per recorded step (the package docstring lists the metrics)."""
 
 import numpy as np
 import torch
 from torch import nn
 
-from .models import Block, activation_derivative
-from .verdicts import EXPLODING_RATIO, classify_ratio, gradient_ratio
+from ..models import Block
+from ..verdicts import EXPLODING_RATIO
+from .activity import _DEAD_FROM_INPUT, _fractions
+from .findings import Finding, fraction_findings, no_gradient_finding, non_finite_finding, ratio_findings, \
+    update_findings
+from .layers import _find_layers
+from .moments import _STACK, _moments, _reductions, _std
 
 METRICS = ("grad_norm", "grad_std", "out_grad_norm", "act_mean", "act_std", "saturated", "dead",
            "grad_data", "update_data")
@@ -40,202 +19,6 @@ _COL = {name: i for i, name in enumerate(METRICS)}
 
 
 UPDATE_SAMPLE = 4096  # update:data is estimated from this many sampled weights per layer
-_DEAD_FROM_INPUT = ("elu", "gelu", "silu")  # their derivative is not a function of the output
-_FLUSHED = 1.2e-30  # float32 sums of squares below n * this may have lost squares to underflow (1.2e-38)
-_FLOATS = (torch.float32, torch.float64)
-_STACK = 4096  # tensors of one shape up to this size are stacked and reduced together
-_CHUNK = 1 << 16  # BLAS dots over at most this many float32 values stay within ~4e-7 of the exact sum
-
-
-def _sum_squares(flat: torch.Tensor) -> torch.Tensor:
-    """sum(x**2) of a flat float32 tensor in float32, in chunks whose dots stay precise."""
-    if flat.numel() <= _CHUNK:
-        return torch.dot(flat, flat)
-    return torch.stack([torch.dot(part, part) for part in flat.split(_CHUNK)]).sum()
-
-
-def _reductions(t: torch.Tensor, *, columns: bool = False,
-                sums: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """The float32 sum (or column sums, over all but the last dim) and sum of squares of one tensor, as
-    `_moments` adds them up; hooks call it while the tensor is still in the cache."""
-    t = t if t.dtype in _FLOATS else t.float()
-    total = (t.reshape(-1, t.shape[-1]).sum(0) if columns else t.sum()) if sums else None
-    return total, _sum_squares(t.reshape(-1))
-
-
-def _moments(tensors=(), matrices=(), norms=(), *, columns=frozenset(),
-             done=None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Rows (count, sum, sum of squares, sum of squared deviations from the mean) in float64: one per
-    tensor, then one per row of each matrix, then one per tensor of `norms` (of which only the sum
-    of squares is needed); and the column sums (over all but the last dim) of the tensors whose
-    index is in `columns` (a ReLU unit is dead where its column sums to 0). `done`: the `_reductions`
-    of some of them, by index (tensors first, then norms), computed earlier.
-
-    Fast path, about two calls per tensor and one conversion to NumPy: float32 sums (cascade sum,
-    BLAS dots), small tensors of one shape stacked and reduced together (on CPU a foreach call costs
-    as much per tensor as a call of its own, and a copy of large ones as much as their reduction),
-    and the centred sum as sum(x**2) - sum(x)**2 / n. A row is measured again where that is not
-    exact to ~1e-6: centred in float32 when its mean is large against its spread (the subtraction
-    would cancel), and in float64 when its float32 squares may have underflowed (values below
-    ~1e-19, see `seeding.flush_denormals`) or overflowed, so that a vanishing gradient reads as its
-    size, not 0.
-    """
-    items = [t if t.dtype in _FLOATS else t.float() for t in (*tensors, *norms)]
-    # row of each item: tensors, then the matrices' rows, then norms
-    first = len(tensors) + sum(len(matrix) for matrix in matrices)
-    where = list(range(len(tensors))) + list(range(first, first + len(norms)))
-    n = np.array([t.numel() for t in tensors] + [m.shape[1] for m in matrices for _ in range(len(m))]
-                 + [t.numel() for t in norms], dtype=float)
-    if not len(n):
-        return np.zeros((0, 4)), {}
-    groups: dict[tuple, list[int]] = {}
-    singles, wide = [], []
-    done = done or {}
-    for i, t in enumerate(items):
-        if t.numel() <= _STACK and i not in columns and i not in done:
-            groups.setdefault((t.shape, t.dtype, i < len(tensors)), []).append(i)
-        else:
-            singles.append(i)
-    parts, layout = [], []  # float tensors concatenated for the one conversion; (row indices, target)
-    for (_, _, sums), members in groups.items():
-        block = torch.stack([items[i].reshape(-1) for i in members]) if len(members) > 1 else \
-            items[members[0]].reshape(1, -1)
-        if sums:
-            parts.append(block.sum(1))
-            layout.append(([where[i] for i in members], 1))
-        parts.append(torch.linalg.vector_norm(block, dim=1).square())  # no temporary as large as the block
-        layout.append(([where[i] for i in members], 2))
-    if singles:
-        reduced = [done[i] if i in done else _reductions(items[i], columns=i in columns, sums=i < len(tensors))
-                   for i in singles]
-        parts.append(torch.stack([squares for _, squares in reduced]))
-        layout.append(([where[i] for i in singles], 2))
-        plain = [k for k, i in enumerate(singles) if i < len(tensors) and i not in columns]
-        if plain:
-            parts.append(torch.stack([reduced[k][0] for k in plain]))
-            layout.append(([where[singles[k]] for k in plain], 1))
-        wide = [k for k, i in enumerate(singles) if i in columns]
-        if wide:  # one float32 sum per column, added up in float64 below
-            parts.append(torch.cat([reduced[k][0] for k in wide]))
-        wide = [singles[k] for k in wide]
-    at = len(tensors)
-    for matrix in matrices:
-        rows = list(range(at, at + len(matrix)))
-        parts += [matrix.sum(1), torch.linalg.vector_norm(matrix, dim=1).square()]
-        layout += [(rows, 1), (rows, 2)]
-        at += len(matrix)
-    values = torch.cat(parts).double().numpy()  # the one conversion
-    sums = np.zeros((3, len(n)))
-    at = 0
-    for rows, target in layout:
-        sums[target, rows] = values[at:at + len(rows)]
-        at += len(rows)
-    found = {}
-    for i in wide:
-        width = items[i].shape[-1]
-        found[i] = values[at:at + width]
-        sums[1, i] = found[i].sum()
-        at += width
-    s1, s2 = sums[1], sums[2]
-    out = np.stack([n, s1, s2, s2 - s1 * s1 / np.maximum(n, 1)], axis=1)
-
-    def row(r: int) -> torch.Tensor:
-        if r in where:
-            return items[where.index(r)].reshape(-1)
-        r -= len(tensors)
-        for matrix in matrices:
-            if r < len(matrix):
-                return matrix[r]
-            r -= len(matrix)
-    unsafe = ~(np.isfinite(s2) & (s2 >= n * _FLUSHED)) & (n > 0)
-    cancels = ~unsafe & (out[:, 3] < 0.5 * s2)  # mean**2 > variance: the difference loses digits
-    for i in np.flatnonzero(unsafe | cancels):
-        flat = row(i)
-        if cancels[i]:  # about the mean rounded to float32, then corrected for that rounding
-            deviation = flat - float(s1[i] / n[i])
-            offset, squares = float(deviation.sum()), float(_sum_squares(deviation))
-            out[i, 3] = squares - offset * offset / n[i]
-            if np.isfinite(squares) and squares >= n[i] * _FLUSHED:
-                continue
-        x = flat.double()
-        out[i, 1] = float(x.sum())
-        deviation = x - out[i, 1] / n[i]
-        out[i, 2], out[i, 3] = float(torch.dot(x, x)), float(torch.dot(deviation, deviation))
-    return out, found
-
-
-def _saturated_count(kind: str, acts: torch.Tensor) -> torch.Tensor:
-    """How many sigmoid outputs are < 0.03 or > 0.97 (tanh: |a| > 0.97), as a float tensor.
-
-    The comparisons write 0/1 floats in place: on CPU a comparison that makes a bool tensor takes
-    about 3x as long, and a float32 sum of 0s and 1s is exact up to 2**24 entries.
-    """
-    acts = acts if acts.dtype in _FLOATS else acts.float()
-    if kind == "tanh":
-        return torch.abs(acts).gt_(0.97).sum()
-    flags = torch.empty_like(acts)
-    return torch.lt(acts, 0.03, out=flags).sum() + torch.gt(acts, 0.97, out=flags).sum()
-
-
-def _one_array(values: list) -> np.ndarray:
-    """Numbers, 0-d tensors or one 1-d tensor of them, as one float64 array (tensors of one dtype
-    converted in one call)."""
-    if len(values) == 1 and isinstance(values[0], torch.Tensor) and values[0].dim() == 1:
-        return values[0].double().numpy()
-    if all(isinstance(v, torch.Tensor) for v in values) and len({v.dtype for v in values}) == 1:
-        return torch.stack(values).double().numpy()
-    return np.array([float(v) for v in values], dtype=float)
-
-
-def _std(moments: np.ndarray) -> np.ndarray:
-    """Sample std from `_moments` rows."""
-    return np.sqrt(np.maximum(moments[:, 3], 0.0) / np.maximum(moments[:, 0] - 1, 1))
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One diagnosis: `kind` in vanishing/exploding/non-finite/dead/saturated/slow-updates/large-updates."""
-
-    kind: str
-    layer: int | None
-    value: float
-    message: str
-
-
-@dataclass
-class _Layer:
-    name: str
-    module: nn.Module
-    weight: nn.Parameter | None
-    activation: str | None
-    act_module: nn.Module
-
-
-def _find_layers(model: nn.Module, layers) -> list[_Layer]:
-    if layers is None:
-        blocks = [m for m in model.modules() if isinstance(m, Block)]
-        if blocks:
-            layers = blocks
-        else:
-            layers = [m for m in model.modules()
-                      if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.RNNBase))]
-    if isinstance(layers, dict):
-        items = list(layers.items())
-    else:
-        items = [(f"layer {i + 1}", m) for i, m in enumerate(layers)]
-    if not items:
-        raise ValueError("GradientMonitor found no layers to watch: pass layers=[...] "
-                         "(modules with a weight), or use course_lib.models.build_mlp")
-    found = []
-    for name, module in items:
-        if isinstance(module, Block):
-            found.append(_Layer(name, module, module.linear.weight, module.activation, module.act))
-        else:
-            weight = getattr(module, "weight", None)
-            if not isinstance(weight, nn.Parameter):
-                weight = next((p for p in module.parameters() if p.dim() >= 2), None)
-            found.append(_Layer(name, module, weight, None, module))
-    return found
 
 
 class GradientMonitor:
@@ -345,8 +128,7 @@ class GradientMonitor:
             self._handles.clear()
             self._remove_layer_hooks()
             self._snapshots = None
-            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
-            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
+            self._forget_pass()
 
     # -- hooks ---------------------------------------------------------------
     # Hooks only keep references; statistics are computed once backward is complete (a callback
@@ -365,8 +147,7 @@ class GradientMonitor:
             self.steps.append(self._pass)
             self._rows.append(np.full((len(self.layers), len(METRICS)), np.nan))
             self._seen.append(np.zeros((len(self.layers), len(METRICS)), dtype=bool))
-            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
-            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
+            self._forget_pass()
             self._pending, self._backward = True, False
             if "update_data" in self.metrics:
                 with torch.no_grad():  # the weights now are the ones just sampled after the last step
@@ -457,120 +238,102 @@ class GradientMonitor:
         if not self._pending or not self._rows:
             return
         self._pending = False
-        row, seen = self._rows[-1], self._seen[-1]
-        wanted = self.metrics
-
-        def put(metric, indices, values):
-            if metric in wanted and len(indices):
-                row[indices, _COL[metric]] = values
-                seen[indices, _COL[metric]] = True
-
         with torch.no_grad():
-            acts = [(i, a.detach()) for i, a in enumerate(self._acts) if a is not None]
-            outs = [(i, g) for i, g in enumerate(self._out_grads) if g is not None]
-            # weight gradients count only once a backward pass went through this pass (not stale ones)
-            weights = [(i, layer.weight.detach(), layer.weight.grad) for i, layer in enumerate(self.layers)
-                       if layer.weight is not None and layer.weight.grad is not None] \
-                if self._backward or outs else []
-            if self.keep_values:
-                for i, a in acts:
-                    self.activations[i] = a
-                for i, g in outs:
-                    self.output_grads[i] = g
-            want_acts = bool(wanted & {"act_mean", "act_std"}) and acts
-            # a ReLU unit is dead where its outputs sum to 0 over the batch: the column sums the means need
-            relu_dead = "dead" in wanted and any(self.layers[i].activation == "relu" for i, _ in acts)
-            want_outs = "out_grad_norm" in wanted and outs
-            want_grads = bool(wanted & {"grad_norm", "grad_std", "grad_data"}) and weights
-            want_weights = "grad_data" in wanted and weights
-            grad_sums = bool(wanted & {"grad_std", "grad_data"})  # else ||dL/dW|| alone: no sums needed
-            groups = [[a for _, a in acts] if want_acts or relu_dead else [],
-                      [g for _, _, g in weights] if want_grads and grad_sums else [],
-                      [w for _, w, _ in weights] if want_weights else [],
-                      [g for _, g in outs] if want_outs else [],  # ||dL/dh||: squares only
-                      [g for _, _, g in weights] if want_grads and not grad_sums else []]
+            acts, outs, weights = self._pass_tensors()
+            wants = self._wants(acts, outs, weights)
+            groups = self._moment_groups(wants, acts, outs, weights)
             dead_from_sums = {k for k, (i, a) in enumerate(acts)
-                              if relu_dead and self.layers[i].activation == "relu" and a.dim() >= 2}
-            done = {k: self._act_done[i] for k, (i, _) in enumerate(acts) if groups[0] and i in self._act_done}
-            for group, found, start in ((1, self._grad_done, len(groups[0])),
-                                        (2, self._weight_done, len(groups[0]) + len(groups[1])),
-                                        (4, self._grad_done, sum(len(group) for group in groups[:4]))):
-                if groups[group]:
-                    done.update({start + k: found[i] for k, (i, _, _) in enumerate(weights) if i in found})
-            first = sum(len(group) for group in groups[:3])
-            done.update({first + k: self._out_done[i] for k, (i, _) in enumerate(outs)
-                         if groups[3] and i in self._out_done})
+                              if wants["relu_dead"] and self.layers[i].activation == "relu" and a.dim() >= 2}
             moments, columns = _moments([t for group in groups[:3] for t in group],
                                         norms=[t for group in groups[3:] for t in group], columns=dead_from_sums,
-                                        done=done)
-            ends = np.cumsum([len(group) for group in groups])
-            act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
-            grad_m = grad_m if grad_sums else grad_norm_m
-            fractions = self._fractions(acts, {acts[k][0]: sums for k, sums in columns.items()})
+                                        done=self._done_reductions(groups, acts, outs, weights))
+            fractions = _fractions(self.layers, self.metrics, acts, self._inputs,
+                                   {acts[k][0]: sums for k, sums in columns.items()})
             # let go of this pass's tensors now: the next pass's outputs then reuse their (cached) memory
-            self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
-            self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
-        if want_acts:
-            index = [i for i, _ in acts]
-            put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
-            put("act_std", index, _std(act_m))
-        if want_outs:
-            put("out_grad_norm", [i for i, _ in outs], np.sqrt(out_m[:, 2]))
-        if want_grads:
-            index = [i for i, _, _ in weights]
-            put("grad_norm", index, np.sqrt(grad_m[:, 2]))
-            put("grad_std", index, _std(grad_m))
-            if want_weights:
-                put("grad_data", index, _std(grad_m) / (_std(weight_m) + 1e-30))
+            self._forget_pass()
+        self._put_moments(wants, groups, moments, acts, outs, weights)
         for metric, (index, values) in fractions.items():
-            put(metric, index, values)
+            self._put(metric, index, values)
 
-    def _fractions(self, acts, columns: dict[int, np.ndarray]) -> dict[str, tuple[list[int], np.ndarray]]:
-        """Saturated and dead fractions per layer; `columns`: ReLU layers' outputs summed over the batch."""
-        found: dict[str, tuple[list[int], list]] = {"saturated": ([], []), "dead": ([], [])}
-        sizes = []
-        for index, a in acts:
-            kind = self.layers[index].activation
-            if "saturated" in self.metrics and kind in ("sigmoid", "tanh"):
-                found["saturated"][0].append(index)
-                found["saturated"][1].append(_saturated_count(kind, a))
-                sizes.append(max(a.numel(), 1))
-            if "dead" in self.metrics:
-                sums = columns.get(index)
-                # ReLU: slope 1 exactly where the output is positive; outputs >= 0 sum to 0 only if all are 0
-                dead = np.count_nonzero(sums == 0) / sums.size if kind == "relu" and sums is not None else \
-                    self._dead_fraction(kind, a, self._inputs[index])
-                if dead is not None:
-                    found["dead"][0].append(index)
-                    found["dead"][1].append(dead)
-        if sizes:  # one division for every layer, in the counts' precision as one per layer would be
-            counts = found["saturated"][1]
-            if len({count.dtype for count in counts}) == 1:
-                found["saturated"][1][:] = [torch.stack(counts) / torch.tensor(sizes, dtype=counts[0].dtype)]
-            else:
-                found["saturated"][1][:] = [count / size for count, size in zip(counts, sizes)]
-        return {metric: (index, _one_array(values)) for metric, (index, values) in found.items() if index}
+    def _pass_tensors(self) -> tuple[list, list, list]:
+        """This pass's [(layer, activations)], [(layer, dL/dh)] and [(layer, W, dL/dW)], the first two kept
+        (`activations`, `output_grads`) when `keep_values`."""
+        acts = [(i, a.detach()) for i, a in enumerate(self._acts) if a is not None]
+        outs = [(i, g) for i, g in enumerate(self._out_grads) if g is not None]
+        # weight gradients count only once a backward pass went through this pass (not stale ones)
+        weights = [(i, layer.weight.detach(), layer.weight.grad) for i, layer in enumerate(self.layers)
+                   if layer.weight is not None and layer.weight.grad is not None] \
+            if self._backward or outs else []
+        if self.keep_values:
+            for i, a in acts:
+                self.activations[i] = a
+            for i, g in outs:
+                self.output_grads[i] = g
+        return acts, outs, weights
+
+    def _wants(self, acts, outs, weights) -> dict[str, bool]:
+        """Which moments this pass needs, from `metrics` and what the pass holds."""
+        wanted = self.metrics
+        return {"acts": bool(wanted & {"act_mean", "act_std"}) and bool(acts),
+                # a ReLU unit is dead where its outputs sum to 0 over the batch: the column sums the means need
+                "relu_dead": "dead" in wanted and any(self.layers[i].activation == "relu" for i, _ in acts),
+                "outs": "out_grad_norm" in wanted and bool(outs),
+                "grads": bool(wanted & {"grad_norm", "grad_std", "grad_data"}) and bool(weights),
+                "weights": "grad_data" in wanted and bool(weights),
+                "grad_sums": bool(wanted & {"grad_std", "grad_data"})}  # else ||dL/dW|| alone: no sums needed
 
     @staticmethod
-    def _dead_fraction(kind, acts: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor | None:
-        """Fraction of units whose activation derivative is < 1e-6 on every example (None: not defined)."""
-        if kind is None:
-            return None
-        if kind == "relu":  # slope 1 exactly where the output is positive
-            return (acts.reshape(-1, acts.shape[-1]).amax(dim=0) <= 0).float().mean()
-        if kind == "sigmoid":
-            slope = acts * (1 - acts)
-        elif kind == "tanh":  # 1 - a**2 is largest where |a| is smallest (the same float32 number)
-            smallest = acts.reshape(-1, acts.shape[-1]).abs().amin(dim=0)
-            return (1 - smallest**2 < 1e-6).float().mean()
-        elif kind in ("leaky_relu", "linear", "identity"):
-            return torch.zeros(())
-        elif inputs is not None:
-            slope = activation_derivative(kind, inputs.detach().float()).abs()
-        else:
-            return None
-        # a unit is dead when no example of the batch gives it a usable slope
-        return (slope.reshape(-1, slope.shape[-1]).amax(dim=0) < 1e-6).float().mean()
+    def _moment_groups(wants: dict[str, bool], acts, outs, weights) -> list[list[torch.Tensor]]:
+        """The tensors `_moments` measures, in five groups: activations, dL/dW (with sums), W, then the
+        ones of which only the sum of squares is needed: dL/dh, dL/dW (for ||dL/dW|| alone)."""
+        grads, grad_sums = wants["grads"], wants["grad_sums"]
+        return [[a for _, a in acts] if wants["acts"] or wants["relu_dead"] else [],
+                [g for _, _, g in weights] if grads and grad_sums else [],
+                [w for _, w, _ in weights] if wants["weights"] else [],
+                [g for _, g in outs] if wants["outs"] else [],  # ||dL/dh||: squares only
+                [g for _, _, g in weights] if grads and not grad_sums else []]
+
+    def _done_reductions(self, groups, acts, outs, weights) -> dict:
+        """The `_reductions` the hooks made while the tensors were in the cache, by index in `_moments`."""
+        done = {k: self._act_done[i] for k, (i, _) in enumerate(acts) if groups[0] and i in self._act_done}
+        for group, found, start in ((1, self._grad_done, len(groups[0])),
+                                    (2, self._weight_done, len(groups[0]) + len(groups[1])),
+                                    (4, self._grad_done, sum(len(group) for group in groups[:4]))):
+            if groups[group]:
+                done.update({start + k: found[i] for k, (i, _, _) in enumerate(weights) if i in found})
+        first = sum(len(group) for group in groups[:3])
+        done.update({first + k: self._out_done[i] for k, (i, _) in enumerate(outs)
+                     if groups[3] and i in self._out_done})
+        return done
+
+    def _put_moments(self, wants, groups, moments: np.ndarray, acts, outs, weights) -> None:
+        """Record the statistics made of `_moments`' rows (`groups` as `_moment_groups` made them)."""
+        ends = np.cumsum([len(group) for group in groups])
+        act_m, grad_m, weight_m, out_m, grad_norm_m = np.split(moments, ends[:-1])
+        grad_m = grad_m if wants["grad_sums"] else grad_norm_m
+        if wants["acts"]:
+            index = [i for i, _ in acts]
+            self._put("act_mean", index, act_m[:, 1] / np.maximum(act_m[:, 0], 1))
+            self._put("act_std", index, _std(act_m))
+        if wants["outs"]:
+            self._put("out_grad_norm", [i for i, _ in outs], np.sqrt(out_m[:, 2]))
+        if wants["grads"]:
+            index = [i for i, _, _ in weights]
+            self._put("grad_norm", index, np.sqrt(grad_m[:, 2]))
+            self._put("grad_std", index, _std(grad_m))
+            if wants["weights"]:
+                self._put("grad_data", index, _std(grad_m) / (_std(weight_m) + 1e-30))
+
+    def _put(self, metric: str, indices: list[int], values) -> None:
+        """Record a metric of these layers at the last recorded step (if it is one of `metrics`)."""
+        if metric in self.metrics and len(indices):
+            self._rows[-1][indices, _COL[metric]] = values
+            self._seen[-1][indices, _COL[metric]] = True
+
+    def _forget_pass(self) -> None:
+        """Let go of the tensors the hooks kept of this pass and of their reductions."""
+        self._acts[:] = self._inputs[:] = self._out_grads[:] = [None] * len(self.layers)
+        self._act_done, self._out_done, self._grad_done, self._weight_done = {}, {}, {}, {}
 
     def _flush(self) -> list[tuple[list[int], torch.Tensor]] | None:
         """Finish the recorded step: pending statistics, then std(update)/std(W) of the step taken.
@@ -628,63 +391,15 @@ class GradientMonitor:
         bad = self._first_non_finite()
         grads = weight_grads if self._recorded("grad_norm").any() else flow
         if bad is not None:
-            index, value, what = bad
-            findings.append(Finding("non-finite", index + 1, value,
-                                    f"{self.names[index]} has non-finite {what} ({value}): exploding "
-                                    "(or a NaN loss); lower the learning rate or the init scale, or clip gradients"))
+            findings.append(non_finite_finding(self.names, *bad))
         elif len(grads) > 1 and grads[-1] == 0:
-            # Say only what both printed measures show: a gradient can reach a layer's output and
-            # still give its weights none (every unit dead, or all-zero inputs).
             arriving = flow[-1] if self._recorded("out_grad_norm")[-1] else 0.0
-            if arriving > 0 and grads is weight_grads:
-                below = ", nor do the layers below it" if not weight_grads[:-1].any() else ""
-                message = (f"{arriving:.1e} arrives at {self.names[-1]}'s output ||dL/dh|| and stops there: its "
-                           f"weights get no gradient (||dL/dW|| = 0){below}")
-            else:
-                message = f"{self.names[-1]} receives no gradient at all: nothing can learn"
-            findings.append(Finding("vanishing", len(grads), 0.0, message))
+            findings.append(no_gradient_finding(self.names, weight_grads, arriving, grads is weight_grads))
         elif len(grads) > 1:
-            ratios = []
-            for values, what in ((weight_grads, "the weight gradient ||dL/dW|| of"),
-                                 (flow, "the gradient ||dL/dh|| arriving at")):
-                ratio = gradient_ratio(values)  # NaN when an end is not finite or the last is 0
-                if not math.isnan(ratio):
-                    ratios.append((ratio, what))
-            if ratios:
-                ratio, what = max(ratios, key=lambda r: math.inf if r[0] == 0 else abs(math.log10(r[0])))
-                kind = classify_ratio(ratio)
-                if kind == "vanishing":
-                    findings.append(Finding("vanishing", 1, ratio,
-                                            f"{what} {self.names[0]} is {ratio:.1e} of {self.names[-1]}'s: "
-                                            "vanishing"))
-                elif kind == "exploding":
-                    findings.append(Finding("exploding", 1, ratio,
-                                            f"{what} {self.names[0]} is {ratio:.1e} times {self.names[-1]}'s: "
-                                            "exploding"))
-        for metric, kind, text in (("dead", "dead", "of its units pass no gradient on any example (dead)"),
-                                   ("saturated", "saturated", "of its activations in the flat, saturated zone")):
-            if bad is not None and bad[2] == "activations":
-                break  # fractions of NaN activations mean nothing
-            values = self.latest(metric)
-            if np.nanmax(values, initial=0.0) > 0.5:
-                worst = int(np.nanargmax(values))
-                findings.append(Finding(kind, worst + 1, float(values[worst]),
-                                        f"{self.names[worst]} has {values[worst]:.0%} {text}"))
-        updates = self.latest("update_data")
-        if np.isfinite(updates).any() and np.nanmax(updates) > 0:
-            low, high = float(np.nanmin(updates)), float(np.nanmax(updates))
-            if low < 1e-5:
-                worst = int(np.nanargmin(updates))
-                change = "does not change at all" if low == 0 else f"changes by {low:.0e} of its size"
-                findings.append(Finding("slow-updates", worst + 1, low,
-                                        f"{self.names[worst]} {change} per step "
-                                        "(about 1e-3 is healthy): it barely learns"))
-            if high > 1e-1:
-                worst = int(np.nanargmax(updates))
-                findings.append(Finding("large-updates", worst + 1, high,
-                                        f"{self.names[worst]} changes by {high:.0e} of its size per step "
-                                        "(about 1e-3 is healthy): the learning rate is too high"))
-        return findings
+            findings += ratio_findings(self.names, weight_grads, flow)
+        if bad is None or bad[2] != "activations":  # fractions of NaN activations mean nothing
+            findings += fraction_findings(self.names, self.latest("dead"), self.latest("saturated"))
+        return findings + update_findings(self.names, self.latest("update_data"))
 
     def report(self) -> str:
         """A plain-language health report of the last recorded step: the measurements, then the findings."""
