@@ -87,7 +87,8 @@ def read_source(name: str) -> tuple[nbformat.NotebookNode, list[Variant]]:
     """
     path = source_path(name)
     if not path.is_file():
-        raise BuildError(f"no authored source at {path}; expected autograder/source/{name}/{name}.py")
+        raise BuildError(f"no notebook {name!r}: no authored source at autograder/source/{name}/{name}.py "
+                         f"(the course has {', '.join(assignment_names())})")
     nb = jupytext.read(path, fmt="py:percent")
     cells, variants, ids = [], [], set()
     for index, cell in enumerate(nb.cells):

@@ -1,0 +1,46 @@
+"""`python -m autograder run` end to end: its report of a notebook's time, slowest cells and errors, its exit
+code, and a clear line for a name the course does not have. (conftest.executed runs the real notebooks
+through the same autograder.execute.)"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from autograder.__main__ import main
+from autograder.build import assignment_names
+
+
+def tiny(*sources: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+
+
+@pytest.fixture
+def notebooks(monkeypatch):
+    """`run` reads these notebooks instead of the authored sources."""
+    found = {"good": tiny("x = 6 * 7", "assert x == 42"),
+             "bad": tiny("x = 1", "raise ValueError('the check failed')", "y = 2")}
+    monkeypatch.setattr("autograder.commands.run.read_source", lambda name: (found[name], []))
+    return found
+
+
+def test_run_reports_time_cells_and_success(notebooks, capsys):
+    assert main(["run", "good"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("good (full run): ") and ", 0 errors" in out
+    assert "cell 1: 'x = 6 * 7'" in out and "ERROR" not in out
+
+
+def test_run_names_the_failing_cell_and_exits_1(notebooks, capsys):
+    assert main(["run", "good", "bad", "--grading"]) == 1
+    out = capsys.readouterr().out
+    assert "bad (grading mode): " in out and ", 1 errors" in out
+    assert "ERROR cell 2 (\"raise ValueError('the check failed')\"): ValueError: the check failed" in out
+
+
+def test_an_unknown_name_is_one_line_naming_the_course_notebooks(capsys):
+    assert main(["run", "01_chain_rule", "no_such_notebook"]) == 2  # nothing runs: the name is checked first
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("run: no notebook 'no_such_notebook'")
+    assert all(name in captured.err for name in assignment_names()) and "Traceback" not in captured.err
