@@ -15,6 +15,11 @@ STUDENT_DIR = REPO_ROOT / "notebooks"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}  # every notebook's
 
 
+class CourseError(Exception):
+    """Input an instructor or author can fix (a missing course root, an unknown notebook, a malformed
+    source): `python -m autograder` prints its message as one line and exits 2."""
+
+
 def ensure_tools_on_path() -> None:
     """Put this Python's bin/ first on PATH: nbgrader runs `alembic` by name."""
     bin_dir = str(Path(sys.executable).parent)

@@ -11,6 +11,7 @@ Also installed as the console scripts `autograder` and `vg-grade`.
 import argparse
 import sys
 
+from . import CourseError
 from .commands import COMMANDS
 
 
@@ -21,7 +22,11 @@ def main(argv=None) -> int:
     for command in COMMANDS:
         command.add_parser(commands)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CourseError as error:  # what to fix, in one line: never a traceback
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 def vg_grade() -> int:

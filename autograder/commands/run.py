@@ -3,20 +3,15 @@ their time and errors."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-from ..build import BuildError, read_source
+from ..build import read_source
 from ..execute import execute
 
 
 def main(args) -> int:
-    try:  # every name read before anything runs
-        notebooks = {name: read_source(name)[0] for name in args.names}
-    except BuildError as error:
-        print(f"run: {error}", file=sys.stderr)
-        return 2
+    notebooks = {name: read_source(name)[0] for name in args.names}  # every name read before anything runs
     status = 0
     for name, nb in notebooks.items():
         with tempfile.TemporaryDirectory(prefix="vg-run-") as scratch:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import nbformat
 
-from .. import COURSE_ROOT, ensure_tools_on_path, nbgrader_config
+from .. import COURSE_ROOT, CourseError, ensure_tools_on_path, nbgrader_config
 from ..build import read_source
 from ..files import write_atomic
 
 MARKER = ".grading.json"
 
 
-class GradingError(RuntimeError):
+class GradingError(CourseError):
     """A problem the instructor must fix before grading (message says what)."""
 
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import REPO_ROOT
+from .. import REPO_ROOT, CourseError
 from ..files import read_bytes, write_atomic
 from ..judging.jobs import JobResult, JobSpec
 from ..judging.worker import run_job, scratch_dir
@@ -45,7 +45,7 @@ ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUE
 ATTEMPTS = 3  # a task that ended outside the submission this often is committed as a grader problem
 
 
-class SlurmError(RuntimeError):
+class SlurmError(CourseError):
     """sbatch or squeue failed (message: the command and what it said)."""
 
 

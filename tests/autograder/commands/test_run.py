@@ -1,6 +1,6 @@
 """`python -m autograder run` end to end: its report of a notebook's time, slowest cells and errors, its exit
-code, and a clear line for a name the course does not have. (conftest.executed runs the real notebooks
-through the same autograder.execute.)"""
+code, and a clear line for a name the course does not have; every command's one line for bad input.
+(conftest.executed runs the real notebooks through the same autograder.execute.)"""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ def test_an_unknown_name_is_one_line_naming_the_course_notebooks(capsys):
     assert captured.out == ""
     assert captured.err.startswith("run: no notebook 'no_such_notebook'")
     assert all(name in captured.err for name in assignment_names()) and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("argv", [["report"], ["export"], ["feedback"], ["grade", "."]])
+def test_a_missing_course_root_is_one_line_for_every_command(argv, tmp_path, capsys):
+    assert main([*argv, "--course-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"{argv[0]}: no course root at {tmp_path / 'nowhere'}\n"
