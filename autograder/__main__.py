@@ -27,6 +27,10 @@ def main(argv=None) -> int:
     except CourseError as error:  # what to fix, in one line: never a traceback
         print(f"{args.command}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path given on the command line that cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{args.command}: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
 
 
 def vg_grade() -> int:

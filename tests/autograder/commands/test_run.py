@@ -51,3 +51,11 @@ def test_a_missing_course_root_is_one_line_for_every_command(argv, tmp_path, cap
     assert main([*argv, "--course-root", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err == f"{argv[0]}: no course root at {tmp_path / 'nowhere'}\n"
+
+
+def test_a_path_that_cannot_be_written_or_read_is_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["report", "--out", str(tmp_path / "a-file" / "reports")]) == 2
+    assert capsys.readouterr().err == f"report: Not a directory: {tmp_path / 'a-file' / 'reports'}\n"
+    assert main(["grade-one", "--job", str(tmp_path / "no-such-job.json")]) == 2
+    assert capsys.readouterr().err == f"grade-one: No such file or directory: {tmp_path / 'no-such-job.json'}\n"
