@@ -830,6 +830,7 @@ def test_bars_drawn_as_one_line_look_like_matplotlib_bars():
     from matplotlib.figure import Figure
 
     from course_lib.widgets.bars import Bars
+    from course_lib.widgets.svg import svg_line
 
     heights, images = np.array([3e-6, 2e-3, np.nan, 0.5, 0.02]), []
     for as_line in (False, True):
@@ -848,7 +849,7 @@ def test_bars_drawn_as_one_line_look_like_matplotlib_bars():
     outline = (2 * np.abs(np.diff(corners[:, 0])[::2]) + 2 * (corners[::2, 1] - ax.bbox.y0)).sum()
     differing = (np.abs(images[0] - images[1]).max(axis=2) > 60).sum()
     assert differing < outline / 2, f"{differing} pixels differ (the outlines have {outline:.0f})"
-    svg = widgets.Explorer._svg_line(bars, canvas.get_width_height()[1], 80 / 72)
+    svg = svg_line(bars, canvas.get_width_height()[1], 80 / 72)
     bar_pixels = ax.transData.transform([[1.4, 1]])[0, 0] - ax.transData.transform([[0.6, 1]])[0, 0]
     assert f'stroke-width="{bar_pixels:.2f}"' in svg and 'stroke-linecap="butt"' in svg
     assert svg.count("M") == 4, "one segment per bar with a height"

@@ -42,9 +42,12 @@ Why it feels instant (benchmarks/README.md, "Explorers", has the numbers):
   run-length compression) per change.
 
 One module per explorer (named after the notebook's topic), plus `base`
-(the `Explorer` class), `scales` (ratio text, log-axis limits, layer ranges),
-`bars` (bar charts as a line the browser can draw) and `chosen` (two curves of
-one depth, one drawn bold: the residual and transformer explorers). A new
+(the `Explorer` class: controls, cache, refresh, display), `frames` (its
+figure as the page gets it: drawing, layout reuse, PNG), `svg` (the animated
+lines as SVG), `refresher` (the background thread), `layer_curves`
+(per-layer curves on a log axis), `scales` (ratio text, log-axis limits, layer
+ranges), `bars` (bar charts as a line the browser can draw) and `chosen` (two
+curves of one depth, one drawn bold: the residual and transformer explorers). A new
 explorer is a module here whose factory is imported below and listed in
 ``__all__`` (tests/test_widgets.py drives every factory listed there).
 """

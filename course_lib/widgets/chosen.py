@@ -5,7 +5,7 @@ from collections import OrderedDict
 import numpy as np
 from matplotlib.figure import Figure
 
-from .base import plot_layer_curves
+from .layer_curves import plot_layer_curves
 from .scales import decade_limits, layer_range
 
 

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from ..plotting import OKABE_ITO
 from ..seeding import one_torch_thread
 from ..variance import chi_1, critical_sigma_w2, gradient_curve, layer_statistics, random_network, variance_curve
-from .base import Explorer, plot_layer_curves
+from .base import Explorer
+from .layer_curves import plot_layer_curves
 from .scales import decade_limits, layer_range
 
 
