@@ -262,17 +262,34 @@ def revival_experiments(settings: dict[str, dict], *, bias: float = -1.0, depth:
     - ``"before"``, ``"after"``: `unit_activity` at the start and end; ``"final_loss"``, ``"accuracy"``.
     """
     X, y = load_digits()
-    nets, starts, offs = {}, {}, {}
-    for label, options in settings.items():
-        net = build_digits_net(options["activation"], depth=depth, width=width, seed=seed)
-        with torch.no_grad():
-            net.blocks[0].linear.bias.fill_(bias)
-            net.blocks[1].linear.bias.fill_(options.get("upper_bias", 0.0))
-        if options.get("freeze_first", False):
-            net.blocks[0].requires_grad_(False)
-        nets[label], starts[label] = net, [block.linear.weight.detach().clone() for block in net.blocks]
-        offs[label] = _inactive_units(net, X)
+    nets = {label: _revival_net(options, bias=bias, depth=depth, width=width, seed=seed)
+            for label, options in settings.items()}
+    starts = {label: [block.linear.weight.detach().clone() for block in net.blocks] for label, net in nets.items()}
+    offs = {label: _inactive_units(net, X) for label, net in nets.items()}
     before = {label: unit_activity(net, X) for label, net in nets.items()}
+    histories = _train_revivals(settings, nets, X, y, lr=lr, momentum=momentum, num_steps=num_steps, seed=seed)
+    return {label: {"before": before[label], "after": unit_activity(net, X),
+                    **_revived(net, X, starts[label], offs[label]),
+                    "final_loss": histories[label].final_loss,
+                    "accuracy": math.nan if histories[label].diverged else accuracy(net, X, y)}
+            for label, net in nets.items()}
+
+
+def _revival_net(options: dict, *, bias: float, depth: int, width: int, seed: int) -> MLP:
+    """A digits classifier of ``options["activation"]`` with layer 1's bias `bias`, layer 2's
+    ``options["upper_bias"]`` (default 0), layer 1 frozen if ``options["freeze_first"]``."""
+    net = build_digits_net(options["activation"], depth=depth, width=width, seed=seed)
+    with torch.no_grad():
+        net.blocks[0].linear.bias.fill_(bias)
+        net.blocks[1].linear.bias.fill_(options.get("upper_bias", 0.0))
+    if options.get("freeze_first", False):
+        net.blocks[0].requires_grad_(False)
+    return net
+
+
+def _train_revivals(settings: dict[str, dict], nets: dict[str, MLP], X: torch.Tensor, y: torch.Tensor, *,
+                    lr: float, momentum: float, num_steps: int, seed: int) -> dict:
+    """Train each setting's net: the SGD ones side by side (`train_together`), the AdamW ones alone; a History each."""
     sgd = [label for label in settings if settings[label].get("optimizer", "sgd") == "sgd"]
     histories = dict(zip(sgd, train_together([nets[label] for label in sgd], X, y, lr=lr, num_steps=num_steps,
                                              momentum=momentum, seed=seed,
@@ -284,20 +301,18 @@ def revival_experiments(settings: dict[str, dict], *, bias: float = -1.0, depth:
             adamw = AdamW([p for p in net.parameters() if p.requires_grad])
             histories[label] = train(net, X, y, lr=adamw.param_groups[0]["lr"], num_steps=num_steps, optimizer=adamw,
                                      seed=seed, progress=False)
-    results = {}
-    for label, net in nets.items():
-        on_now = [~off for off in _inactive_units(net, X)]
-        moved = [(block.linear.weight.detach() != start).any(dim=1) for block, start in zip(net.blocks, starts[label])]
-        off = offs[label]
-        results[label] = {
-            "before": before[label], "after": unit_activity(net, X),
-            "off": np.array([o.float().mean().item() for o in off]),
+    return histories
+
+
+def _revived(net: MLP, X: torch.Tensor, start: list[torch.Tensor], off: list[torch.Tensor]) -> dict[str, np.ndarray]:
+    """Per hidden layer: the fraction of units `off` at the start, and among those the fraction whose incoming
+    weights moved from `start`, and the fraction active now on some example of `X`."""
+    on_now = [~o for o in _inactive_units(net, X)]
+    moved = [(block.linear.weight.detach() != w).any(dim=1) for block, w in zip(net.blocks, start)]
+    return {"off": np.array([o.float().mean().item() for o in off]),
             "off_moved": np.array([m[o].float().mean().item() if o.any() else math.nan for m, o in zip(moved, off)]),
             "off_revived": np.array([a[o].float().mean().item() if o.any() else math.nan
-                                     for a, o in zip(on_now, off)]),
-            "final_loss": histories[label].final_loss,
-            "accuracy": math.nan if histories[label].diverged else accuracy(net, X, y)}
-    return results
+                                     for a, o in zip(on_now, off)])}
 
 
 @torch.no_grad()

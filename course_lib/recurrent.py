@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bptt import train_rnns
 from .datasets import make_adding_problem, make_sign_memory
 from .initialization import orthogonal_
 from .seeding import one_torch_thread
-from .training import LOSSES, SGD, Adam, History, accuracy, batch_indices, train
+from .training import History, accuracy, train
 
 CELLS = ("rnn", "gru", "lstm")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of hidden_size rows in PyTorch's stacked weights
@@ -246,127 +247,6 @@ class SequenceRun:
     history: History
     score: float
     metric: str
-
-
-def train_rnns(models: list[RecurrentNet], data: list[tuple[torch.Tensor, torch.Tensor]], *, lr: float,
-               num_steps: int, batch_size: int = 64, loss: str = "cross_entropy", optimizer: str = "adam",
-               clips: list[float | None] | None = None, seeds: list[int] | None = None) -> list[History]:
-    """`train` for several vanilla RNNs (``RecurrentNet(cell="rnn")``) side by side, BPTT written out.
-
-    Net k (all of the same sizes) trains on its own data ``data[k] = (X_k, y_k)``
-    (the same number of sequences for all, any lengths), with its own batch order (``seeds[k]``, as
-    `train`), its own clipping threshold (``clips[k]``: its own total norm, as
-    `clip_grad_norm_`) and its own optimizer state (``"adam"`` or ``"sgd"``, as
-    `train`). Their weights are stacked, so that a time step is one batched
-    matmul and one tanh for all nets instead of a few small ops for each: small
-    RNNs on a CPU are dominated by the cost per op, not by arithmetic. The
-    backward pass is BPTT as the notebook writes it (Rumelhart, Hinton &
-    Williams 1986; Werbos 1990), with pre_t = W_ih x_t + b + W_hh h_{t-1}, h_t = tanh(pre_t):
-
-        dL/dpre_t = dL/dh_t * (1 - h_t^2),   dL/dh_{t-1} = W_hh^T dL/dpre_t,
-        dL/dW_hh = sum_t dL/dpre_t h_{t-1}^T,   dL/dW_ih = sum_t dL/dpre_t x_t^T,   dL/db = sum_t dL/dpre_t,
-
-    two ops per step each way; the head and the loss go through autograd. A net
-    with ``truncate=k`` gets no dL/dh_{t-1} at its window starts (truncated BPTT,
-    Williams & Peng 1990). Shorter sequences are padded at the end and read out
-    at their own last step, so their padding gets no gradient. The same numbers
-    as `train` on each net alone, up to float rounding (tests/test_recurrent.py
-    checks float64 to 1e-10). A net whose loss or gradient norm stops being
-    finite stops there (``History.diverged``), keeping its weights from before
-    that step; the others go on. Trains the models in place; one History each.
-    """
-    count = len(models)
-    clips = [None] * count if clips is None else list(clips)
-    seeds = [0] * count if seeds is None else list(seeds)
-    if any(model.cell != "rnn" for model in models):
-        raise ValueError("train_rnns trains vanilla RNNs (cell='rnn') only")
-    if len({tuple(p.shape for p in model.parameters()) for model in models}) != 1:
-        raise ValueError("train_rnns stacks the nets' weights: give nets of the same sizes")
-    if loss not in LOSSES or optimizer not in ("adam", "sgd"):
-        raise ValueError(f"loss must be one of {list(LOSSES)} and optimizer 'adam' or 'sgd'; got {loss!r}, "
-                         f"{optimizer!r}")
-    if len({len(X) for X, _ in data}) != 1 or any(len(X) != len(y) for X, y in data) or len(data) != count:
-        raise ValueError("give one (X, y) per model, all with the same number of sequences")
-    torch.set_flush_denormal(True)  # as `train`: tiny gradients are otherwise very slow on CPU
-    lengths = [X.shape[1] for X, _ in data]
-    T, nets = max(lengths), torch.arange(count)
-    Xs = torch.stack([nn.functional.pad(X, (0, 0, 0, T - X.shape[1])) for X, _ in data])  # (K, N, T, features)
-    ys = torch.stack([y for _, y in data])
-    # Row k of `weights` holds net k's parameters one after the other (model.parameters() order: W_ih, W_hh,
-    # b_ih, b_hh, head weight, head bias), so clipping and the optimizer take a few ops for all nets.
-    shapes = [p.shape for p in models[0].parameters()]
-    sizes = [shape.numel() for shape in shapes]
-    weights = torch.stack([nn.utils.parameters_to_vector(model.parameters()).detach() for model in models])
-    W_ih, W_hh, b_ih, b_hh, W_out, b_out = (part.view(count, *shape) for part, shape in zip(weights.split(sizes, 1),
-                                                                                           shapes))
-    enters = {L: torch.tensor([float(n == L) for n in lengths], dtype=Xs.dtype).view(-1, 1, 1) for L in set(lengths)}
-    cuts = {t: torch.tensor([0.0 if model.truncate and t % model.truncate == 0 else 1.0 for model in models],
-                            dtype=Xs.dtype).view(-1, 1, 1)
-            for t in range(1, T) if any(model.truncate and t % model.truncate == 0 for model in models)}
-    clip = torch.tensor([math.inf if c is None else c for c in clips], dtype=Xs.dtype)
-    opt = (Adam([weights], lr=lr) if optimizer == "adam" else SGD([weights], lr=lr))
-    batches = [batch_indices(len(Xs[0]), batch_size, seed=seed) for seed in seeds]
-    losses, norms = [[] for _ in models], [[] for _ in models]
-    frozen: dict[int, torch.Tensor] = {}  # the weights of a net that diverged, from before that step
-    for _ in range(num_steps):
-        index = torch.stack([next(batch) for batch in batches])  # (K, B)
-        x = Xs[nets[:, None], index].transpose(1, 2).contiguous()  # (K, T, B, features)
-        target = ys[nets[:, None], index]
-        with torch.no_grad():
-            steps = x.shape[:3]
-            inputs = (torch.bmm(x.view(count, -1, x.shape[-1]), W_ih.transpose(1, 2))
-                      + (b_ih + b_hh)[:, None]).view(*steps, -1)  # W_ih x_t + b for all steps: (K, T, B, H)
-            h, W_hh_t = inputs.new_zeros(count, steps[2], inputs.shape[-1]), W_hh.transpose(1, 2)
-            states = [h]  # h_0 = 0, h_1, ..., h_T
-            for step_input in inputs.unbind(1):
-                h = torch.baddbmm(step_input, h, W_hh_t).tanh_()
-                states.append(h)
-            h_T = (h if len(enters) == 1 else torch.stack([states[L][k] for k, L in enumerate(lengths)]))
-            h_T.requires_grad_()
-        head = [W_out.detach().requires_grad_(), b_out.detach().requires_grad_()]
-        output = torch.baddbmm(head[1][:, None], h_T, head[0].transpose(1, 2))  # (K, B, outputs)
-        if loss == "cross_entropy":
-            per_net = nn.functional.cross_entropy(output.flatten(0, 1), target.flatten(), reduction="none")
-            per_net = per_net.view(count, -1).mean(1)
-        else:
-            per_net = (output - target).square().mean((1, 2))
-        dh_T, g_W_out, g_b_out = torch.autograd.grad(per_net.sum(), (h_T, *head))
-        with torch.no_grad():
-            dpre: list[torch.Tensor] = [h] * T  # dpre[t - 1] = dL/dpre_t
-            dh = dh_T if len(enters) == 1 else torch.zeros_like(dh_T)
-            for t in range(T, 0, -1):
-                if len(enters) > 1 and t in enters:
-                    dh = dh + dh_T * enters[t]  # the loss reads the nets of this length here
-                dpre[t - 1] = torch.ops.aten.tanh_backward(dh, states[t])  # dh * (1 - h_t^2)
-                if t > 1:
-                    dh = torch.bmm(dpre[t - 1], W_hh)
-                    if t - 1 in cuts:
-                        dh = dh * cuts[t - 1]
-            dpre_all = torch.stack(dpre, 1).view(count, -1, dh.shape[-1]).transpose(1, 2)  # (K, H, T * B)
-            g_b = dpre_all.sum(2)
-            grads = [torch.bmm(dpre_all, x.view(count, -1, x.shape[-1])),
-                     torch.bmm(dpre_all, torch.stack(states[:-1], 1).view(count, -1, dh.shape[-1])),
-                     g_b, g_b, g_W_out, g_b_out]
-            grad = torch.cat([g.flatten(1) for g in grads], 1)  # laid out as `weights`
-            total = torch.linalg.vector_norm(grad, dim=1)  # each net's total gradient norm
-            if any(c is not None for c in clips):  # clip_grad_norm_'s factor, net by net (1 where clip is None)
-                grad.mul_((clip / (total + 1e-6)).clamp(max=1.0)[:, None])
-        for k, (value, norm) in enumerate(zip(per_net.tolist(), total.tolist())):
-            if k not in frozen:
-                losses[k].append(value)
-                norms[k].append(norm)
-                if not math.isfinite(value) or not math.isfinite(norm):
-                    frozen[k] = weights[k].clone()
-        if len(frozen) == count:
-            break
-        weights.grad = grad
-        opt.step()
-    with torch.no_grad():
-        for k, model in enumerate(models):
-            for param, trained in zip(model.parameters(), frozen.get(k, weights[k]).split(sizes)):
-                param.copy_(trained.view_as(param))
-    return [History(loss=np.array(losses[k]), grad_norm=np.array(norms[k]), diverged=k in frozen)
-            for k in range(count)]
 
 
 def run_sequence_task(cell: str, task: str, length: int, *, num_steps: int, hidden_size: int = 32,

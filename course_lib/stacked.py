@@ -85,10 +85,7 @@ def train_stacked(nets, X: torch.Tensor, y: torch.Tensor, *, lr, num_steps: int,
     `nets` (BatchNorm's running statistics are left as they were).
     """
     count = len(nets)
-    lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * count)]
-    seeds = list(seeds) if np.ndim(seeds) else [int(seeds)] * count
-    if len(lrs) != count or len(seeds) != count:
-        raise ValueError(f"give one lr and one seed for all {count} networks or one per network")
+    lrs, seeds = _per_network(lr, seeds, count)
     params = _stacked_parameters(nets)
     torch.set_flush_denormal(True)  # as `train`: tiny gradients are otherwise very slow on CPU
     shared = len(set(seeds)) == 1
@@ -97,48 +94,94 @@ def train_stacked(nets, X: torch.Tensor, y: torch.Tensor, *, lr, num_steps: int,
     running = torch.ones(count, dtype=torch.bool)  # False from the step `train` would have stopped at
     for _ in range(num_steps):
         index = [next(order) for order in batches]
-        x = X[index[0]].expand(count, -1, -1) if shared else torch.stack([X[i] for i in index])
         for p in params:
             p.grad = None
-        logits = stacked_forward(nets[0], params, x)
-        loss = torch.stack([nn.functional.cross_entropy(logits[g], y[index[0 if shared else g]])
-                            for g in range(count)])  # one call per network: `train`'s rounding of the loss
+        loss = _stacked_loss(nets[0], params, X, y, index, shared, count)
         loss.sum().backward()  # each network's loss depends on its own weights only
         with torch.no_grad():
-            grads = [p.grad for p in params]  # each network's norm from its own slices, as clip_grad_norm_
-            per_tensor = torch._foreach_norm([g[k] for k in range(count) for g in grads])
-            total = torch.stack([torch.linalg.vector_norm(torch.stack(per_tensor[k * len(grads):(k + 1) * len(grads)]))
-                                 for k in range(count)])
+            grads = [p.grad for p in params]
+            total = _total_norms(grads, count)
             losses.append(loss.detach())
             norms.append(total)
             running &= torch.isfinite(loss) & torch.isfinite(total)
             if not running.any():
                 break
             if clip is not None:
-                scale = torch.clamp(clip / (total + 1e-6), max=1.0)
-                for g in grads:
-                    g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
-            if momentum:
-                if buffers is None:
-                    buffers = [g.clone() for g in grads]
-                else:
-                    torch._foreach_mul_(buffers, momentum)
-                    torch._foreach_add_(buffers, grads)
-                steps = buffers
-            else:
-                steps = grads
-            if running.all() and len(set(lrs)) == 1:
-                torch._foreach_add_(params, steps, alpha=-lrs[0])
-            else:  # network by network, on its slices (a stopped one keeps the weights it stopped with)
-                for k in np.flatnonzero(running.numpy()):
-                    torch._foreach_add_([p[k] for p in params], [s[k] for s in steps], alpha=-lrs[k])
-    with torch.no_grad():
-        for k, net in enumerate(nets):
-            for p, stacked in zip(net.parameters(), params):
-                p.copy_(stacked[k])
-    loss_table, norm_table = torch.stack(losses).double().numpy(), torch.stack(norms).double().numpy()
+                _clip_each(grads, total, clip)
+            steps, buffers = _momentum_steps(grads, buffers, momentum)
+            _sgd_step(params, steps, lrs, running)
+    _copy_back(nets, params)
+    return _histories(torch.stack(losses).double().numpy(), torch.stack(norms).double().numpy())
+
+
+def _per_network(lr, seeds, count: int) -> tuple[list[float], list]:
+    """The learning rate and the seed of each of the `count` networks (each given once for all, or one per network)."""
+    lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * count)]
+    seeds = list(seeds) if np.ndim(seeds) else [int(seeds)] * count
+    if len(lrs) != count or len(seeds) != count:
+        raise ValueError(f"give one lr and one seed for all {count} networks or one per network")
+    return lrs, seeds
+
+
+def _stacked_loss(net: MLP, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, index: list,
+                  shared: bool, count: int) -> torch.Tensor:
+    """Each network's cross-entropy on its batch (`index`: one batch for all when `shared`, else one per
+    network), shape (G,)."""
+    x = X[index[0]].expand(count, -1, -1) if shared else torch.stack([X[i] for i in index])
+    logits = stacked_forward(net, params, x)
+    return torch.stack([nn.functional.cross_entropy(logits[g], y[index[0 if shared else g]])
+                        for g in range(count)])  # one call per network: `train`'s rounding of the loss
+
+
+def _total_norms(grads: list[torch.Tensor], count: int) -> torch.Tensor:
+    """Each network's total gradient norm from its own slices, as clip_grad_norm_ takes it, (G,)."""
+    per_tensor = torch._foreach_norm([g[k] for k in range(count) for g in grads])
+    return torch.stack([torch.linalg.vector_norm(torch.stack(per_tensor[k * len(grads):(k + 1) * len(grads)]))
+                        for k in range(count)])
+
+
+def _clip_each(grads: list[torch.Tensor], total: torch.Tensor, clip: float) -> None:
+    """Scale each network's gradients in place as clip_grad_norm_ would (its total norm at most `clip`)."""
+    scale = torch.clamp(clip / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
+def _momentum_steps(grads: list[torch.Tensor], buffers: list[torch.Tensor] | None,
+                    momentum: float) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """The directions SGD steps along (the gradients, or with `momentum` its buffers, updated in place),
+    and the buffers."""
+    if not momentum:
+        return grads, buffers
+    if buffers is None:
+        buffers = [g.clone() for g in grads]
+    else:
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_add_(buffers, grads)
+    return buffers, buffers
+
+
+def _sgd_step(params: list[torch.Tensor], steps: list[torch.Tensor], lrs: list[float], running: torch.Tensor) -> None:
+    """params -= lr * step, each network with its own lr; a stopped one keeps the weights it stopped with."""
+    if running.all() and len(set(lrs)) == 1:
+        torch._foreach_add_(params, steps, alpha=-lrs[0])
+    else:  # network by network, on its slices
+        for k in np.flatnonzero(running.numpy()):
+            torch._foreach_add_([p[k] for p in params], [s[k] for s in steps], alpha=-lrs[k])
+
+
+@torch.no_grad()
+def _copy_back(nets, params: list[torch.Tensor]) -> None:
+    """Each network's trained slices into its own parameters."""
+    for k, net in enumerate(nets):
+        for p, stacked in zip(net.parameters(), params):
+            p.copy_(stacked[k])
+
+
+def _histories(loss_table: np.ndarray, norm_table: np.ndarray) -> list[History]:
+    """A History per network (column), up to and including its first step with a non-finite loss or norm."""
     histories = []
-    for k in range(count):
+    for k in range(loss_table.shape[1]):
         bad = np.flatnonzero(~(np.isfinite(loss_table[:, k]) & np.isfinite(norm_table[:, k])))
         end = bad[0] + 1 if len(bad) else len(loss_table)
         histories.append(History(loss=loss_table[:end, k], grad_norm=norm_table[:end, k], diverged=bool(len(bad))))
