@@ -1,5 +1,6 @@
 """`python -m autograder run` end to end: its report of a notebook's time, slowest cells and errors, its exit
-code, and a clear line for a name the course does not have; every command's one line for bad input.
+code, and a clear line for a name the course does not have; every command's one line for bad input, and
+`feedback` naming a student or assignment nobody graded.
 (conftest.executed runs the real notebooks through the same autograder.execute.)"""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+import minicourse as mc
 from autograder.__main__ import main
 from autograder.build import assignment_names
 
@@ -59,3 +61,12 @@ def test_a_path_that_cannot_be_written_or_read_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"report: Not a directory: {tmp_path / 'a-file' / 'reports'}\n"
     assert main(["grade-one", "--job", str(tmp_path / "no-such-job.json")]) == 2
     assert capsys.readouterr().err == f"grade-one: No such file or directory: {tmp_path / 'no-such-job.json'}\n"
+
+
+def test_feedback_for_a_student_nobody_graded_says_so(tmp_path, capsys):
+    root = mc.make_course(tmp_path / "course")
+    assert main(["feedback", "--student", "nobody", "--course-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("feedback: no graded submission with a feedback page for student 'nobody' in ")
+    assert main(["feedback", "--course-root", str(root)]) == 0  # no filter: nothing to do is no error
+    assert capsys.readouterr().out.startswith("wrote 0 feedback page(s)")
