@@ -67,6 +67,22 @@ def prepare(course: Course, submissions: list[Submission]) -> dict[str, dict]:
     return sources
 
 
+def hidden_paths(course: Course, submitted: Path, scratch: Path) -> list[str]:
+    """What no kernel may see: the course root, the submissions (and the folder a submitted file is in),
+    the run's scratch folder and a SQLite gradebook's folder."""
+    submitted = submitted.resolve()
+    hide = [str(course.root), str(submitted), str(scratch), str(submitted.parent if submitted.is_file() else submitted)]
+    if course.db_url.startswith("sqlite:///"):
+        hide.append(str(Path(course.db_url[len("sqlite:///"):]).resolve().parent))
+    return hide
+
+
+def job_timeout(limits: Limits, sources: dict) -> float:
+    """A whole job's time limit: the cell time limit for each cell of the longest notebook, and some slack."""
+    max_cells = max(len(nbformat.read(s["path"], as_version=4).cells) for s in sources.values())
+    return limits.cell_timeout * (max_cells + 10) + 120
+
+
 @dataclass
 class Batch:
     """What every job of one grading run shares, and the one place a JobSpec is built."""
