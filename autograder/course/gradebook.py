@@ -101,77 +101,113 @@ def commit(course: Course, gb, submission: Submission, result: JobResult, *, for
 
 
 def _commit(course: Course, gb, submission: Submission, result: JobResult) -> None:
-    """Grades, comments and late penalties in one transaction; then the autograded notebooks, the feedback
+    """The autograded notebooks; grades, comments and late penalties in one transaction; then the feedback
     pages (re-rendered with the penalty where there is one) and last the marker."""
     from nbgrader import utils
-    from nbgrader.api import Comment, Grade, Student, SubmittedAssignment, SubmittedNotebook
 
     folder = course.autograded / submission.student / submission.assignment
-    notebooks = result.notebooks
-    for name, data in notebooks.items():
-        if data.autograded:
-            write_atomic(folder / f"{name}.ipynb", nbformat.writes(nbformat.from_dict(data.autograded)))
-    if submission.timestamp:
-        write_atomic(folder / "timestamp.txt", submission.timestamp)
+    _write_autograded(folder, submission, result)
     db = gb.db
     try:
-        student = db.query(Student).filter(Student.id == submission.student).one_or_none()
-        if student is None:
-            student = Student(id=submission.student)
-            db.add(student)
-        if (submission.first_name or submission.last_name) and not (student.first_name or student.last_name):
-            student.first_name = submission.first_name or None  # as the LMS file name gives them (lms.py)
-            student.last_name = submission.last_name or None
-        if submission.lms_user_id and not getattr(student, "lms_user_id", None):
-            student.lms_user_id = submission.lms_user_id
-        assignment = gb.find_assignment(submission.assignment)
-        record = db.query(SubmittedAssignment).filter(SubmittedAssignment.assignment_id == assignment.id,
-                                                      SubmittedAssignment.student_id == submission.student
-                                                      ).one_or_none()
-        if record is None:
-            with db.no_autoflush:  # built as nbgrader's add_submission builds it; committed once, below
-                record = SubmittedAssignment(assignment=assignment, student=student)
-                for notebook in assignment.notebooks:
-                    submitted = SubmittedNotebook(notebook=notebook, assignment=record)
-                    for cell in notebook.grade_cells:
-                        Grade(cell=cell, notebook=submitted)
-                    for cell in notebook.solution_cells:
-                        Comment(cell=cell, notebook=submitted)
-                    for cell in notebook.task_cells:
-                        Comment(cell=cell, notebook=submitted)
-                        Grade(cell=cell, notebook=submitted)
-                db.add(record)
+        record = _submission_record(gb, submission, _student_record(db, submission))
         record.timestamp = _parse_time(utils, submission.timestamp)
         db.flush()
         for submitted in record.notebooks:
-            data = notebooks.get(submitted.name)
-            scores = data.scores if data else {}
-            submitted.flagged = bool(data and data.flags)
-            solution_sources = _solution_sources(data)
-            for grade in submitted.grades:
-                score = scores.get(grade.cell.name)
-                grade.auto_score = None if score is None else score.score
-                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            for comment in submitted.comments:
-                cell = comment.cell
-                source = solution_sources.get(cell.name)
-                source_cell = next((c for c in submitted.notebook.source_cells if c.name == cell.name), None)
-                unchanged = source is None or (source_cell is not None and source == source_cell.checksum)
-                comment.auto_comment = "No response." if unchanged else None
+            _set_scores(submitted, result.notebooks.get(submitted.name))
         penalties = _assign_late_penalties(course, db, record)
         db.commit()
     except Exception:
         db.rollback()
         raise
-    for name, data in notebooks.items():
+    _write_feedback(course, submission, result, penalties)
+    _write_marker(folder, submission, result)
+
+
+def _write_autograded(folder: Path, submission: Submission, result: JobResult) -> None:
+    """The autograded notebooks (for the formgrader) and the submission time nbgrader keeps beside them."""
+    for name, data in result.notebooks.items():
+        if data.autograded:
+            write_atomic(folder / f"{name}.ipynb", nbformat.writes(nbformat.from_dict(data.autograded)))
+    if submission.timestamp:
+        write_atomic(folder / "timestamp.txt", submission.timestamp)
+
+
+def _student_record(db, submission: Submission):
+    """The gradebook's Student (added if new), with the name and LMS id the submission gives where it has none."""
+    from nbgrader.api import Student
+
+    student = db.query(Student).filter(Student.id == submission.student).one_or_none()
+    if student is None:
+        student = Student(id=submission.student)
+        db.add(student)
+    if (submission.first_name or submission.last_name) and not (student.first_name or student.last_name):
+        student.first_name = submission.first_name or None  # as the LMS file name gives them (lms.py)
+        student.last_name = submission.last_name or None
+    if submission.lms_user_id and not getattr(student, "lms_user_id", None):
+        student.lms_user_id = submission.lms_user_id
+    return student
+
+
+def _submission_record(gb, submission: Submission, student):
+    """The gradebook's SubmittedAssignment of this student and assignment; a new one is built as nbgrader's
+    add_submission builds it (a row for each notebook, grade and comment), to be committed with the grades."""
+    from nbgrader.api import Comment, Grade, SubmittedAssignment, SubmittedNotebook
+
+    db = gb.db
+    assignment = gb.find_assignment(submission.assignment)
+    record = db.query(SubmittedAssignment).filter(SubmittedAssignment.assignment_id == assignment.id,
+                                                  SubmittedAssignment.student_id == submission.student
+                                                  ).one_or_none()
+    if record is not None:
+        return record
+    with db.no_autoflush:
+        record = SubmittedAssignment(assignment=assignment, student=student)
+        for notebook in assignment.notebooks:
+            submitted = SubmittedNotebook(notebook=notebook, assignment=record)
+            for cell in notebook.grade_cells:
+                Grade(cell=cell, notebook=submitted)
+            for cell in notebook.solution_cells:
+                Comment(cell=cell, notebook=submitted)
+            for cell in notebook.task_cells:
+                Comment(cell=cell, notebook=submitted)
+                Grade(cell=cell, notebook=submitted)
+        db.add(record)
+    return record
+
+
+def _set_scores(submitted, data) -> None:
+    """A submitted notebook's flag, automatic scores (a manual score kept) and "No response." comments from
+    its result (`data`: a NotebookResult, or None for a notebook the result lacks)."""
+    scores = data.scores if data else {}
+    submitted.flagged = bool(data and data.flags)
+    solution_sources = _solution_sources(data)
+    for grade in submitted.grades:
+        score = scores.get(grade.cell.name)
+        grade.auto_score = None if score is None else score.score
+        grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+    for comment in submitted.comments:
+        cell = comment.cell
+        source = solution_sources.get(cell.name)
+        source_cell = next((c for c in submitted.notebook.source_cells if c.name == cell.name), None)
+        unchanged = source is None or (source_cell is not None and source == source_cell.checksum)
+        comment.auto_comment = "No response." if unchanged else None
+
+
+def _write_feedback(course: Course, submission: Submission, result: JobResult, penalties: dict[str, float]) -> None:
+    """The feedback pages; a late notebook's re-rendered with its penalty."""
+    for name, data in result.notebooks.items():
         if data.feedback_html:
             html = data.feedback_html
             if penalties.get(name) and data.feedback is not None:
                 html = render_html(data.feedback, notebook=name, scores=data.page_scores(),
                                    late_penalty=penalties[name])
             write_atomic(course.feedback / submission.student / submission.assignment / f"{name}.html", html)
+
+
+def _write_marker(folder: Path, submission: Submission, result: JobResult) -> None:
+    """The marker, written last: the job key and the results (without the notebooks and pages)."""
     compact = {name: {k: v for k, v in data.to_json().items() if k not in ("autograded", "feedback_html")}
-               for name, data in notebooks.items()}
+               for name, data in result.notebooks.items()}
     write_atomic(folder / MARKER, json.dumps({"key": result.key, "student": submission.student,
                                               "assignment": submission.assignment, "notebooks": compact,
                                               "extra_files": submission.extra_files}))

@@ -246,68 +246,87 @@ class SlurmRunner:
 
     def _follow(self, array: dict, mine: dict[int, JobSpec], results: dict, on_result, progress) -> None:
         """Poll until every task of `array` in `mine` has a result or has ended without one."""
-        folder = Path(array["folder"])
         waiting = dict(mine)
         while waiting:
-            # first the queue, then the results: a task gone from both has ended
-            live = {(job, array["jobs"][job] + index): task_state
-                    for (job, index), task_state in queued(list(array["jobs"])).items() if job in array["jobs"]}
-            for index in list(waiting):
-                data = _load(folder / "results" / f"{index}.json")
-                if data is None:
-                    continue
-                spec = waiting.pop(index)
-                self.isolation.add(data.get("node_isolation", "unknown"))
-                results[spec.job_id] = JobResult.from_json(data)
-                if on_result:
-                    on_result(spec, results[spec.job_id])
+            live = self._live(array)  # first the queue, then the results: a task gone from both has ended
+            self._collect(array, waiting, results, on_result)
             if progress:
-                counts = {}
-                for (job, index), task_state in live.items():
-                    if index in waiting:
-                        counts[task_state] = counts.get(task_state, 0) + 1
-                progress(len(results), {k.lower(): v for k, v in sorted(counts.items())})
+                progress(len(results), _counts(live, waiting))
             live_indices = {index for (job, index) in live}
             gone = [index for index in waiting if index not in live_indices]
             if gone:
-                final = {}
-                for job, offset in array["jobs"].items():  # in submission order: a task's newest run wins
-                    final.update({offset + index: why for index, why in ended(job).items()})
-                again = []
-                for index in gone:
-                    if _load(folder / "results" / f"{index}.json") is not None:
-                        continue  # finished between the two looks
-                    why = final.get(index, "UNKNOWN")
-                    attempts = array["attempts"].get(str(index), 1)
-                    spec = waiting[index]
-                    if why in OUTSIDE and attempts < ATTEMPTS:
-                        array["attempts"][str(index)] = attempts + 1
-                        again.append(index)
-                        continue
-                    del waiting[index]
-                    if why in OUTSIDE:
-                        result = failed_result(spec, f"the Slurm task ended {why} {attempts} times")
-                        with self.course.gradebook() as gb:
-                            commit(self.course, gb, self.submissions[spec.job_id], result)
-                        results[spec.job_id] = result
-                        if on_result:
-                            on_result(spec, result)
-                    else:
-                        self.pending_problems.append(
-                            f"{spec.job_id}: task {index} of array job {_names(array)} ended {why} without a result"
-                            + ("" if why == "CANCELLED" else f" (log: {_log_tail(folder, index)})"))
-                if again:
-                    new = self._sbatch(array, again)
-                    state = self._state()
-                    for record in state["arrays"]:
-                        if record["folder"] == array["folder"]:
-                            record.update(array)
-                    self._save(state)
-                    self.log(f"Resubmitted {len(again)} task(s) that ended outside their submission "
-                             f"({', '.join(sorted({final.get(i, '?') for i in again}))}) as array job "
-                             f"{' '.join(new)}.")
+                self._settle(array, gone, waiting, results, on_result)
             if waiting:
                 time.sleep(self.options.poll_seconds)
+
+    def _live(self, array: dict) -> dict[tuple[str, int], str]:
+        """(array job id, task index in the batch) -> state of each of `array`'s tasks squeue still lists."""
+        return {(job, array["jobs"][job] + index): task_state
+                for (job, index), task_state in queued(list(array["jobs"])).items() if job in array["jobs"]}
+
+    def _collect(self, array: dict, waiting: dict[int, JobSpec], results: dict, on_result) -> None:
+        """The results the waiting tasks have written (each committed by its task), taken off `waiting`."""
+        folder = Path(array["folder"])
+        for index in list(waiting):
+            data = _load(folder / "results" / f"{index}.json")
+            if data is None:
+                continue
+            spec = waiting.pop(index)
+            self.isolation.add(data.get("node_isolation", "unknown"))
+            results[spec.job_id] = JobResult.from_json(data)
+            if on_result:
+                on_result(spec, results[spec.job_id])
+
+    def _settle(self, array: dict, gone: list[int], waiting: dict[int, JobSpec], results: dict, on_result) -> None:
+        """Tasks that left the queue without a result: resubmitted when they ended outside their submission
+        (fewer than ATTEMPTS times), committed as a grader problem when that happened ATTEMPTS times, and
+        listed in pending_problems otherwise (cancelled, failed: a re-run grades them)."""
+        folder, final, again = Path(array["folder"]), self._final_states(array), []
+        for index in gone:
+            if _load(folder / "results" / f"{index}.json") is not None:
+                continue  # finished between the two looks
+            why = final.get(index, "UNKNOWN")
+            attempts = array["attempts"].get(str(index), 1)
+            if why in OUTSIDE and attempts < ATTEMPTS:
+                array["attempts"][str(index)] = attempts + 1
+                again.append(index)
+                continue
+            spec = waiting.pop(index)
+            if why in OUTSIDE:
+                self._commit_failure(spec, f"the Slurm task ended {why} {attempts} times", results, on_result)
+            else:
+                self.pending_problems.append(
+                    f"{spec.job_id}: task {index} of array job {_names(array)} ended {why} without a result"
+                    + ("" if why == "CANCELLED" else f" (log: {_log_tail(folder, index)})"))
+        if again:
+            self._resubmit(array, again, final)
+
+    def _final_states(self, array: dict) -> dict[int, str]:
+        """Task index in the batch -> how its newest run ended (sacct, scontrol)."""
+        final = {}
+        for job, offset in array["jobs"].items():  # in submission order: a task's newest run wins
+            final.update({offset + index: why for index, why in ended(job).items()})
+        return final
+
+    def _commit_failure(self, spec: JobSpec, reason: str, results: dict, on_result) -> None:
+        """A task that never got to grade its submission: committed here, every question 0, flagged."""
+        result = failed_result(spec, reason)
+        with self.course.gradebook() as gb:
+            commit(self.course, gb, self.submissions[spec.job_id], result)
+        results[spec.job_id] = result
+        if on_result:
+            on_result(spec, result)
+
+    def _resubmit(self, array: dict, again: list[int], final: dict[int, str]) -> None:
+        """sbatch the tasks `again` anew, recorded in state.json with the array's attempts."""
+        new = self._sbatch(array, again)
+        state = self._state()
+        for record in state["arrays"]:
+            if record["folder"] == array["folder"]:
+                record.update(array)
+        self._save(state)
+        self.log(f"Resubmitted {len(again)} task(s) that ended outside their submission "
+                 f"({', '.join(sorted({final.get(i, '?') for i in again}))}) as array job {' '.join(new)}.")
 
     def close(self):
         pass
@@ -320,6 +339,15 @@ def max_array_size() -> int:
     except SlurmError:
         found = None
     return int(found[1]) if found else 1001
+
+
+def _counts(live: dict[tuple[str, int], str], waiting: dict[int, JobSpec]) -> dict[str, int]:
+    """state -> how many of the waiting tasks squeue lists in it ("pending", "running")."""
+    counts = {}
+    for (job, index), task_state in live.items():
+        if index in waiting:
+            counts[task_state] = counts.get(task_state, 0) + 1
+    return {k.lower(): v for k, v in sorted(counts.items())}
 
 
 def _names(array: dict) -> str:

@@ -385,7 +385,16 @@ def _wrapper_depth(files, notebooks: dict[str, str]) -> int:
 
 
 def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], list[Unplaced]]:
-    unplaced, files = [], []
+    """Submissions from (relative path, location) entries, whose student and notebook their folder and
+    file names give; what cannot be placed is listed with its reason."""
+    files, unplaced = _notebook_files(entries)
+    placed, meta = _attribute(_readings(files, notebooks), unplaced)
+    return _build_submissions(placed, meta, notebooks, unplaced), unplaced
+
+
+def _notebook_files(entries) -> tuple[list, list[Unplaced]]:
+    """(relative, location, parts) of each notebook file; any other file listed; junk skipped."""
+    files, unplaced = [], []
     for relative, location in entries:
         parts = PurePosixPath(relative).parts
         if _junk(parts):
@@ -394,6 +403,11 @@ def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], li
             unplaced.append(Unplaced(relative, "not a notebook (.ipynb)"))
             continue
         files.append((relative, location, parts))
+    return files, unplaced
+
+
+def _readings(files, notebooks: dict[str, str]) -> list[tuple]:
+    """(relative, location, what its file name says, the student its folder names, their details) per file."""
     depth = _wrapper_depth(files, notebooks)
     readings = []
     for relative, location, parts in files:
@@ -404,6 +418,12 @@ def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], li
             if moodle and not moodle["rest"] or position == 0:
                 owner, info = _folder_owner(folder)
         readings.append((relative, location, name, owner, info))
+    return readings
+
+
+def _attribute(readings: list[tuple], unplaced: list[Unplaced]) -> tuple[dict, dict]:
+    """(student, notebook) -> its files, and student -> details (name, LMS id, time); a file whose name
+    and folder give different students, or no student, is listed in `unplaced`."""
     known = {owner for *_, owner, _ in readings if owner} | {n.student for _, _, n, owner, _ in readings
                                                               if not owner and n.student}
     placed: dict[tuple[str, str], list] = {}
@@ -427,6 +447,12 @@ def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], li
         details = meta.setdefault(student, {})
         details.update({k: v for k, v in (name.info if not owner or name.student == owner else {}).items()})
         details.update(info)
+    return placed, meta
+
+
+def _build_submissions(placed: dict, meta: dict, notebooks: dict[str, str],
+                       unplaced: list[Unplaced]) -> list[Submission]:
+    """One Submission per student and assignment; two files for one notebook are both listed, not graded."""
     submissions: dict[tuple[str, str], Submission] = {}
     for (student, notebook), files_ in sorted(placed.items()):
         if len(files_) > 1:
@@ -446,7 +472,7 @@ def place_flat(entries, notebooks: dict[str, str]) -> tuple[list[Submission], li
             if why:
                 unplaced.append(Unplaced(files_[0][0], f"the time in its name is {why}: graded without one"))
                 submission.problems.append(f"submission time unusable ({why}): check it by hand")
-    return list(submissions.values()), unplaced
+    return list(submissions.values())
 
 
 def _split_name(name: str) -> tuple[str, str]:

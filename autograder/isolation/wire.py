@@ -88,42 +88,55 @@ def encode(value, *, callable_to_handle=None, lenient: bool = False, depth: int 
     """
     if depth > MAX_DEPTH:
         raise NotPlainData("nested more than 40 levels deep")
-    recurse = lambda v: encode(v, callable_to_handle=callable_to_handle, lenient=lenient, depth=depth + 1)  # noqa: E731
     if lenient:
         value = _plain_base(value)
-    if value is None:
-        return ["n"]
     if isinstance(value, Handle):
         return ["h", value.owner, value.id, value.name, value.label]
     kind = type(value)
-    if kind is bool:
-        return ["b", value]
-    if kind is int:
-        if abs(value).bit_length() > MAX_INT_DIGITS * 3.33:
-            raise NotPlainData("an int with more than 4300 digits")
-        return ["i", str(value)]
-    if kind is float:
-        return ["f", repr(value)]
-    if kind is complex:
-        return ["c", repr(value.real), repr(value.imag)]
-    if kind is str:
-        return ["s", value]
-    if kind in (bytes, bytearray):
-        return ["y", _b64(bytes(value))]
-    if kind is list:
-        return ["l", [recurse(v) for v in value]]
-    if kind is tuple:
-        return ["t", [recurse(v) for v in value]]
-    if kind is dict:
-        return ["d", [[recurse(k), recurse(v)] for k, v in value.items()]]
-    if kind in (set, frozenset):
-        return ["set" if kind is set else "fs", [recurse(v) for v in value]]
-    if kind is range:
-        return ["r", value.start, value.stop, value.step]
-    if kind is slice:
-        return ["sl", recurse(value.start), recurse(value.stop), recurse(value.step)]
-    if value is Ellipsis:
-        return ["e"]
+    encoder = _ENCODERS.get(id(kind))
+    if encoder is not None:
+        return encoder(value, lambda v: encode(v, callable_to_handle=callable_to_handle, lenient=lenient,
+                                               depth=depth + 1))
+    tree = _encode_numpy(value, kind)
+    if tree is None:
+        tree = _encode_torch(value, kind)
+    if tree is not None:
+        return tree
+    if callable(value) and callable_to_handle is not None:
+        return encode(callable_to_handle(value), depth=depth)
+    raise NotPlainData(f"an object of type {_type_name(value)}")
+
+
+def _encode_int(value: int, recurse) -> list:
+    if abs(value).bit_length() > MAX_INT_DIGITS * 3.33:
+        raise NotPlainData("an int with more than 4300 digits")
+    return ["i", str(value)]
+
+
+# the builtin types, by exact type: keyed by id() so that only the type itself matches (never a class of the
+# other side through its own __hash__ or __eq__); `recurse` encodes what a container holds
+_ENCODERS = {id(kind): encoder for kind, encoder in {
+    type(None): lambda value, recurse: ["n"],
+    bool: lambda value, recurse: ["b", value],
+    int: _encode_int,
+    float: lambda value, recurse: ["f", repr(value)],
+    complex: lambda value, recurse: ["c", repr(value.real), repr(value.imag)],
+    str: lambda value, recurse: ["s", value],
+    bytes: lambda value, recurse: ["y", _b64(bytes(value))],
+    bytearray: lambda value, recurse: ["y", _b64(bytes(value))],
+    list: lambda value, recurse: ["l", [recurse(v) for v in value]],
+    tuple: lambda value, recurse: ["t", [recurse(v) for v in value]],
+    dict: lambda value, recurse: ["d", [[recurse(k), recurse(v)] for k, v in value.items()]],
+    set: lambda value, recurse: ["set", [recurse(v) for v in value]],
+    frozenset: lambda value, recurse: ["fs", [recurse(v) for v in value]],
+    range: lambda value, recurse: ["r", value.start, value.stop, value.step],
+    slice: lambda value, recurse: ["sl", recurse(value.start), recurse(value.stop), recurse(value.step)],
+    type(Ellipsis): lambda value, recurse: ["e"],
+}.items()}
+
+
+def _encode_numpy(value, kind) -> list | None:
+    """A NumPy scalar, array or dtype of a numeric dtype (NotPlainData for another dtype); None for the rest."""
     if isinstance(value, np.generic) and type(value).__module__ == "numpy":
         dtype = value.dtype.name
         if dtype not in NUMERIC_DTYPES:
@@ -139,38 +152,48 @@ def encode(value, *, callable_to_handle=None, lenient: bool = False, depth: int 
         if value.name not in NUMERIC_DTYPES:
             raise NotPlainData(f"the NumPy dtype {value.name}")
         return ["ndt", value.name]
+    return None
+
+
+def _encode_torch(value, kind) -> list | None:
+    """A torch size, dtype, CPU device, CPU generator or dense tensor (NotPlainData for another dtype or
+    device); None for the rest."""
     torch = torch_module()
-    if torch is not None and kind is torch.Size:
+    if torch is None:
+        return None
+    if kind is torch.Size:
         return ["tsz", [int(n) for n in value]]
-    if torch is not None and kind is torch.dtype:
+    if kind is torch.dtype:
         name = str(value).replace("torch.", "")
         if name not in TORCH_DTYPES:
             raise NotPlainData(f"the torch dtype {name}")
         return ["tdt", name]
-    if torch is not None and kind is torch.device:
+    if kind is torch.device:
         if value.type != "cpu":
             raise NotPlainData(f"the device {value}")
         return ["tdv", "cpu"]
-    if torch is not None and kind is torch.Generator:
+    if kind is torch.Generator:
         if value.device.type != "cpu":
             raise NotPlainData("a generator that is not on the CPU")
         return ["tgn", encode(value.get_state().numpy())]
-    if torch is not None and kind in (torch.Tensor, torch.nn.Parameter):
-        tensor = value.detach()
-        if tensor.layout != torch.strided or tensor.is_quantized:
-            raise NotPlainData("a sparse or quantized tensor")
-        dtype = str(tensor.dtype).replace("torch.", "")
-        if dtype not in TORCH_DTYPES:
-            raise NotPlainData(f"a tensor of dtype {dtype}")
-        cpu = tensor.to("cpu").contiguous()
-        if dtype == "bfloat16":
-            raw = cpu.view(torch.int16).numpy().astype("<i2").tobytes()
-        else:
-            raw = np.ascontiguousarray(cpu.numpy(), dtype=cpu.numpy().dtype.newbyteorder("<")).tobytes()
-        return ["pt", dtype, list(tensor.shape), _b64(raw), bool(value.requires_grad)]
-    if callable(value) and callable_to_handle is not None:
-        return encode(callable_to_handle(value), depth=depth)
-    raise NotPlainData(f"an object of type {_type_name(value)}")
+    if kind in (torch.Tensor, torch.nn.Parameter):
+        return _encode_tensor(value, torch)
+    return None
+
+
+def _encode_tensor(value, torch) -> list:
+    tensor = value.detach()
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        raise NotPlainData("a sparse or quantized tensor")
+    dtype = str(tensor.dtype).replace("torch.", "")
+    if dtype not in TORCH_DTYPES:
+        raise NotPlainData(f"a tensor of dtype {dtype}")
+    cpu = tensor.to("cpu").contiguous()
+    if dtype == "bfloat16":
+        raw = cpu.view(torch.int16).numpy().astype("<i2").tobytes()
+    else:
+        raw = np.ascontiguousarray(cpu.numpy(), dtype=cpu.numpy().dtype.newbyteorder("<")).tobytes()
+    return ["pt", dtype, list(tensor.shape), _b64(raw), bool(value.requires_grad)]
 
 
 _BASES = (bool, int, float, complex, str, bytes, tuple, list, dict, frozenset, set)
@@ -224,97 +247,135 @@ def decode(tree, *, handle_to_callable=None, _depth: int = 0, _budget: _Budget |
     budget.spend()
     if _depth > MAX_DEPTH + 1:
         raise WireError("nested too deep")
-    recurse = lambda t: decode(t, handle_to_callable=handle_to_callable, _depth=_depth + 1, _budget=budget)  # noqa: E731
     if not isinstance(tree, list) or not tree or not isinstance(tree[0], str):
         raise WireError("malformed value")
     tag, args = tree[0], tree[1:]
+    decoding = _Decoding(handle_to_callable, _depth, budget)
     try:
-        if tag == "n" and not args:
-            return None
-        if tag == "b" and len(args) == 1 and isinstance(args[0], bool):
-            return args[0]
-        if tag == "i" and len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= MAX_INT_DIGITS + 1:
-            return int(args[0])
-        if tag == "f" and len(args) == 1 and isinstance(args[0], str) and len(args[0]) < 40:
-            return float(args[0])
-        if tag == "c" and len(args) == 2 and all(isinstance(a, str) and len(a) < 40 for a in args):
-            return complex(float(args[0]), float(args[1]))
-        if tag == "s" and len(args) == 1 and isinstance(args[0], str):
-            budget.spend(len(args[0]) // 64)
-            return str(args[0])
-        if tag == "y" and len(args) == 1:
-            return _unb64(args[0])
-        if tag in ("l", "t", "set", "fs") and len(args) == 1 and isinstance(args[0], list):
-            budget.spend(len(args[0]))
-            items = [recurse(t) for t in args[0]]
-            if tag == "l":
-                return items
-            if tag == "t":
-                return tuple(items)
-            return set(items) if tag == "set" else frozenset(items)
-        if tag == "d" and len(args) == 1 and isinstance(args[0], list):
-            budget.spend(len(args[0]))
-            out = {}
-            for pair in args[0]:
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise WireError("malformed dict item")
-                out[recurse(pair[0])] = recurse(pair[1])
-            return out
-        if tag == "r" and len(args) == 3 and all(type(a) is int for a in args):
-            return range(*args)
-        if tag == "sl" and len(args) == 3:
-            return slice(*(recurse(a) for a in args))
-        if tag == "e" and not args:
-            return Ellipsis
-        if tag == "ns" and len(args) == 2 and args[0] in NUMERIC_DTYPES:
-            dtype = np.dtype(args[0]).newbyteorder("<")
-            raw = _unb64(args[1])
-            if len(raw) != dtype.itemsize:
-                raise WireError("bad scalar size")
-            return np.frombuffer(raw, dtype=dtype).astype(np.dtype(args[0]))[0]
-        if tag == "nd" and len(args) == 3 and args[0] in NUMERIC_DTYPES:
-            return _array(args[0], args[1], args[2], budget)
-        if tag == "pt" and len(args) == 4 and args[0] in TORCH_DTYPES and isinstance(args[3], bool):
-            torch = torch_module()
-            if args[0] == "bfloat16":
-                tensor = torch.from_numpy(_array("int16", args[1], args[2], budget)).view(torch.bfloat16).clone()
-            else:
-                tensor = torch.from_numpy(_array(args[0], args[1], args[2], budget))
-            if args[3] and tensor.is_floating_point():
-                tensor.requires_grad_(True)
-            return tensor
-        if tag == "ndt" and len(args) == 1 and args[0] in NUMERIC_DTYPES:
-            return np.dtype(args[0])
-        if tag == "tsz" and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= 32 \
-                and all(type(n) is int and 0 <= n < 2**62 for n in args[0]):
-            return torch_module().Size(args[0])
-        if tag == "tdt" and len(args) == 1 and args[0] in TORCH_DTYPES:
-            return getattr(torch_module(), args[0])
-        if tag == "tdv" and args == ["cpu"]:
-            return torch_module().device("cpu")
-        if tag == "tgn" and len(args) == 1:
-            state = decode(args[0], _depth=_depth + 1, _budget=budget)
-            torch = torch_module()
-            if not isinstance(state, np.ndarray) or state.dtype != np.uint8 or state.ndim != 1 or state.size > 10000:
-                raise WireError("bad generator state")
-            generator = torch.Generator()
-            try:
-                generator.set_state(torch.from_numpy(state.copy()))
-            except RuntimeError as error:
-                raise WireError(f"bad generator state: {error}") from None
-            return generator
-        if tag == "h" and len(args) == 4:
-            owner, ident, name, label = args
-            if owner not in ("kernel", "judge") or type(ident) is not int or not isinstance(name, str) \
-                    or not isinstance(label, str) or len(name) > 200 or len(label) > 200:
-                raise WireError("malformed handle")
-            handle = Handle(owner, ident, name, label)
-            return handle_to_callable(handle) if handle_to_callable else handle
+        accepts, build = _DECODERS.get(tag, (None, None))
+        if accepts is not None and accepts(args):
+            return build(args, decoding)
     except (TypeError, ValueError, OverflowError) as error:
         if isinstance(error, WireError):
             raise
         raise WireError(f"bad {tag!r} value: {error}") from None
     raise WireError(f"unknown or malformed tag {tag!r}")
+
+
+@dataclass
+class _Decoding:
+    """One decode call's context: what handles become, how deep it is, the items budget of the whole tree."""
+
+    handle_to_callable: object
+    depth: int
+    budget: _Budget
+
+    def recurse(self, tree):
+        return decode(tree, handle_to_callable=self.handle_to_callable, _depth=self.depth + 1, _budget=self.budget)
+
+    def items(self, trees: list) -> list:
+        self.budget.spend(len(trees))
+        return [self.recurse(t) for t in trees]
+
+
+def _decode_str(args, decoding: _Decoding) -> str:
+    decoding.budget.spend(len(args[0]) // 64)
+    return str(args[0])
+
+
+def _decode_dict(args, decoding: _Decoding) -> dict:
+    decoding.budget.spend(len(args[0]))
+    out = {}
+    for pair in args[0]:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise WireError("malformed dict item")
+        out[decoding.recurse(pair[0])] = decoding.recurse(pair[1])
+    return out
+
+
+def _decode_numpy_scalar(args, decoding: _Decoding):
+    dtype = np.dtype(args[0]).newbyteorder("<")
+    raw = _unb64(args[1])
+    if len(raw) != dtype.itemsize:
+        raise WireError("bad scalar size")
+    return np.frombuffer(raw, dtype=dtype).astype(np.dtype(args[0]))[0]
+
+
+def _decode_tensor(args, decoding: _Decoding):
+    torch = torch_module()
+    if args[0] == "bfloat16":
+        tensor = torch.from_numpy(_array("int16", args[1], args[2], decoding.budget)).view(torch.bfloat16).clone()
+    else:
+        tensor = torch.from_numpy(_array(args[0], args[1], args[2], decoding.budget))
+    if args[3] and tensor.is_floating_point():
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def _decode_generator(args, decoding: _Decoding):
+    state = decode(args[0], _depth=decoding.depth + 1, _budget=decoding.budget)  # no handles in a state
+    torch = torch_module()
+    if not isinstance(state, np.ndarray) or state.dtype != np.uint8 or state.ndim != 1 or state.size > 10000:
+        raise WireError("bad generator state")
+    generator = torch.Generator()
+    try:
+        generator.set_state(torch.from_numpy(state.copy()))
+    except RuntimeError as error:
+        raise WireError(f"bad generator state: {error}") from None
+    return generator
+
+
+def _decode_handle(args, decoding: _Decoding):
+    owner, ident, name, label = args
+    if owner not in ("kernel", "judge") or type(ident) is not int or not isinstance(name, str) \
+            or not isinstance(label, str) or len(name) > 200 or len(label) > 200:
+        raise WireError("malformed handle")
+    handle = Handle(owner, ident, name, label)
+    return decoding.handle_to_callable(handle) if decoding.handle_to_callable else handle
+
+
+def _one_list(args) -> bool:
+    return len(args) == 1 and isinstance(args[0], list)
+
+
+def _short_text(arg, limit: int) -> bool:
+    return isinstance(arg, str) and len(arg) < limit
+
+
+# tag -> (does `args` have the tag's shape, build the value from it); a tag not here, or `args` of another
+# shape, is refused; TypeError, ValueError or OverflowError while building is a WireError too
+_DECODERS = {
+    "n": (lambda args: not args, lambda args, decoding: None),
+    "b": (lambda args: len(args) == 1 and isinstance(args[0], bool), lambda args, decoding: args[0]),
+    "i": (lambda args: len(args) == 1 and _short_text(args[0], MAX_INT_DIGITS + 2),
+          lambda args, decoding: int(args[0])),
+    "f": (lambda args: len(args) == 1 and _short_text(args[0], 40), lambda args, decoding: float(args[0])),
+    "c": (lambda args: len(args) == 2 and all(_short_text(a, 40) for a in args),
+          lambda args, decoding: complex(float(args[0]), float(args[1]))),
+    "s": (lambda args: len(args) == 1 and isinstance(args[0], str), _decode_str),
+    "y": (lambda args: len(args) == 1, lambda args, decoding: _unb64(args[0])),
+    "l": (_one_list, lambda args, decoding: decoding.items(args[0])),
+    "t": (_one_list, lambda args, decoding: tuple(decoding.items(args[0]))),
+    "set": (_one_list, lambda args, decoding: set(decoding.items(args[0]))),
+    "fs": (_one_list, lambda args, decoding: frozenset(decoding.items(args[0]))),
+    "d": (_one_list, _decode_dict),
+    "r": (lambda args: len(args) == 3 and all(type(a) is int for a in args), lambda args, decoding: range(*args)),
+    "sl": (lambda args: len(args) == 3, lambda args, decoding: slice(*(decoding.recurse(a) for a in args))),
+    "e": (lambda args: not args, lambda args, decoding: Ellipsis),
+    "ns": (lambda args: len(args) == 2 and args[0] in NUMERIC_DTYPES, _decode_numpy_scalar),
+    "nd": (lambda args: len(args) == 3 and args[0] in NUMERIC_DTYPES,
+           lambda args, decoding: _array(args[0], args[1], args[2], decoding.budget)),
+    "pt": (lambda args: len(args) == 4 and args[0] in TORCH_DTYPES and isinstance(args[3], bool), _decode_tensor),
+    "ndt": (lambda args: len(args) == 1 and args[0] in NUMERIC_DTYPES, lambda args, decoding: np.dtype(args[0])),
+    "tsz": (lambda args: len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= 32
+            and all(type(n) is int and 0 <= n < 2**62 for n in args[0]),
+            lambda args, decoding: torch_module().Size(args[0])),
+    "tdt": (lambda args: len(args) == 1 and args[0] in TORCH_DTYPES,
+            lambda args, decoding: getattr(torch_module(), args[0])),
+    "tdv": (lambda args: args == ["cpu"], lambda args, decoding: torch_module().device("cpu")),
+    "tgn": (lambda args: len(args) == 1, _decode_generator),
+    "h": (lambda args: len(args) == 4, _decode_handle),
+}
 
 
 def _array(dtype_name, shape, data, budget: _Budget):

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 import re
 import time
 
 import nbformat
-import numpy as np
 
 from .. import KERNELSPEC
 from ..isolation import wire
@@ -45,6 +43,7 @@ from .feedback import student_view
 from .jobs import CellScore, NotebookResult
 from .kernel_client import KernelClient, KernelDied
 from .names import bound_names
+from .outcome import Outcome, failure_kind, returned_score
 from .plan import Plan, first_line, plan_steps
 from .rng import restore_rng, save_rng
 from .source import SourceCell, SourceModel
@@ -75,62 +74,79 @@ def grade_notebook(data: bytes, model: SourceModel, plan: Plan, sandbox, *, cell
     result = NotebookResult(notebook)
     result.flags += notes  # every departure from the released notebook is for the instructor to see
     skipped, name_notes = plan_steps(steps, model, plan)
-    written = [(i, s.cell["source"]) for i, s in enumerate(steps) if s.student_written and s.kind == "student"]
-    findings = inspection.inspect_cells(written)
-    for finding in findings[:20]:
-        result.flags.append(f"suspicious code: {finding.describe()}")
-    if len(findings) > 20:
-        result.flags.append(f"... and {len(findings) - 20} more suspicious constructs")
+    result.flags += inspection_flags(steps)
     client = KernelClient(sandbox, call_timeout=cell_timeout)
     cache = TestCache(cache_dir, f"{GRADER_VERSION}:{model.sha256}:{json.dumps(plan.to_json(), sort_keys=True)}")
     judge = Judge(model, plan, client, cell_timeout, cache)
     judge.name_notes.update(name_notes)
-    for position, step in enumerate(steps):
-        if step.kind == "student" and position in skipped:
-            step.cell["outputs"] = [_stream("stdout", "(not run during grading: no answer or test uses it)\n")]
-        elif step.kind == "student":
-            judge.run_student(position, step)
-        elif step.kind == "demo":
-            step.cell["outputs"] = [_stream("stdout", SKIPPED_SOURCE.lstrip("# ") + "\n")]
-        elif step.kind == "test":
-            judge.run_test(step)
-        elif step.kind == "manual":
-            cell = model.by_id(step.grade_id)
-            unchanged = step.cell["source"].strip() == "" or step.cell["source"] == _released_stub(cell)
-            result.scores[step.grade_id] = CellScore(0.0 if unchanged else None, cell.points, "manual",
-                                                     "no response" if unchanged else None)
+    result.scores.update(judge.run(steps, skipped))
+    exit_ = _end_kernel(client, sandbox)
+    result.scores.update(judge.scores)
+    for cell in model.graded():
+        if cell.grade_id not in result.scores:
+            result.scores[cell.grade_id] = CellScore(0.0, cell.points, "none", "test cell not run")
+    result.flags += judge.flags + kernel_flags(client, exit_, cell_timeout)
+    _withhold_kernel_credit(result)
+    result.autograded = autograded_notebook([step.cell for step in steps])
+    result.feedback = feedback_notebook(result.autograded, model.hidden_test_lines())
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def inspection_flags(steps: list[Step]) -> list[str]:
+    """A flag per suspicious construct static inspection finds in the cells the student wrote (20 at most)."""
+    written = [(i, s.cell["source"]) for i, s in enumerate(steps) if s.student_written and s.kind == "student"]
+    findings = inspection.inspect_cells(written)
+    flags = [f"suspicious code: {finding.describe()}" for finding in findings[:20]]
+    if len(findings) > 20:
+        flags.append(f"... and {len(findings) - 20} more suspicious constructs")
+    return flags
+
+
+def _end_kernel(client: KernelClient, sandbox):
+    """Say goodbye to a kernel still alive, then close the sandbox; how it ended."""
     if client.dead is None:
         try:
             wire.send(sandbox.sock, {"op": "bye"})
         except OSError:
             pass
-    exit_ = sandbox.close()
-    result.scores.update(judge.scores)
-    for cell in model.graded():
-        if cell.grade_id not in result.scores:
-            result.scores[cell.grade_id] = CellScore(0.0, cell.points, "none", "test cell not run")
-    result.flags += judge.flags
+    return sandbox.close()
+
+
+def kernel_flags(client: KernelClient, exit_, cell_timeout: float) -> list[str]:
+    """What the kernel did that the instructor should see: stopped early, hit a limit, ran out of time,
+    tampered with the channel."""
+    flags = []
     if client.dead:
-        result.flags.append(f"the kernel stopped early: {client.dead}")
+        flags.append(f"the kernel stopped early: {client.dead}")
     elif exit_.oom:
-        result.flags.append("the kernel hit the memory limit")
+        flags.append("the kernel hit the memory limit")
     if exit_.pids_exhausted:
-        result.flags.append("the kernel hit the process limit")
+        flags.append("the kernel hit the process limit")
     if client.timeouts:
-        result.flags.append(f"student code ran past the {cell_timeout:.0f} s time limit {client.timeouts} time(s) "
-                            "and was interrupted")
+        flags.append(f"student code ran past the {cell_timeout:.0f} s time limit {client.timeouts} time(s) "
+                     "and was interrupted")
     if client.tampered:
-        result.flags.append(f"tampering with the grader's channel: {client.tampered}")
+        flags.append(f"tampering with the grader's channel: {client.tampered}")
+    return flags
+
+
+def _withhold_kernel_credit(result: NotebookResult) -> None:
+    """Tests run inside the kernel of a submission that tampers (or looks like it does) score 0 until reviewed."""
     kernel_judged = [gid for gid, s in result.scores.items() if s.mode == "kernel"]
     tamper = any(f.startswith(("suspicious code", "tampering")) for f in result.flags)
-    if kernel_judged and tamper:
-        for gid in kernel_judged:
-            score = result.scores[gid]
-            if score.score:
-                score.score = 0.0
-                score.error = "not credited: this test ran inside the kernel, which this submission tampers with"
-        result.flags.append(f"tests {kernel_judged} ran inside the kernel: no credit given until reviewed")
-    cells = [step.cell for step in steps]
+    if not (kernel_judged and tamper):
+        return
+    for gid in kernel_judged:
+        score = result.scores[gid]
+        if score.score:
+            score.score = 0.0
+            score.error = "not credited: this test ran inside the kernel, which this submission tampers with"
+    result.flags.append(f"tests {kernel_judged} ran inside the kernel: no credit given until reviewed")
+
+
+def autograded_notebook(cells: list[dict]):
+    """The graded cells, with their outputs, as a notebook (every cell with an id of its own)."""
     autograded = nbformat.v4.new_notebook()
     autograded.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     autograded.cells = [nbformat.from_dict(c) for c in cells]
@@ -139,10 +155,13 @@ def grade_notebook(data: bytes, model: SourceModel, plan: Plan, sandbox, *, cell
         if not cell.get("id") or not isinstance(cell.get("id"), str):
             cell["id"] = f"cell-{position:03d}"
     _unique_ids(autograded)
-    result.autograded = autograded
-    result.feedback = feedback_notebook(autograded, model.hidden_test_lines())
-    result.seconds = time.perf_counter() - start
-    return result
+    return autograded
+
+
+def _manual_score(cell: SourceCell, step: Step) -> CellScore:
+    """A manually graded cell: 0 and "no response" when left as released, else for the instructor."""
+    unchanged = step.cell["source"].strip() == "" or step.cell["source"] == _released_stub(cell)
+    return CellScore(0.0 if unchanged else None, cell.points, "manual", "no response" if unchanged else None)
 
 
 def _released_stub(cell: SourceCell) -> str:
@@ -189,6 +208,23 @@ class Judge:
         self.flags: list[str] = []
         self.name_notes: dict[str, str] = {}  # name -> why the kernel does not have it (see plan_steps)
         self.cell_errors: dict[str, str] = {}  # name a failed student cell binds -> the sentence to show
+
+    def run(self, steps: list[Step], skipped: set[int]) -> dict[str, CellScore]:
+        """Each step in the submission's order: student cells in the kernel (those grading skips noted as
+        such), tests here (scores in self.scores); returns the scores of the manually graded cells."""
+        manual = {}
+        for position, step in enumerate(steps):
+            if step.kind == "student" and position in skipped:
+                step.cell["outputs"] = [_stream("stdout", "(not run during grading: no answer or test uses it)\n")]
+            elif step.kind == "student":
+                self.run_student(position, step)
+            elif step.kind == "demo":
+                step.cell["outputs"] = [_stream("stdout", SKIPPED_SOURCE.lstrip("# ") + "\n")]
+            elif step.kind == "test":
+                self.run_test(step)
+            elif step.kind == "manual":
+                manual[step.grade_id] = _manual_score(self.model.by_id(step.grade_id), step)
+        return manual
 
     def run_student(self, position: int, step: Step) -> None:
         cell = step.cell
@@ -280,107 +316,123 @@ class Judge:
                 self.namespace[name] = value
 
     def run_test(self, step: Step) -> None:
+        """Run a test cell (here, or in the kernel if the plan says so) and score it: full points, the
+        number it returns (clipped to its points), or 0 with the failure."""
         cell_model = self.model.by_id(step.grade_id)
-        points = cell_model.points
         self._catch_up(cell_model.index)
         segments = hidden.split_hidden(cell_model.source)
         in_kernel = step.grade_id in self.plan.kernel_tests
         if self.client.dead:
-            error = f"not run: the kernel had stopped ({self.client.dead})"
-            step.cell["outputs"] = [_stream("stderr", error + "\n")]
-            self.scores[step.grade_id] = CellScore(0.0, points, "kernel" if in_kernel else "judge", error)
-            step.cell["metadata"]["autograder"] = {"visible_outputs": 1, "hidden_failed": None}
+            self._not_run(step, cell_model.points, in_kernel)
             return
-        ok, value, failure, hidden_failed = True, None, None, False
-        visible_outputs, hidden_outputs = [], []
-        if not in_kernel:
+        outcome = Outcome()
+        if in_kernel:
+            self._run_segments(step, segments, outcome, in_kernel=True)
+        else:
             try:
                 self._refresh_answers()
             except KernelDied as died:
-                ok, failure = False, {"ename": "KernelDied", "evalue": str(died), "traceback": ""}
-        if ok and not in_kernel and not hidden.segments_compile(cell_model.source):
-            segments = [(cell_model.source, True)]
-        rng = None if in_kernel else save_rng()  # each test starts from a state no student influenced
-        cacheable = ok and not in_kernel and not cell_model.exports
+                outcome.fail({"ename": "KernelDied", "evalue": str(died), "traceback": ""}, hidden=False)
+            if outcome.ok and not hidden.segments_compile(cell_model.source):
+                segments = [(cell_model.source, True)]
+            self._judge_test(step, cell_model, segments, outcome)
+        self._score(step, cell_model.points, outcome, in_kernel)
+
+    def _not_run(self, step: Step, points: float, in_kernel: bool) -> None:
+        error = f"not run: the kernel had stopped ({self.client.dead})"
+        step.cell["outputs"] = [_stream("stderr", error + "\n")]
+        self.scores[step.grade_id] = CellScore(0.0, points, "kernel" if in_kernel else "judge", error)
+        step.cell["metadata"]["autograder"] = {"visible_outputs": 1, "hidden_failed": None}
+
+    def _judge_test(self, step: Step, cell_model: SourceCell, segments: list, outcome: Outcome) -> None:
+        """A test run here, from a random state no student influenced; its outcome taken from the test cache
+        when a submission with the same answers had it, and stored there when it only read plain answers."""
+        rng = save_rng()
+        cacheable = outcome.ok and not cell_model.exports
         hit = self.cache.lookup(step.grade_id, self.namespace) if cacheable else None
         if hit is not None:
             restore_rng(rng)
-            ok, failure, hidden_failed = hit["ok"], hit["failure"], hit["hidden_failed"]
-            visible_outputs, hidden_outputs = hit["visible"], hit["hidden"]
-            value = wire.decode(hit["value"]) if hit["value"] is not None else None
-            segments = []
+            outcome.restore(hit)
+            return
         calls_before = self.client.remote_calls
-        if cacheable and hit is None:
+        if cacheable:
             self.namespace.start_recording()
-        hidden_seen = False  # outputs after hidden inputs were in play are never shown
-        for number, (code, is_hidden) in enumerate(segments if ok else []):
-            hidden_seen = hidden_seen or is_hidden
-            if in_kernel:
-                try:
-                    reply = self.client.exec_test(code, timeout=self.timeout)
-                    run = Execution(reply.get("error") is None, str(reply.get("stdout", "")),
-                                    str(reply.get("stderr", "")), reply.get("error") if isinstance(
-                                        reply.get("error"), dict) else None)
-                except KernelDied as died:
-                    run = Execution(False, error={"ename": "KernelDied", "evalue": str(died), "traceback": ""})
-            else:
-                run = run_trusted(code, self.namespace, filename=f"<test {step.grade_id}>", timeout=self.timeout + 10,
-                                  deadline=self.client.sandbox.deadline(self.timeout + 10))
-                if run.error and run.error.pop("alarm", False):
-                    self.client.die(f"a test did not finish within {self.timeout + 10:.0f} s")  # channel state unknown
-            produced = []
-            if run.stdout:
-                produced.append(_stream("stdout", run.stdout))
-            if run.stderr:
-                produced.append(_stream("stderr", run.stderr))
-            if run.error:
-                produced.append(_error_output(run.error))
-            (hidden_outputs if hidden_seen else visible_outputs).extend(produced)
-            if not run.ok:
-                ok, failure, hidden_failed = False, run.error, hidden_seen
-                break
-            if number == len(segments) - 1:
-                value = run.value
+        self._run_segments(step, segments if outcome.ok else [], outcome, in_kernel=False)
         reads = self.namespace.stop_recording()
-        if rng is not None and hit is None:
-            restore_rng(rng)
-        if cacheable and hit is None and reads is not None and self.client.remote_calls == calls_before \
-                and not self.client.dead and not (failure and failure.get("ename") in ("TimeoutError", "KernelDied")):
+        restore_rng(rng)
+        if cacheable and reads is not None and self.client.remote_calls == calls_before and not self.client.dead \
+                and not (outcome.failure and outcome.failure.get("ename") in ("TimeoutError", "KernelDied")):
             fingerprints = sorted(reads.items())
             try:
-                encoded_value = None if value is None else wire.encode(value)
+                stored = outcome.to_cache()
             except wire.NotPlainData:
-                fingerprints = [(None, None)]
+                return
             if all(fp is not None for _, fp in fingerprints):
-                self.cache.store(step.grade_id, fingerprints, {
-                    "ok": ok, "failure": failure, "hidden_failed": hidden_failed, "visible": visible_outputs,
-                    "hidden": hidden_outputs, "value": encoded_value})
-        score = float(points) if ok else 0.0
-        if ok and value is not None and not isinstance(value, bool):
-            try:
-                partial = float(value) if isinstance(value, (int, float, np.integer, np.floating)) else None
-            except (TypeError, ValueError):
-                partial = None
-            if partial is not None and math.isfinite(partial):
-                score = min(max(partial, 0.0), float(points))
-                visible_outputs.append({"output_type": "execute_result", "execution_count": None,
-                                        "metadata": {}, "data": {"text/plain": repr(value)}})
-        message = None if ok else f"{failure['ename']}: {failure['evalue']}"
-        explained = None if ok or failure.get("ename") != "NameError" else self._explain_name_error(failure)
+                self.cache.store(step.grade_id, fingerprints, stored)
+
+    def _run_segments(self, step: Step, segments: list, outcome: Outcome, *, in_kernel: bool) -> None:
+        """Run the test's segments in order until one fails; what runs once hidden inputs are in play is
+        kept apart (never shown); the last segment's value is the test's."""
+        hidden_seen = False
+        for number, (code, is_hidden) in enumerate(segments):
+            hidden_seen = hidden_seen or is_hidden
+            run = self._exec_in_kernel(code) if in_kernel else self._exec_here(code, step.grade_id)
+            (outcome.hidden if hidden_seen else outcome.visible).extend(_run_outputs(run))
+            if not run.ok:
+                outcome.fail(run.error, hidden=hidden_seen)
+                return
+            if number == len(segments) - 1:
+                outcome.value = run.value
+
+    def _exec_in_kernel(self, code: str) -> Execution:
+        try:
+            reply = self.client.exec_test(code, timeout=self.timeout)
+            return Execution(reply.get("error") is None, str(reply.get("stdout", "")), str(reply.get("stderr", "")),
+                             reply.get("error") if isinstance(reply.get("error"), dict) else None)
+        except KernelDied as died:
+            return Execution(False, error={"ename": "KernelDied", "evalue": str(died), "traceback": ""})
+
+    def _exec_here(self, code: str, grade_id: str) -> Execution:
+        run = run_trusted(code, self.namespace, filename=f"<test {grade_id}>", timeout=self.timeout + 10,
+                          deadline=self.client.sandbox.deadline(self.timeout + 10))
+        if run.error and run.error.pop("alarm", False):
+            self.client.die(f"a test did not finish within {self.timeout + 10:.0f} s")  # channel state unknown
+        return run
+
+    def _score(self, step: Step, points: float, outcome: Outcome, in_kernel: bool) -> None:
+        """The test's score and message, its outputs in the cell, and what feedback may say of a hidden failure."""
+        score = float(points) if outcome.ok else 0.0
+        partial = returned_score(outcome.value, points) if outcome.ok else None
+        if partial is not None:
+            score = partial
+            outcome.visible.append({"output_type": "execute_result", "execution_count": None,
+                                    "metadata": {}, "data": {"text/plain": repr(outcome.value)}})
+        failure = outcome.failure
+        message = None if outcome.ok else f"{failure['ename']}: {failure['evalue']}"
+        explained = None if outcome.ok or failure.get("ename") != "NameError" else self._explain_name_error(failure)
         if explained:
             message = f"NameError: {explained}"
-            if not hidden_failed:
-                for output in visible_outputs:
+            if not outcome.hidden_failed:
+                for output in outcome.visible:
                     if output.get("output_type") == "error":
                         output.update(evalue=explained, traceback=[f"NameError: {explained}"])
-        step.cell["outputs"] = visible_outputs + hidden_outputs
+        step.cell["outputs"] = outcome.visible + outcome.hidden
         hidden_summary = None
-        if hidden_failed and failure:
+        if outcome.hidden_failed and failure:
             hidden_summary = failure_kind(failure) + (f": {explained}" if explained else "")
-        step.cell["metadata"]["autograder"] = {"visible_outputs": len(visible_outputs),
+        step.cell["metadata"]["autograder"] = {"visible_outputs": len(outcome.visible),
                                                "hidden_failed": hidden_summary}
         self.scores[step.grade_id] = CellScore(score, points, "kernel" if in_kernel else "judge", message,
-                                               hidden_failed)
+                                               outcome.hidden_failed)
+
+
+def _run_outputs(run: Execution) -> list[dict]:
+    outputs = [_stream("stdout", run.stdout)] if run.stdout else []
+    if run.stderr:
+        outputs.append(_stream("stderr", run.stderr))
+    if run.error:
+        outputs.append(_error_output(run.error))
+    return outputs
 
 
 _NAME_ERROR = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
@@ -391,28 +443,6 @@ def _undefined_name(error: dict) -> str | None:
         return None
     match = _NAME_ERROR.search(str(error.get("evalue", "")))
     return match.group(1) if match else None
-
-
-_SAFE_ERROR_NAMES = {name for name, obj in vars(builtins).items()
-                     if isinstance(obj, type) and issubclass(obj, BaseException)} | {"LinAlgError", "CheckFailed"}
-
-
-def failure_kind(failure: dict) -> str:
-    """What a failed hidden test may tell the student: the kind of failure, never a message or output
-    produced while hidden inputs were in play (an answer can put them into its exception's message)."""
-    ename = str(failure.get("ename", ""))
-    if ename in ("TimeoutError", "KeyboardInterrupt") or failure.get("alarm"):
-        return "took too long"
-    if ename in ("AssertionError", "CheckFailed"):
-        return "wrong value"
-    if ename == "KernelDied":
-        return "the kernel stopped"
-    if ename == "NotTransferable":
-        return "returned something that is not plain data (numbers, arrays, strings, lists, dicts)"
-    if ename == "StudentCodeError":  # "Kind: message" from the kernel: the kind only if it names a known class
-        kind = str(failure.get("evalue", "")).split(":", 1)[0].strip()
-        return f"{kind} raised" if kind in _SAFE_ERROR_NAMES else "an exception of a class of your own raised"
-    return f"{ename} raised" if ename.isidentifier() else "an exception raised"
 
 
 def feedback_notebook(autograded, secret_lines: set[str]) -> dict:

@@ -46,63 +46,97 @@ MUTATORS = {"append", "extend", "insert", "update", "add", "pop", "popitem", "re
 def bound_names(source: str, *, imports: bool = True) -> frozenset[str]:
     """Names a cell binds at its top level (def, class, assignment, for/with targets; imports with `imports`)."""
     tree = parse_cell(source)
-    names = set()
     if tree is None:
-        return names
+        return frozenset()
+    bindings = _TopLevelBindings(imports)
+    bindings.statements(tree.body)
+    return frozenset(bindings.names)
 
-    def targets(node):
+
+class _TopLevelBindings(ast.NodeVisitor):
+    """The names top-level statements bind, in the bodies of if/for/while/with/try too (never inside a
+    function or class); a name whose item, attribute or contents a statement changes counts as bound."""
+
+    def __init__(self, imports: bool):
+        self.imports, self.names = imports, set()
+
+    def statements(self, body: list) -> None:
+        for node in body:
+            self.visit(node)
+
+    def generic_visit(self, node) -> None:
+        pass  # any other statement binds nothing; expressions are never walked
+
+    def visit_FunctionDef(self, node) -> None:
+        self.names.add(node.name)
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
+
+    def visit_Import(self, node) -> None:
+        if self.imports:
+            self.names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Assign(self, node) -> None:
+        for target in node.targets:
+            self.target(target)
+
+    def visit_AugAssign(self, node) -> None:
+        self.target(node.target)
+
+    visit_AnnAssign = visit_AugAssign
+
+    def visit_For(self, node) -> None:
+        self.target(node.target)
+        self.statements(node.body)
+        self.statements(node.orelse)
+
+    visit_AsyncFor = visit_For
+
+    def visit_With(self, node) -> None:
+        for item in node.items:
+            if item.optional_vars is not None:
+                self.target(item.optional_vars)
+        self.statements(node.body)
+
+    visit_AsyncWith = visit_With
+
+    def visit_If(self, node) -> None:
+        self.statements(node.body)
+        self.statements(node.orelse)
+
+    visit_While = visit_If
+
+    def visit_Try(self, node) -> None:
+        self.statements(node.body)
+        self.statements(node.orelse)
+        self.statements(node.finalbody)
+        for handler in node.handlers:
+            self.statements(handler.body)
+
+    def visit_Expr(self, node) -> None:
+        func = node.value.func if isinstance(node.value, ast.Call) else None
+        # x.append(...), d.update(...), w.normal_(): changes x / d / w
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (
+                func.attr in MUTATORS or (func.attr.endswith("_") and not func.attr.startswith("_"))):
+            self.names.add(func.value.id)
+
+    def target(self, node) -> None:
+        """The names an assignment target binds or changes (x[k] = ... and x.a = ... change x)."""
         if isinstance(node, ast.Name):
-            names.add(node.id)
+            self.names.add(node.id)
         elif isinstance(node, (ast.Tuple, ast.List)):
             for element in node.elts:
-                targets(element)
+                self.target(element)
         elif isinstance(node, ast.Starred):
-            targets(node.value)
+            self.target(node.value)
         elif isinstance(node, (ast.Subscript, ast.Attribute)):
             root = node
             while isinstance(root, (ast.Subscript, ast.Attribute)):
                 root = root.value
             if isinstance(root, ast.Name):
-                names.add(root.id)  # x[k] = ... changes x
-
-    def walk(body):
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)) and imports:
-                for alias in node.names:
-                    names.add(alias.asname or alias.name.split(".")[0])
-            elif isinstance(node, ast.Assign):
-                for target in node.targets:
-                    targets(target)
-            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-                targets(node.target)
-            elif isinstance(node, (ast.For, ast.AsyncFor)):
-                targets(node.target)
-                walk(node.body)
-                walk(node.orelse)
-            elif isinstance(node, (ast.With, ast.AsyncWith)):
-                for item in node.items:
-                    if item.optional_vars is not None:
-                        targets(item.optional_vars)
-                walk(node.body)
-            elif isinstance(node, (ast.If, ast.While)):
-                walk(node.body)
-                walk(node.orelse)
-            elif isinstance(node, ast.Try):
-                walk(node.body)
-                walk(node.orelse)
-                walk(node.finalbody)
-                for handler in node.handlers:
-                    walk(handler.body)
-            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                func = node.value.func  # x.append(...), d.update(...), w.normal_(): changes x / d / w
-                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (
-                        func.attr in MUTATORS or (func.attr.endswith("_") and not func.attr.startswith("_"))):
-                    names.add(func.value.id)
-
-    walk(tree.body)
-    return frozenset(names)
+                self.names.add(root.id)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -113,91 +147,94 @@ def free_names(source: str) -> frozenset[str]:
     tree = parse_cell(source)
     if tree is None:
         return frozenset({"*"})
-    top = bound_names(source)
-    free: set[str] = set(_nested_globals(ast.unparse(tree)) - top)
+    reads = _TopLevelReads()
+    reads.visit(tree)
+    return frozenset(reads.free | (_nested_globals(ast.unparse(tree)) - bound_names(source)))
 
-    class Visitor(ast.NodeVisitor):
-        def __init__(self):
-            self.bound, self.depth = set(), 0
 
-        def visit_Name(self, node):
-            if self.depth:
-                return  # nested scopes: see _nested_globals
-            if isinstance(node.ctx, ast.Load):
-                if node.id not in self.bound:
-                    free.add(node.id)
-            else:
-                self.bound.add(node.id)
+class _TopLevelReads(ast.NodeVisitor):
+    """The names the top level of a cell loads before binding them (`free`); nested scopes are only walked
+    for what the enclosing scope evaluates (decorators, defaults, bases, a comprehension's first iterable)."""
 
-        def visit_Assign(self, node):
+    def __init__(self):
+        self.free: set[str] = set()
+        self.bound, self.depth = set(), 0
+
+    def visit_Name(self, node):
+        if self.depth:
+            return  # nested scopes: see _nested_globals
+        if isinstance(node.ctx, ast.Load):
+            if node.id not in self.bound:
+                self.free.add(node.id)
+        else:
+            self.bound.add(node.id)
+
+    def visit_Assign(self, node):
+        self.visit(node.value)
+        for target in node.targets:
+            self.visit(target)
+
+    def visit_AugAssign(self, node):
+        if isinstance(node.target, ast.Name) and self.depth == 0 and node.target.id not in self.bound:
+            self.free.add(node.target.id)
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_AnnAssign(self, node):
+        if node.value is not None:
             self.visit(node.value)
-            for target in node.targets:
-                self.visit(target)
+        self.visit(node.target)
 
-        def visit_AugAssign(self, node):
-            if isinstance(node.target, ast.Name) and self.depth == 0 and node.target.id not in self.bound:
-                free.add(node.target.id)
-            self.visit(node.value)
-            self.visit(node.target)
-
-        def visit_AnnAssign(self, node):
-            if node.value is not None:
-                self.visit(node.value)
-            self.visit(node.target)
-
-        def _scope(self, node, body_fields):
-            self.depth += 1
-            for name in body_fields:
-                value = getattr(node, name, None)
-                for item in value if isinstance(value, list) else [value] if value is not None else []:
-                    self.visit(item)
-            self.depth -= 1
-
-        def visit_FunctionDef(self, node):
-            for item in node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d]:
+    def _scope(self, node, body_fields):
+        self.depth += 1
+        for name in body_fields:
+            value = getattr(node, name, None)
+            for item in value if isinstance(value, list) else [value] if value is not None else []:
                 self.visit(item)
-            if self.depth == 0:
-                self.bound.add(node.name)
-            self._scope(node, ["body"])
+        self.depth -= 1
 
-        visit_AsyncFunctionDef = visit_FunctionDef
+    def visit_FunctionDef(self, node):
+        for item in node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d]:
+            self.visit(item)
+        if self.depth == 0:
+            self.bound.add(node.name)
+        self._scope(node, ["body"])
 
-        def visit_ClassDef(self, node):
-            for item in node.decorator_list + node.bases:
-                self.visit(item)
-            if self.depth == 0:
-                self.bound.add(node.name)
-            self._scope(node, ["body"])
+    visit_AsyncFunctionDef = visit_FunctionDef
 
-        def visit_Lambda(self, node):
-            for item in node.args.defaults:
-                self.visit(item)
-            self._scope(node, ["body"])
+    def visit_ClassDef(self, node):
+        for item in node.decorator_list + node.bases:
+            self.visit(item)
+        if self.depth == 0:
+            self.bound.add(node.name)
+        self._scope(node, ["body"])
 
-        def _comprehension(self, node):
-            self.visit(node.generators[0].iter)  # evaluated in the enclosing scope
-            self._scope(node, ["generators", "elt", "key", "value"])
+    def visit_Lambda(self, node):
+        for item in node.args.defaults:
+            self.visit(item)
+        self._scope(node, ["body"])
 
-        visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
+    def _comprehension(self, node):
+        self.visit(node.generators[0].iter)  # evaluated in the enclosing scope
+        self._scope(node, ["generators", "elt", "key", "value"])
 
-        def visit_ExceptHandler(self, node):
-            if node.type is not None:
-                self.visit(node.type)
-            if node.name and self.depth == 0:
-                self.bound.add(node.name)
-            for item in node.body:
-                self.visit(item)
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
 
-        def visit_Import(self, node):
-            if self.depth == 0:
-                self.bound |= {a.asname or a.name.split(".")[0] for a in node.names}
+    def visit_ExceptHandler(self, node):
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name and self.depth == 0:
+            self.bound.add(node.name)
+        for item in node.body:
+            self.visit(item)
 
-        def visit_ImportFrom(self, node):
-            if self.depth == 0:
-                self.bound |= {a.asname or a.name for a in node.names}
+    def visit_Import(self, node):
+        if self.depth == 0:
+            self.bound |= {a.asname or a.name.split(".")[0] for a in node.names}
 
-    Visitor().visit(tree)
-    return frozenset(free)
+    def visit_ImportFrom(self, node):
+        if self.depth == 0:
+            self.bound |= {a.asname or a.name for a in node.names}
 
 
 def demo_dependencies(kinds: list[str], sources: list[str], consumers) -> tuple[set[int], dict[str, int]]:

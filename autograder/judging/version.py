@@ -8,9 +8,10 @@ import importlib.util
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent  # autograder/
-VERDICT_MODULES = ("judging/judge.py", "judging/names.py", "judging/alignment.py", "judging/kernel_client.py",
-                   "judging/trusted.py", "judging/cache.py", "judging/plan.py", "judging/rng.py", "judging/source.py",
-                   "judging/hidden.py", "judging/inspection.py", "judging/demo.py", "judging/ipython.py",
+VERDICT_MODULES = ("judging/judge.py", "judging/outcome.py", "judging/names.py", "judging/alignment.py",
+                   "judging/kernel_client.py", "judging/trusted.py", "judging/cache.py", "judging/plan.py",
+                   "judging/rng.py", "judging/source.py", "judging/hidden.py", "judging/inspection.py",
+                   "judging/demo.py", "judging/ipython.py",
                    "isolation/wire.py", "isolation/shell.py", "isolation/output.py")
 
 
