@@ -1,6 +1,7 @@
 """The autograder's layout holds: trust zones import only downwards, nothing outside isolation/ imports the
-code that runs inside the sandbox, no import cycles, no private name used across modules, one command per
-module of commands/, and the console scripts point at callables."""
+code that runs inside the sandbox, no import cycles, no private name used across modules, no module or
+function too long to read at once, one command per module of commands/, and the console scripts point at
+callables."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ ISOLATION = {
     "sandbox": {"cgroups", "clock", "file_view", "limits", "linux", "machine", "owners", "shell"},
 }
 LONGEST = 500  # lines: a module a newcomer reads in one sitting
+LONGEST_FUNCTION = 60  # lines: a function does one job
 
 
 def zone(module: str) -> str:
@@ -90,7 +92,7 @@ GRAPH = {module: imports(module, path) for module, path in MODULES.items()}
 
 def test_every_module_is_seen():
     assert {"autograder.judging.judge", "autograder.isolation.shell", "autograder.course.gradebook",
-            "autograder.commands.grade", "autograder.judging.jobs"} <= set(MODULES)
+            "autograder.commands.grade", "autograder.judging.jobs", "autograder.course.grading"} <= set(MODULES)
     assert all(target in MODULES for edges in GRAPH.values() for target, _, _ in edges), \
         [(m, t) for m, edges in GRAPH.items() for t, _, _ in edges if t not in MODULES]
 
@@ -123,6 +125,16 @@ def test_isolation_is_layered_one_job_per_module():
 
 def test_every_module_can_be_read_in_one_sitting():
     long = {module: n for module, path in MODULES.items() if (n := len(path.read_text().splitlines())) > LONGEST}
+    assert not long, long
+
+
+def test_every_function_does_one_job():
+    """No function or method (nested ones counted in their own right and in the one around them) is longer
+    than LONGEST_FUNCTION lines: a longer one does several jobs, each of which gets a function named for it."""
+    long = [f"{module}:{node.lineno} {node.name} ({n} lines)" for module, path in MODULES.items()
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and (n := node.end_lineno - node.lineno + 1) > LONGEST_FUNCTION]
     assert not long, long
 
 
