@@ -78,6 +78,7 @@ class Explorer(FigureFrames):
         self._svgs = 0                  # SVGs made: numbers each (data-frame), so the page can tell them apart
         self._layout_key: tuple | None = None
         self._positions: list = []
+        self._laid_out_lengths: list = []  # the tick label lengths the layout made room for
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self._header = [w.HTML(f"<b>{self.title}</b>")] if self.title else []

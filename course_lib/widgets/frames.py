@@ -18,11 +18,14 @@ class FigureFrames:
     """
 
     def _draw(self, data: dict) -> None:
-        before = self._tick_label_lengths()
-        if self._drawn and self.redraw(self.figure, data):
-            if self._tick_label_lengths() != before:  # wider y tick labels need new margins
-                self._run_layout()
-            return
+        if self._drawn:
+            views = self._views()
+            if self.redraw(self.figure, data):
+                # wider y tick labels need new margins; the labels (a millisecond to format) change only
+                # with the limits
+                if self._views() != views and self._tick_label_lengths() != self._laid_out_lengths:
+                    self._run_layout()
+                return
         self.figure.clear()
         self._backgrounds.clear()
         self._generation += 1
@@ -33,6 +36,7 @@ class FigureFrames:
         if self._layout_key is not None and self._layout_key == self._layout_signature():
             for ax, position in zip(self.figure.axes, self._positions):
                 ax.set_position(position)
+            self._laid_out_lengths = self._tick_label_lengths()
         else:
             self._run_layout()
 
@@ -40,6 +44,11 @@ class FigureFrames:
         self._layout_key = self._layout_signature()
         self._layout.execute(self.figure)
         self._positions = [ax.get_position() for ax in self.figure.axes]
+        self._laid_out_lengths = self._tick_label_lengths()
+
+    def _views(self) -> list:
+        """What the tick labels depend on, per axes: limits and scales."""
+        return [(ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale()) for ax in self.figure.axes]
 
     def _layout_signature(self) -> tuple:
         """What the constrained layout depends on: the axes grid, their labels and tick label sizes."""

@@ -21,6 +21,12 @@ from .base import Explorer
 from .scales import decade_limits, format_ratio, layer_range
 
 
+def _no_grads(params: list) -> None:
+    """zero_grad(set_to_none=True) on a list of parameters kept beside the network."""
+    for p in params:
+        p.grad = None
+
+
 class GradientFlowExplorer(Explorer):
     """Build a real MLP, run one forward and backward pass, show per-layer gradients and activations.
 
@@ -132,7 +138,8 @@ class GradientFlowExplorer(Explorer):
                                       norm=None if s["norm"] == "none" else s["norm"], residual=s["residual"],
                                       out_features=self.num_classes, seed=s["seed"]), s["seed"]
             weights = [m.weight for m in net.modules() if isinstance(m, torch.nn.Linear)]
-            self._networks[architecture] = {"net": net, "weights": weights, "seed": seed, "scale": 1.0,
+            self._networks[architecture] = {"net": net, "weights": weights, "params": list(net.parameters()),
+                                            "seed": seed, "scale": 1.0,
                                             "initial": None}  # None: the live weights are the initial ones
             while len(self._networks) > 3:
                 self._networks.popitem(last=False)
@@ -247,12 +254,13 @@ class GradientFlowExplorer(Explorer):
         with torch.random.fork_rng(devices=[]), one_torch_thread(), flush_denormals():
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
-            net.zero_grad(set_to_none=True)
+            params = self._networks[self._architecture(s)]["params"]  # net.zero_grad walks every module
+            _no_grads(params)
             metrics = (*self.metrics, self.fraction(s["activation"]))
             with self.monitor_class(net, keep_values=False, metrics=metrics) as monitor:
                 loss = F.cross_entropy(net(X), y)
                 loss.backward()
-            net.zero_grad(set_to_none=True)
+            _no_grads(params)
         grads, flow = monitor.latest("grad_norm"), monitor.latest("out_grad_norm")
         findings = monitor.diagnose()
         # The monitor's verdict (it weighs ||dL/dW|| and ||dL/dh||); its ratio when it finds a problem.
