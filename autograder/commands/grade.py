@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..course.grading import grade
-from ..course.root import Course, GradingError
+from ..course.root import Course
 from ..course.slurm import SlurmError, SlurmOptions
 from .options import add_course_root, add_limits, limits_from
 
@@ -28,10 +28,7 @@ def main(args) -> int:
                         feedback=not args.no_feedback, csv_path=Path(args.csv) if args.csv else None,
                         progress=not args.no_progress, isolation_mode=args.isolation,
                         test_cache=not args.no_test_cache, slurm=_slurm_options(args))
-    except (GradingError, FileNotFoundError, SlurmError) as error:
-        print(f"grade: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # bad input (CourseError, OSError) is one line from __main__
         print("\ngrade: interrupted. Every submission already written is complete; run the same command "
               "again to grade the rest.", file=sys.stderr)
         return 130

@@ -118,10 +118,8 @@ def ended(array_id: str) -> dict[int, str]:
 class SlurmRunner:
     """Runs JobSpecs as the tasks of Slurm arrays; the interface of batch.Runner: `run(specs, on_result)`
     returns {job_id: JobResult} and calls `on_result(spec, result)` for each. Every result it hands back is
-    already in the gradebook (`commits`): the task committed it, or, for a task that ended outside its
-    submission ATTEMPTS times, this runner did (all 0, flagged as a grader problem)."""
-
-    commits = True
+    already in the gradebook: the task committed it, or, for a task that ended outside its submission
+    ATTEMPTS times, this runner did (all 0, flagged as a grader problem)."""
 
     def __init__(self, course: Course, options: SlurmOptions, *, submissions: dict[str, Submission],
                  job_timeout: float, log=print):
