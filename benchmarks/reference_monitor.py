@@ -1,9 +1,9 @@
 """The GradientMonitor as it was before issue 16 (commit 4d324f3), kept for the benchmarks only.
 
-A verbatim copy of course_lib/monitoring.py at that commit (imports made absolute): per-layer
-statistics summed in float64, one layer at a time, a hook per weight. bench_notebooks.py times it
-against the library's monitor in one run and checks that both record the same numbers. Not for
-use anywhere else: course_lib.monitoring is the monitor.
+A verbatim copy of course_lib/monitoring.py at that commit (now the package course_lib/monitoring/;
+imports made absolute): per-layer statistics summed in float64, one layer at a time, a hook per
+weight. bench_notebooks.py times it against the library's monitor in one run and checks that both
+record the same numbers. Not for use anywhere else: course_lib.monitoring is the monitor.
 """
 
 import math
