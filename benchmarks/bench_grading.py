@@ -287,7 +287,7 @@ def before_section(args, sources: dict, kinds: list, result: dict) -> str:
     lines = [
         "## Grading, before and after a change to the grader",
         "",
-        f"`python benchmarks/bench_grading.py --before {rev}` grades the class of the section above "
+        f"`python benchmarks/bench_grading.py --before {rev}` grades a class simulated as in the section above "
         f"({args.students} students x {len(sources)} notebooks = {len(kinds)}, seed {args.seed}) with the grader "
         f"of {rev} (its `autograder/` package and nbgrader config, today's course_lib and notebooks) and with "
         f"today's, `--workers {args.workers}`, alternating, {args.rounds} run(s) each, every run on a fresh copy of "
