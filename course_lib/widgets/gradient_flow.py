@@ -254,7 +254,8 @@ class GradientFlowExplorer(Explorer):
         with torch.random.fork_rng(devices=[]), one_torch_thread(), flush_denormals():
             X, y = self._batch(s["width"], s["seed"])
             net = self._network(s)
-            params = self._networks[self._architecture(s)]["params"]  # net.zero_grad walks every module
+            cached = self._networks.get(self._architecture(s))  # its parameters: net.zero_grad walks every module
+            params = cached["params"] if cached and cached["net"] is net else list(net.parameters())
             _no_grads(params)
             metrics = (*self.metrics, self.fraction(s["activation"]))
             with self.monitor_class(net, keep_values=False, metrics=metrics) as monitor:
