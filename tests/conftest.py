@@ -112,6 +112,18 @@ def pytest_runtest_setup(item):
         pytest.fail(problem, pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _environment_kept():
+    """Each test leaves os.environ as it found it. Commands run in-process set what their own process needs
+    (`report` MPLBACKEND=Agg, the worker's preload OMP_NUM_THREADS); a notebook kernel this worker starts
+    later inherits the environment, and with MPLBACKEND=Agg it shows no figure."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory, worker_id) -> Path:
     """A folder shared by all xdist workers of this session."""
