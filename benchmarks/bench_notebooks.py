@@ -120,6 +120,53 @@ def time_monitor(depth: int, width: int, batch: int, *, rounds: int, seconds: fl
             steps)
 
 
+def step_tensors(depth: int, width: int, batch: int) -> dict[str, list[torch.Tensor]]:
+    """One SGD step's tensors a monitor reduces: each block's activations and dL/dh, each weight and dL/dW."""
+    X, y = load_digits()
+    net = build_mlp(depth, width, activation="relu", init="he", in_features=64, out_features=10, seed=0)
+    with HooksOnly(net) as hooks:
+        torch.nn.functional.cross_entropy(net(X[:batch]), y[:batch]).backward()
+    weights = [block.linear.weight for block in net.blocks]
+    return {"acts": [a.detach() for a in hooks.outputs], "outs": hooks.grads,
+            "weights": [w.detach() for w in weights], "grads": [w.grad for w in weights]}
+
+
+def reductions_alone(depth: int, width: int, batch: int, repeats: int = 200) -> tuple[float, float]:
+    """Seconds per step of the arithmetic behind the monitor's moments alone (no hooks, no bookkeeping, tensors
+    in the cache): (one call per statistic and tensor: column sums and sum of squares of the activations, sum of
+    squares of dL/dh, sum and sum of squares of W and dL/dW; the same batched across layers: tensors of one
+    shape stacked, or torch._foreach_norm). A lower bound on any per-layer monitor computing these numbers."""
+    t = step_tensors(depth, width, batch)
+
+    def per_tensor():
+        for a in t["acts"]:
+            a.reshape(-1, a.shape[-1]).sum(0), torch.dot(a.reshape(-1), a.reshape(-1))
+        for g in t["outs"]:
+            torch.dot(g.reshape(-1), g.reshape(-1))
+        for w in (*t["weights"], *t["grads"]):
+            w.sum(), torch.dot(w.reshape(-1), w.reshape(-1))
+
+    def batched():
+        shapes: dict = {}
+        for kind in ("acts", "weights", "grads"):
+            for x in t[kind]:
+                shapes.setdefault((kind, x.shape), []).append(x)
+        for (kind, _), same in shapes.items():
+            block = torch.stack(same)
+            block.sum(1) if kind == "acts" else block.flatten(1).sum(1)
+        torch._foreach_norm(t["acts"]), torch._foreach_norm(t["outs"])
+        torch._foreach_norm(t["weights"]), torch._foreach_norm(t["grads"])
+
+    def seconds(run):
+        run()
+        start = time.thread_time()
+        for _ in range(repeats):
+            run()
+        return (time.thread_time() - start) / repeats
+    return statistics.median(seconds(per_tensor) for _ in range(5)), statistics.median(seconds(batched)
+                                                                                        for _ in range(5))
+
+
 def same_numbers(depth: int, width: int, batch: int, steps: int = 3) -> float:
     """Largest relative difference between the reference monitor's and GradientMonitor's numbers."""
     X, y = load_digits()
@@ -168,17 +215,20 @@ def monitor_section(rounds: int, seconds: float) -> str:
     lines = ["## GradientMonitor\n",
              machine() + " Command: `python benchmarks/bench_notebooks.py --only monitor`.\n",
              "| network (ReLU, batch) | records | bare step (ms) | before: issue-16 reference (ms) | overhead | "
-             "after: GradientMonitor (ms) | overhead | target | hooks alone: overhead | numbers differ by |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "after: GradientMonitor (ms) | overhead | target | hooks alone: overhead | "
+             "arithmetic alone: per tensor / batched | numbers differ by |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for depth, width, batch in NETWORKS:
         differ = same_numbers(depth, width, batch)
+        per_tensor, batched = reductions_alone(depth, width, batch)
         for every in (1, 10):
             bare, before, after, hooks, steps = time_monitor(depth, width, batch, every=every, rounds=rounds,
                                                              seconds=seconds)
             lines.append(f"| {depth} x {width}, batch {batch} | every {'step' if every == 1 else f'{every} steps'} | "
                          f"{bare * 1e3:.2f} | {before * 1e3:.2f} | {before / bare - 1:+.1%} | {after * 1e3:.2f} | "
                          f"{after / bare - 1:+.1%} | < 10% {'ok' if after / bare - 1 < 0.10 else 'MISSED'} | "
-                         f"{hooks / bare - 1:+.1%} | {differ:.0e} |")
+                         f"{hooks / bare - 1:+.1%} | {per_tensor / every / bare:+.1%} / "
+                         f"{batched / every / bare:+.1%} | {differ:.0e} |")
             print(lines[-1], f"({steps} steps a round)", flush=True)
     lines.append(f"\nSGD step = zero_grad, forward, cross-entropy, backward, step. CPU time of the thread (not wall "
                  f"time), median over {rounds} rounds of about {seconds:g} s each (at least 2 recorded steps), bare, "
@@ -189,6 +239,11 @@ def monitor_section(rounds: int, seconds: float) -> str:
                  "hook per block output that only keep references: what any per-layer monitor built on PyTorch hooks "
                  "costs before it computes a statistic (each hook is a Python call of a few microseconds; the "
                  "statistics then add a few torch calls per layer, each also microseconds on CPU however small). "
+                 "Arithmetic alone: `reductions_alone` in bench_notebooks.py, the reductions behind the recorded "
+                 "moments on one step's tensors with nothing else (no hooks, no bookkeeping, tensors in the cache), "
+                 "one call per statistic and tensor, and batched across layers (tensors of one shape stacked, "
+                 "`torch._foreach_norm`), divided by `every`: a lower bound on the cost of any monitor that computes "
+                 "these numbers with PyTorch calls; where it is above 10% so is every such monitor. "
                  "Numbers differ by: the largest relative difference between the two monitors' recorded statistics "
                  "over 3 steps (every metric, every layer).")
     return "\n".join(lines)

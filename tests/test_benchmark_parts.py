@@ -1,10 +1,11 @@
 """The benchmarks' own parts still run against today's library (nothing else runs them between benchmark
 runs): the before-explorer and the old-monitor explorer of bench_widgets.py take every control, and
-bench_notebooks.py's reference monitor records the library monitor's numbers."""
+bench_notebooks.py's reference monitor records the library monitor's numbers, and its arithmetic floor
+reduces a real step's tensors."""
 
 import pytest
 
-from benchmarks.bench_notebooks import same_numbers
+from benchmarks.bench_notebooks import reductions_alone, same_numbers, step_tensors
 from benchmarks.bench_widgets import OldMonitorExplorer
 from benchmarks.explorer_before import before_explorer
 from course_lib import widgets
@@ -22,3 +23,11 @@ def test_every_benchmarked_explorer_takes_every_control(make):
 
 def test_the_reference_monitor_records_the_same_numbers():
     assert same_numbers(4, 16, 32, steps=2) < 1e-5
+
+
+def test_the_arithmetic_floor_reduces_one_step_s_tensors():
+    tensors = step_tensors(3, 8, 16)
+    assert [len(tensors[kind]) for kind in ("acts", "outs", "weights", "grads")] == [3, 3, 3, 3]
+    assert all(t is not None and t.shape == w.shape for t, w in zip(tensors["grads"], tensors["weights"]))
+    assert all(a.shape == g.shape for a, g in zip(tensors["acts"], tensors["outs"]))
+    assert all(seconds > 0 for seconds in reductions_alone(3, 8, 16, repeats=2))
