@@ -303,3 +303,20 @@ def test_saturated_counts_the_edges_as_a_boolean_comparison_would(activation, dt
     with GradientMonitor(net, metrics=["saturated"]) as monitor:
         net(X.to(dtype)).sum().backward()
     assert monitor.latest("saturated")[0] * acts.numel() == pytest.approx(expected.sum().item(), abs=1e-3)
+
+
+@pytest.mark.parametrize("metrics, hooked", [(("grad_norm", "grad_std"), 0), (("grad_norm", "act_std"), 3),
+                                             (("out_grad_norm",), 3), (("dead", "out_grad_norm"), 3)])
+def test_layers_get_forward_hooks_only_for_the_metrics_that_read_them(metrics, hooked):
+    """||dL/dW|| alone is read after backward: no layer then takes PyTorch's slow hooked call path."""
+    net = build_mlp(3, 10, activation="relu", in_features=6, out_features=3, seed=0)
+    X, y = batch()
+    with GradientMonitor(net) as full:
+        loss_of(net, X, y).backward()
+    net.zero_grad()
+    with GradientMonitor(net, metrics=metrics, keep_values=False) as few:
+        assert sum(bool(block._forward_hooks) or bool(block.act._forward_hooks) for block in net.blocks) == hooked
+        loss_of(net, X, y).backward()
+    for metric in metrics:
+        np.testing.assert_allclose(few.latest(metric), full.latest(metric), rtol=1e-6, err_msg=metric)
+    assert not any(block._forward_hooks or block.act._forward_hooks for block in net.blocks)

@@ -37,7 +37,8 @@ class GradientMonitor:
     ``every=k`` records one step in k (cheaper on long runs); ``keep_values``
     keeps the latest activations and output gradients for histograms;
     ``metrics`` limits the work to the listed metrics (the others stay NaN):
-    an explorer that runs one pass and never steps skips ``update_data``.
+    an explorer that runs one pass and never steps skips ``update_data``, and
+    with ``keep_values=False`` the weight-gradient metrics alone hook no layer.
     """
 
     def __init__(self, model: nn.Module, *, layers=None, every: int = 1, keep_values: bool = True,
@@ -100,15 +101,20 @@ class GradientMonitor:
         """The per-layer hooks. A module with a hook takes PyTorch's slow call path, so with ``every`` > 1
         they are there only for the recorded passes (and the backward pass that follows)."""
         handles = self._layer_handles
+        # activations and dL/dh only where a metric reads them: ||dL/dW|| alone needs no forward hook
+        acts = bool(self.metrics & {"act_mean", "act_std", "saturated", "dead"}) or self.keep_values
+        outs = "out_grad_norm" in self.metrics or self.keep_values
         for index, layer in enumerate(self.layers):
             module = layer.module
             # A plain block returns its activation's output: one hook sees both (fewer Python calls per step).
-            if layer.act_module is module or (isinstance(module, Block) and not module.residual
-                                              and layer.activation not in _DEAD_FROM_INPUT):
+            if acts and outs and (layer.act_module is module or (isinstance(module, Block) and not module.residual
+                                                                 and layer.activation not in _DEAD_FROM_INPUT)):
                 handles.append(module.register_forward_hook(self._layer_hook(index, acts=True, outs=True)))
             else:
-                handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
-                handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
+                if acts:
+                    handles.append(layer.act_module.register_forward_hook(self._layer_hook(index, acts=True)))
+                if outs:
+                    handles.append(module.register_forward_hook(self._layer_hook(index, outs=True)))
             weight = layer.weight
             if weight is not None and weight.numel() > _STACK and self.metrics & {"grad_norm", "grad_std", "grad_data"}:
                 handles.append(weight.register_post_accumulate_grad_hook(self._weight_hook(index)))
