@@ -15,7 +15,9 @@ rate; the update:data ratio lr * std(dL/dW) / std(W) (`update_to_data_ratios`,
 about 1e-3 is healthy) shows why a single SGD learning rate cannot rescue layers
 whose gradients differ by orders of magnitude (Adam rescales each weight's step,
 `train_network(..., optimizer="adam")`); `example_similarity` measures why a deep
-plain ReLU stack fails although its gradient does not vanish.
+plain ReLU stack fails although its gradient does not vanish. `train_side_by_side`
+trains one setting from several seeds, or at several learning rates, as one
+stacked network (the learning-rate sweep, the repairs' seeds).
 """
 
 import math
@@ -172,23 +174,33 @@ def evaluate_fixes(changes: dict, *, mystery: str | dict = FIXABLE, seeds=(0,), 
 
 
 def final_losses(settings: dict, *, seeds, lr: float = LR, num_steps: int = NUM_STEPS) -> list[float]:
-    """The final training loss (inf if it diverged) of the `settings` network from each seed, trained side by side.
-
-    Each seed's network and batch order are those of `train_network(settings, seed=...)`
-    (plain SGD at `lr`, no momentum, batches of 128, `History.final_loss`), and
-    each network trains on its own batches, but the G networks are one stacked
-    network (`course_lib.stacked.train_stacked`: every layer one batched matmul),
-    so G seeds cost about one network's operations plus G times its (small)
-    arithmetic. Equal to separate runs, bit for bit (tested).
-    """
+    """The final training loss (inf if it diverged) of the `settings` network from each seed, trained side by side
+    (`train_side_by_side`)."""
     seeds = list(seeds)
     if len(seeds) == 1:  # one network: `train`'s module path is a little faster than a stack of one
         histories = [train_network(settings, seed=seeds[0], lr=lr, num_steps=num_steps)]
     else:
-        X, y = load_digits()
-        nets = [build_network(settings, seed=seed) for seed in seeds]
-        histories = train_stacked(nets, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, seeds=seeds)
+        histories = train_side_by_side(settings, seeds=seeds, lr=lr, num_steps=num_steps)
     return [math.inf if history.diverged else history.final_loss for history in histories]
+
+
+def train_side_by_side(settings: dict, *, seeds=0, lr=LR, num_steps: int = NUM_STEPS) -> list[History]:
+    """`train_network(settings, seed=..., lr=...)` for each seed or learning rate, the networks trained side by side.
+
+    `seeds` and `lr` are each one value for all networks or one per network: one
+    setting from several seeds, or a learning-rate sweep from one seed. Network
+    g's weights and batch order are those of `train_network(settings, seed=seeds[g],
+    lr=lr[g])` (plain SGD, batches of 128) and it trains on its own batches and
+    stops alone if it diverges, but the G networks are one stacked network
+    (`course_lib.stacked.train_stacked`: every layer one batched matmul), so G
+    networks cost about one network's operations plus G times its (small)
+    arithmetic. Equal to separate runs, bit for bit (tested).
+    """
+    count = max(len(v) if np.ndim(v) else 1 for v in (seeds, lr))
+    seeds = list(seeds) if np.ndim(seeds) else [seeds] * count
+    X, y = load_digits()
+    nets = [build_network(settings, seed=seed) for seed in seeds]
+    return train_stacked(nets, X, y, lr=lr, num_steps=num_steps, batch_size=BATCH_SIZE, seeds=seeds)
 
 
 def check_repair(name: str, repair, settings: dict, *, seeds) -> list[float]:

@@ -205,3 +205,17 @@ def test_final_losses_side_by_side_equal_separate_runs(settings):
             assert loss == run.final_loss
     assert got[1:] == mysteries.final_losses(settings, seeds=seeds[1:], num_steps=30)  # the others change nothing
     assert got[:1] == mysteries.final_losses(settings, seeds=seeds[:1], num_steps=30)  # one seed: `train`
+
+
+def test_train_side_by_side_is_one_run_per_learning_rate_or_seed():
+    """Notebook 08's learning-rate sweep (one seed, a learning rate per network) and the repairs' seeds (one learning
+    rate, a seed per network): each network's History is that of its own `train_network` run, bit for bit."""
+    plateau = {"depth": 8, "activation": "sigmoid", "init": "standard"}
+    for options, alone in (({"lr": [0.01, 1.0, 10.0]}, [{"lr": 0.01}, {"lr": 1.0}, {"lr": 10.0}]),
+                           ({"seeds": (3, 1)}, [{"seed": 3}, {"seed": 1}])):
+        histories = mysteries.train_side_by_side(plateau, num_steps=20, **options)
+        assert len(histories) == len(alone)
+        for history, kwargs in zip(histories, alone):
+            run = mysteries.train_network(plateau, num_steps=20, **kwargs)
+            assert np.array_equal(history.loss, run.loss) and np.array_equal(history.grad_norm, run.grad_norm)
+            assert history.diverged == run.diverged
