@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autograder import COURSE_ROOT, REPO_ROOT, ensure_tools_on_path  # noqa: E402
 from autograder.build import assignment_names, read_source, solution_cells  # noqa: E402
+from benchmarks.host import HOST_SPEED, probe, speed  # noqa: E402
 from benchmarks.sections import write_section  # noqa: E402
 
 PLAIN_CONFIG = '''c = get_config()  # noqa: F821
@@ -181,14 +182,14 @@ def plain_run(base: Path, sources: dict, roster: dict, reuse: bool) -> dict:
         print(f"plain nbgrader: {plain['seconds']:.0f} s (kept run)", flush=True)
         return plain
     prepared(plain_root, sources, roster, plain=True)
-    load_before = os.getloadavg()
+    load_before, speed = os.getloadavg(), probe()
     start = time.perf_counter()
     for name in sources:
         t0 = time.perf_counter()
         nbgrader(plain_root, "autograde", name, "--force")
         print(f"  plain nbgrader autograde {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     plain = {"seconds": time.perf_counter() - start, "load_before": load_before[0],
-             "load_after": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M")}
+             "load_after": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"), "speed": [speed, probe()]}
     (base / "plain.json").write_text(json.dumps(plain))
     print(f"plain nbgrader: {plain['seconds']:.0f} s", flush=True)
     return plain
@@ -200,11 +201,11 @@ def ours_vs_plain(base: Path, sources: dict, roster: dict, workers: int, plain: 
     runs = {}
     for variant in ("cache", "no-cache"):
         root = prepared(base / f"autograder-{variant}", sources, roster)
-        load = os.getloadavg()[0]
+        load, speed = os.getloadavg()[0], probe()
         seconds = grade_with(REPO_ROOT, root, workers=workers, cache=variant == "cache")
         mismatches = differ(theirs, grades(root))
         runs[variant] = {"seconds": seconds, "ratio": plain["seconds"] / seconds, "mismatches": mismatches,
-                         "load": load, "compared": len(theirs)}
+                         "load": load, "compared": len(theirs), "speed": speed}
         print(f"python -m autograder grade ({variant}): {seconds:.0f} s, ratio {runs[variant]['ratio']:.1f}x; "
               f"{len(theirs)} grades compared, {len(mismatches)} differ", flush=True)
         for key, a, b in mismatches[:20]:
@@ -229,6 +230,10 @@ def grading_section(args, sources: dict, kinds: list, plain: dict, runs: dict) -
         f"{plain.get('load_before', float('nan')):.1f}, ours {runs['cache']['load']:.1f} and "
         f"{runs['no-cache']['load']:.1f} (plain nbgrader itself keeps one core busy)."
         + (f" Plain nbgrader's run: {plain['date']}." if plain.get("date") else ""),
+        f"- {HOST_SPEED}: "
+        + (f"plain nbgrader {speed(plain['speed'][0])} at its start, {speed(plain['speed'][1])} at its end; "
+           if plain.get("speed") else "")
+        + f"ours {speed(runs['cache']['speed'])} and {speed(runs['no-cache']['speed'])} at their starts.",
         "",
         "| grader | wall time | per notebook | speed-up |",
         "|---|---|---|---|",

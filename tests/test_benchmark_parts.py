@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.bench_notebooks import reductions_alone, same_numbers, step_tensors
 from benchmarks.bench_widgets import OldMonitorExplorer
+from benchmarks.host import fresh_import_s, reference_step_ms, speed_note
 from benchmarks.explorer_before import before_explorer
 from course_lib import widgets
 
@@ -31,3 +32,11 @@ def test_the_arithmetic_floor_reduces_one_step_s_tensors():
     assert all(t is not None and t.shape == w.shape for t, w in zip(tensors["grads"], tensors["weights"]))
     assert all(a.shape == g.shape for a, g in zip(tensors["acts"], tensors["outs"]))
     assert all(seconds > 0 for seconds in reductions_alone(3, 8, 16, repeats=2))
+
+
+def test_the_host_probe_times_a_step_and_a_fresh_import():
+    step, imports = reference_step_ms(seconds=0.05), fresh_import_s(repeats=1)
+    assert 0 < step < 1000 and 0 < imports < 120
+    note = speed_note((step, imports), (2 * step, imports))
+    assert note.startswith("Host speed") and note.endswith("at the end.")
+    assert f"{step:.2f} ms" in note and f"{2 * step:.2f} ms" in note
