@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.reference_monitor import GradientMonitor as ReferenceMonitor  # noqa: E402
-from benchmarks.host import probe, speed_note  # noqa: E402
+from benchmarks.host import probe, sgd_steps, speed_note  # noqa: E402
 from benchmarks.sections import write_section  # noqa: E402
 from course_lib.datasets import load_digits  # noqa: E402
 from course_lib.models import build_mlp  # noqa: E402
@@ -106,12 +106,7 @@ def time_monitor(depth: int, width: int, batch: int, *, rounds: int, seconds: fl
     opt = torch.optim.SGD(net.parameters(), lr=1e-3)
 
     def run(n):
-        start = time.thread_time()
-        for _ in range(n):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(X), y).backward()
-            opt.step()
-        return (time.thread_time() - start) / n
+        return sgd_steps(net, opt, X, y, n)
 
     steps = max(2 * every, round(seconds / run(3)))
     bare, before, after, hooks = [], [], [], []

@@ -31,15 +31,21 @@ def reference_step_ms(seconds: float = 2.0) -> float:
         rounds = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(rounds) < 5:
-            start = time.thread_time()
-            for _ in range(25):
-                opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(net(X), y).backward()
-                opt.step()
-            rounds.append((time.thread_time() - start) / 25 * 1e3)
+            rounds.append(sgd_steps(net, opt, X, y, 25) * 1e3)
         return statistics.median(rounds)
     finally:
         torch.set_num_threads(threads)
+
+
+def sgd_steps(net, opt, X, y, steps: int) -> float:
+    """Run `steps` SGD steps (zero_grad, forward, cross-entropy, backward, step); CPU seconds of this thread
+    per step (other processes on a busy machine do not inflate it as they do wall time)."""
+    start = time.thread_time()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        opt.step()
+    return (time.thread_time() - start) / steps
 
 
 def fresh_import_s(repeats: int = 3) -> float:

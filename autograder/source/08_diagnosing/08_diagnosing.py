@@ -64,8 +64,8 @@ plateau = {"depth": 8, "activation": "sigmoid", "init": "standard"}  # settings 
 X_probe, y_probe = probe_batch()  # 256 digits: the batch every diagnosis below measures on
 
 # %% tags=["demo"]
-sweep = dict(zip((0.01, 1.0, 10.0), train_side_by_side(plateau, lr=[0.01, 1.0, 10.0])))  # as one stacked network
-sweep = dict(sorted({**sweep, LR: train_network(plateau, monitor=True)}.items()))  # section 2 reads lr 0.1's monitor
+slow, fast, fastest = train_side_by_side(plateau, lr=[0.01, 1.0, 10.0])  # three rates as one stacked network
+sweep = {0.01: slow, LR: train_network(plateau, monitor=True), 1.0: fast, 10.0: fastest}  # section 2 reads 0.1's
 ax = plot_training_curves({f"lr = {lr:g}": run for lr, run in sweep.items()}, smooth=10)
 ax.axhline(math.log(10), color="black", linestyle="--", linewidth=1, label="ln 10 (chance)")
 ax.set_title("8-layer sigmoid net: a learning-rate sweep")
